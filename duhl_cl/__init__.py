@@ -1,0 +1,29 @@
+"""duhl-cl: generalized linear models larger than accelerator memory, on any OpenCL device.
+
+Estimators follow scikit-learn's conventions; every fit reports a certified duality gap
+(``dual_gap_``). See DESIGN.md for the maths and README.md for the quick start.
+"""
+
+from .discovery import DeviceError, open_device
+from .estimators import ElasticNet, Lasso, LinearSVC, LogisticRegression, NotFittedError, Ridge
+from .ledger import MemoryBudgetError
+from .profiles import ProfileError, list_profiles, load_profile
+from .solver import ConvergenceWarning
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Lasso",
+    "ElasticNet",
+    "Ridge",
+    "LinearSVC",
+    "LogisticRegression",
+    "ConvergenceWarning",
+    "DeviceError",
+    "MemoryBudgetError",
+    "NotFittedError",
+    "ProfileError",
+    "open_device",
+    "load_profile",
+    "list_profiles",
+]

@@ -1,0 +1,233 @@
+"""The data on the host: input checks and the per-coordinate storage the device reads.
+
+Primal models read columns of X (dense column-major, or CSC), dual models rows (dense
+row-major, or CSR). :class:`CoordinateStore` lays either out as slots: coordinate i's values
+start at ``offs[i]`` (64-bit) and, when sparse, ``lens[i]`` (index, value) pairs follow. A
+float32 input stays float32, sparse input is never densified, and an input already in the
+needed layout and precision is used without a copy.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["check_X", "check_y_regression", "check_y_binary", "CoordinateStore", "matvec", "rmatvec"]
+
+
+class DataConversionWarning(UserWarning):
+    """The input was converted in a way the caller may not expect."""
+
+
+def _dtype_for(dtype):
+    if dtype is None:
+        return None
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def check_X(X, *, name="X"):
+    """Validate a design matrix.
+
+    Returns a 2-D float32/float64 ndarray (memmaps pass through) or a CSR/CSC matrix.
+    Integer and object input becomes float64; complex, NaN and infinity are refused.
+    """
+    if sp.issparse(X):
+        if X.format not in ("csr", "csc"):
+            X = X.tocsr() if X.format != "coo" else X.tocsc()
+        if X.dtype not in (np.float32, np.float64):
+            if np.iscomplexobj(X.data):
+                raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}")
+            X = X.astype(np.float64)
+        data = X.data
+    else:
+        if hasattr(X, "__array__") and not isinstance(X, np.ndarray):
+            X = np.asarray(X)
+        elif not isinstance(X, np.ndarray):
+            X = np.asarray(X)
+        if np.iscomplexobj(X):
+            raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}")
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)  # raises TypeError on non-numbers, naming them
+        data = X
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected a 2D array for {name}, got {X.ndim}D array instead with shape "
+            f"{X.shape}; reshape your data with X.reshape(-1, 1) for a single feature or "
+            f"X.reshape(1, -1) for a single sample"
+        )
+    n, d = X.shape
+    if n == 0 or d == 0:
+        raise ValueError(
+            f"Found array with {n} sample(s) and {d} feature(s) ({name} has shape {X.shape}) "
+            f"while a minimum of 1 is required"
+        )
+    if not np.isfinite(data).all() if data.size else False:
+        bad = "NaN" if np.isnan(data).any() else "infinity"
+        raise ValueError(
+            f"Input {name} contains {bad} (NaN or inf values are not allowed); remove or "
+            f"impute them first, e.g. with sklearn.impute.SimpleImputer"
+        )
+    return X
+
+
+def _check_y_shape(y, n_samples):
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected. Please change the "
+            "shape of y to (n_samples,), for example using ravel().",
+            DataConversionWarning,
+            stacklevel=3,
+        )
+        y = y.ravel()
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D of shape (n_samples,), got shape {y.shape}")
+    if y.shape[0] != n_samples:
+        raise ValueError(
+            f"X and y have inconsistent numbers of samples: X has {n_samples} rows, y has "
+            f"{y.shape[0]} entries; pass one target per row of X"
+        )
+    return y
+
+
+def check_y_regression(y, n_samples):
+    """Validate a regression target: 1-D, finite, one per sample; float64."""
+    y = _check_y_shape(y, n_samples)
+    if np.iscomplexobj(y):
+        raise ValueError("Complex data not supported in y")
+    y = y.astype(np.float64)
+    if not np.isfinite(y).all():
+        raise ValueError("Input y contains NaN or infinity; remove those samples first")
+    return y
+
+
+def check_y_binary(y, n_samples):
+    """Validate binary labels; returns (classes, y_pm) with y_pm in {-1.0, +1.0}.
+
+    ``classes[1]`` is the positive class, as in scikit-learn.
+    """
+    y = _check_y_shape(y, n_samples)
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise ValueError("Input y contains NaN or infinity; remove those samples first")
+    if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+        raise ValueError(
+            "Unknown label type: continuous. The classifiers here need two classes; for a "
+            "continuous target use Lasso, ElasticNet or Ridge"
+        )
+    if y.dtype == object:
+        kinds = {type(v) for v in y}
+        if not (all(issubclass(k, str) for k in kinds) or all(issubclass(k, numbers.Integral) for k in kinds)):
+            raise ValueError(f"Unknown label type: mixed or unsupported types {sorted(k.__name__ for k in kinds)}")
+    classes, y_idx = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(
+            f"y contains only one class ({classes[0]!r}); a binary classifier needs samples "
+            f"of two classes"
+        )
+    if len(classes) > 2:
+        raise ValueError(
+            f"y has {len(classes)} classes ({', '.join(map(repr, classes[:5]))}"
+            f"{', ...' if len(classes) > 5 else ''}); these classifiers are binary: pass labels "
+            f"of exactly two classes (e.g. one class against the rest)"
+        )
+    return classes, np.where(y_idx == 1, 1.0, -1.0)
+
+
+def matvec(X, x, block=1 << 24):
+    """``X @ x`` in float64 for a float32/float64 X, without upcasting all of X at once."""
+    x = np.asarray(x, dtype=np.float64)
+    if sp.issparse(X) or X.dtype == np.float64:
+        return np.asarray(X @ x, dtype=np.float64)
+    n = X.shape[0]
+    rows = max(1, block // max(X.shape[1], 1))
+    out = np.empty(n)
+    for i in range(0, n, rows):
+        out[i : i + rows] = X[i : i + rows].astype(np.float64) @ x
+    return out
+
+
+def rmatvec(X, y, block=1 << 24):
+    """``X.T @ y`` in float64 for a float32/float64 X, without upcasting all of X at once."""
+    y = np.asarray(y, dtype=np.float64)
+    if sp.issparse(X) or X.dtype == np.float64:
+        return np.asarray(X.T @ y, dtype=np.float64)
+    n = X.shape[0]
+    rows = max(1, block // max(X.shape[1], 1))
+    out = np.zeros(X.shape[1])
+    for i in range(0, n, rows):
+        out += y[i : i + rows] @ X[i : i + rows].astype(np.float64)
+    return out
+
+
+class CoordinateStore:
+    """The coordinates of a problem as slots the device reads (see module docstring).
+
+    Parameters
+    ----------
+    X : ndarray or CSR/CSC matrix of shape (n_samples, n_features)
+    primal : bool
+        Coordinates are columns (True) or rows (False).
+    dtype : numpy dtype
+        Device precision (float32 or float64).
+    labels : ndarray of shape (n_samples,), optional
+        Dual models: the +-1 label of each row.
+    bias : float
+        Dual models: value of the constant bias feature (0 for none), added to sqnorm.
+
+    Attributes
+    ----------
+    val : ndarray (dtype,) -- all values, slot after slot
+    idx : ndarray (int32,) or None -- sparse row/column indices
+    offs : ndarray (uint64, n_coords) -- where each slot starts in val/idx
+    lens : ndarray (int32, n_coords) -- entries per slot (dim for dense)
+    sqnorm : ndarray (float64, n_coords) -- squared norm of each coordinate's vector
+    dim : int -- length of a dense slot (n_samples for primal, n_features for dual)
+    """
+
+    def __init__(self, X, *, primal: bool, dtype, labels=None, bias: float = 0.0):
+        dtype = np.dtype(dtype)
+        self.primal, self.dtype = primal, dtype
+        self.sparse = sp.issparse(X)
+        n, d = X.shape
+        self.n_coords, self.dim = (d, n) if primal else (n, d)
+        if self.sparse:
+            M = X.tocsc() if primal else X.tocsr()
+            if M.nnz > np.iinfo(np.int32).max:
+                raise ValueError(
+                    f"X has {M.nnz} nonzeros; the device indices are 32-bit per entry but "
+                    f"offsets are 64-bit: split X into parts of fewer than 2**31 nonzeros"
+                )
+            self.val = np.asarray(M.data, dtype=dtype)
+            self.idx = np.asarray(M.indices, dtype=np.int32)
+            ptr = np.asarray(M.indptr, dtype=np.int64)
+            self.offs = ptr[:-1].astype(np.uint64)
+            self.lens = np.diff(ptr).astype(np.int32)
+            sq = np.asarray(M.multiply(M).sum(axis=0 if primal else 1), dtype=np.float64).ravel()
+            self.matrix = M
+        else:
+            M = np.asfortranarray(X, dtype=dtype) if primal else np.ascontiguousarray(X, dtype=dtype)
+            self.val = M.ravel(order="F" if primal else "C")
+            self.idx = None
+            self.offs = np.arange(self.n_coords, dtype=np.uint64) * np.uint64(self.dim)
+            self.lens = np.full(self.n_coords, self.dim, dtype=np.int32)
+            sq = np.einsum("ij,ij->j" if primal else "ij,ij->i", M, M, dtype=np.float64)
+            self.matrix = M
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.float64)
+        self.sqnorm = sq + (bias * bias if not primal else 0.0)
+
+    @property
+    def nbytes(self) -> int:
+        return self.val.nbytes + (self.idx.nbytes if self.idx is not None else 0)
+
+    def coordinate(self, s):
+        """(indices, values) of coordinate s; indices is a slice for dense storage."""
+        o, n = int(self.offs[s]), int(self.lens[s])
+        if self.sparse:
+            return self.idx[o : o + n], self.val[o : o + n]
+        return slice(0, self.dim), self.val[o : o + n]

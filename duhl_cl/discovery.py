@@ -1,0 +1,195 @@
+"""OpenCL device discovery: find the device a profile describes, never "platform 0".
+
+A profile matches a device when each non-empty match field is a case-insensitive substring
+of the corresponding OpenCL property. ``emulate=True`` runs a profile whose device is absent
+on the PoCL CPU device, keeping the profile's limits and kernel variant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .profiles import DeviceProfile, load_profile
+
+__all__ = ["DeviceError", "DeviceInfo", "Device", "enumerate_devices", "open_device"]
+
+
+class DeviceError(RuntimeError):
+    """No OpenCL device matches, or the device cannot do what was asked."""
+
+
+def _cl():
+    # pyopencl is imported lazily so that profile handling and `--help` work without a driver.
+    import pyopencl as cl
+
+    return cl
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What discovery reports about one OpenCL device."""
+
+    platform_index: int
+    device_index: int
+    platform: str
+    vendor: str
+    name: str
+    type: str
+    global_mem: int
+    max_alloc: int
+    compute_units: int
+    fp64: bool
+    version: str
+
+    def describe(self) -> str:
+        return f"[{self.platform_index}:{self.device_index}] {self.platform} / {self.name} ({self.type})"
+
+
+def _type_name(cl, t) -> str:
+    if t & cl.device_type.GPU:
+        return "GPU"
+    if t & cl.device_type.ACCELERATOR:
+        return "ACCELERATOR"
+    if t & cl.device_type.CPU:
+        return "CPU"
+    return "OTHER"
+
+
+@lru_cache(maxsize=1)
+def _platforms():
+    cl = _cl()
+    try:
+        return tuple(cl.get_platforms())
+    except cl.Error as exc:  # no ICD installed at all
+        raise DeviceError(
+            f"no OpenCL platform is installed ({exc}); install one, e.g. "
+            f"'pip install pocl-binary-distribution' for a CPU device"
+        ) from None
+
+
+def enumerate_devices() -> list[tuple[DeviceInfo, object]]:
+    """Every OpenCL device present, as (info, pyopencl.Device) pairs."""
+    cl = _cl()
+    out = []
+    for pi, plat in enumerate(_platforms()):
+        try:
+            devices = plat.get_devices()
+        except cl.Error:
+            continue
+        for di, dev in enumerate(devices):
+            info = DeviceInfo(
+                platform_index=pi,
+                device_index=di,
+                platform=plat.name.strip(),
+                vendor=dev.vendor.strip(),
+                name=dev.name.strip(),
+                type=_type_name(cl, dev.type),
+                global_mem=int(dev.global_mem_size),
+                max_alloc=int(dev.max_mem_alloc_size),
+                compute_units=int(dev.max_compute_units),
+                fp64="cl_khr_fp64" in dev.extensions or dev.double_fp_config != 0,
+                version=dev.version.strip(),
+            )
+            out.append((info, dev))
+    return out
+
+
+def matches(profile: DeviceProfile, info: DeviceInfo) -> bool:
+    """Whether ``info`` is a device of the kind ``profile`` describes."""
+
+    def sub(needle, hay):
+        return needle.lower() in hay.lower()
+
+    return (
+        sub(profile.match_platform, info.platform)
+        and sub(profile.match_vendor, info.vendor)
+        and sub(profile.match_name, info.name)
+        and (profile.match_type == "ANY" or profile.match_type == info.type)
+    )
+
+
+def _listing(devices) -> str:
+    if not devices:
+        return "  (no OpenCL devices at all)"
+    return "\n".join("  " + info.describe() + f", vendor {info.vendor!r}" for info, _ in devices)
+
+
+@dataclass
+class Device:
+    """An opened device: its profile (limits in force), context and queue."""
+
+    profile: DeviceProfile
+    info: DeviceInfo
+    cl_device: object
+    context: object
+    queue: object
+
+    @property
+    def emulated(self) -> bool:
+        return self.profile.emulated
+
+    @property
+    def fp64(self) -> bool:
+        return self.info.fp64
+
+    def label(self) -> str:
+        return f"{self.profile.label()} on {self.info.name}"
+
+
+@lru_cache(maxsize=None)
+def _context_for(pi: int, di: int):
+    # One context and one in-order queue per device for the life of the process: creating
+    # contexts per fit is slow and some drivers leak them.
+    cl = _cl()
+    dev = _platforms()[pi].get_devices()[di]
+    ctx = cl.Context([dev])
+    return dev, ctx, cl.CommandQueue(ctx, dev)
+
+
+def open_device(spec=None, *, emulate: bool = False) -> Device:
+    """Open the device described by a profile.
+
+    Parameters
+    ----------
+    spec : str, path, DeviceProfile, Device or None
+        Profile name or path; None means ``"pocl-cpu"`` (or ``$DUHL_CL_DEVICE`` if set).
+    emulate : bool
+        Run the profile on the PoCL CPU device when its own device is absent, with the
+        profile's budget, largest allocation and kernel variant; outputs say "emulated".
+    """
+    if isinstance(spec, Device):
+        return spec
+    if spec is None:
+        spec = os.environ.get("DUHL_CL_DEVICE") or "pocl-cpu"
+    profile = load_profile(spec)
+    devices = enumerate_devices()
+    found = [(i, d) for i, d in devices if matches(profile, i)]
+    emulated = False
+    if not found and emulate:
+        pocl = load_profile("pocl-cpu")
+        found = [(i, d) for i, d in devices if matches(pocl, i)]
+        emulated = True
+        if not found:
+            raise DeviceError(
+                f"cannot emulate profile {profile.name!r}: emulation runs on the PoCL CPU "
+                f"device, which is not present. Devices present:\n{_listing(devices)}\n"
+                f"Install it with 'pip install pocl-binary-distribution'."
+            )
+    if not found:
+        raise DeviceError(
+            f"no OpenCL device matches profile {profile.name!r} ({profile.path}: platform "
+            f"~{profile.match_platform!r}, vendor ~{profile.match_vendor!r}, type "
+            f"{profile.match_type}, name ~{profile.match_name!r}). Devices present:\n"
+            f"{_listing(devices)}\nUse a profile that matches one of them (see 'duhl-cl "
+            f"devices'), or emulate this one on PoCL with emulate=True / --emulate."
+        )
+    info, _ = found[0]
+    cl_dev, ctx, queue = _context_for(info.platform_index, info.device_index)
+    # The limits in force are the profile's, clipped to what the device itself reports.
+    budget = profile.budget if emulated else min(profile.budget, info.global_mem)
+    max_alloc = min(profile.max_alloc, info.max_alloc, budget)
+    profile = dataclasses.replace(profile, budget=budget, max_alloc=max_alloc, emulated=emulated)
+    return Device(profile=profile, info=info, cl_device=cl_dev, context=ctx, queue=queue)

@@ -1,0 +1,433 @@
+"""scikit-learn-style estimators: Lasso, ElasticNet, Ridge, LinearSVC, LogisticRegression.
+
+They follow scikit-learn's conventions (parameters, fitted attributes ending in ``_``,
+``get_params``/``set_params``, ``clone`` and ``GridSearchCV`` work) without importing
+scikit-learn, which is only a test reference.
+
+Objectives (m = n_samples), as in scikit-learn:
+
+- Lasso: ``(1/2m)||y - Xw - b||^2 + alpha ||w||_1``
+- ElasticNet: ``(1/2m)||y - Xw - b||^2 + alpha l1_ratio ||w||_1 + alpha (1 - l1_ratio)/2 ||w||^2``
+- Ridge: ``||y - Xw - b||^2 + alpha ||w||^2`` (reported divided by 2m)
+- LinearSVC: ``1/2||w||^2 + C sum loss(y_j (x_j w + b))``, hinge or squared hinge, solved in
+  the dual (liblinear's). The intercept is liblinear's: a constant feature of value
+  ``intercept_scaling`` whose weight is penalised like the others.
+- LogisticRegression(penalty="l2"): ``1/2||w||^2 + C sum log(1 + exp(-y_j (x_j w + b)))``
+  solved in the dual with liblinear's bias feature; penalty="l1": ``||w||_1 + C sum log(...)``
+  solved in the primal with an unpenalised intercept (as scikit-learn's saga solver).
+
+Stopping: the certified duality gap ``dual_gap_ <= tol * scale``, where scale is
+``||y - mean(y)||^2 / m`` (``||y||^2 / m`` without intercept) for the squared loss, as in
+scikit-learn's Lasso, and the objective at zero coefficients otherwise (``C m`` for the SVMs,
+``C m log 2`` for the dual logistic, the intercept-only logistic loss for L1-logistic).
+``dual_gap_`` and ``objective_`` are on the scale of the normalised objective the model
+solves (Ridge: the objective above divided by 2m; L1-logistic: divided by C m).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from . import models
+from .data import CoordinateStore, check_X, check_y_binary, check_y_regression
+from .discovery import open_device
+from .profiles import DeviceProfile
+from .solver import solve
+
+__all__ = ["Lasso", "ElasticNet", "Ridge", "LinearSVC", "LogisticRegression", "NotFittedError"]
+
+
+class NotFittedError(ValueError, AttributeError):
+    """The estimator is used before ``fit``."""
+
+
+class _Base:
+    """Parameters, validation and the fit driver shared by every estimator."""
+
+    _estimator_type = None
+
+    # -- scikit-learn protocol without scikit-learn
+    @classmethod
+    def _get_param_names(cls):
+        sig = inspect.signature(cls.__init__)
+        return sorted(p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD)
+
+    def get_params(self, deep=True):
+        return {k: getattr(self, k) for k in self._get_param_names()}
+
+    def set_params(self, **params):
+        valid = self._get_param_names()
+        for k, v in params.items():
+            if k not in valid:
+                raise ValueError(
+                    f"Invalid parameter {k!r} for estimator {type(self).__name__}; valid "
+                    f"parameters are: {', '.join(valid)}"
+                )
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self):
+        defaults = {
+            k: p.default for k, p in inspect.signature(type(self).__init__).parameters.items()
+        }
+        changed = [
+            f"{k}={v!r}"
+            for k, v in self.get_params().items()
+            if not (k in defaults and _same(defaults[k], v))
+        ]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "coef_")
+
+    def __sklearn_tags__(self):
+        # Only scikit-learn calls this, so importing it here costs nothing otherwise.
+        from sklearn.utils import ClassifierTags, InputTags, RegressorTags, Tags, TargetTags
+
+        tags = Tags(
+            estimator_type=self._estimator_type,
+            target_tags=TargetTags(required=True),
+            input_tags=InputTags(sparse=True),
+        )
+        if self._estimator_type == "classifier":
+            tags.classifier_tags = ClassifierTags(multi_class=False)
+        else:
+            tags.regressor_tags = RegressorTags()
+        return tags
+
+    def _check_fitted(self):
+        if not hasattr(self, "coef_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                f"appropriate arguments before using this estimator."
+            )
+
+    # -- validation
+    def _check_common_params(self):
+        for name in ("tol",):
+            val = getattr(self, name)
+            if not isinstance(val, (int, float, np.floating)) or not val >= 0:
+                raise ValueError(f"{name} must be a number >= 0, got {val!r}")
+        if not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
+            raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
+        if self.max_time is not None and not (
+            isinstance(self.max_time, (int, float)) and self.max_time > 0
+        ):
+            raise ValueError(f"max_time must be None or a number of seconds > 0, got {self.max_time!r}")
+        if self.dtype not in (None, "float32", "float64", np.float32, np.float64):
+            raise ValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
+
+    def _check_X_predict(self, X):
+        self._check_fitted()
+        X = check_X(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input"
+            )
+        return X
+
+    # -- the fit driver
+    def _fit(self, X, y_model, model, y_raw=None):
+        self._check_common_params()
+        if isinstance(self.device, (str, DeviceProfile)) or self.device is None or hasattr(self.device, "__fspath__"):
+            device = open_device(self.device, emulate=self.emulate)
+        else:
+            device = open_device(self.device)
+        dtype = self.dtype or device.profile.precision
+        dtype = np.dtype(dtype)
+        if dtype == np.float64 and not device.fp64:
+            raise ValueError(
+                f"dtype float64 needs a device with cl_khr_fp64, and {device.info.name} has "
+                f"none; use dtype='float32'"
+            )
+        model.setup(X, y_model, self.fit_intercept)
+        labels = y_model if not model.primal else None
+        store = CoordinateStore(X, primal=model.primal, dtype=dtype, labels=labels, bias=getattr(model, "bias", 0.0))
+        alpha0, b00 = None, 0.0
+        if self.warm_start and hasattr(self, "_alpha") and len(self._alpha) == model.n_coords:
+            alpha0, b00 = self._alpha, getattr(self, "_intercept0", 0.0)
+        result = solve(
+            model,
+            store,
+            device,
+            tol=float(self.tol),
+            max_iter=int(self.max_iter),
+            max_time=self.max_time,
+            random_state=self.random_state,
+            alpha0=alpha0,
+            intercept0=b00,
+            verbose=self.verbose,
+        )
+        self._alpha = result.alpha
+        self._intercept0 = result.intercept
+        if model.primal:
+            coef, intercept = result.alpha.copy(), result.intercept
+        else:
+            coef, intercept = result.shared[:-1].copy(), float(result.shared[-1] * model.bias)
+        self.coef_ = coef
+        self.intercept_ = float(intercept) if self.fit_intercept else 0.0
+        self.dual_gap_ = result.gap
+        self.objective_ = result.objective
+        self.n_iter_ = result.n_iter
+        self.history_ = result.history
+        self.converged_ = result.converged
+        self.device_ = device.label()
+        self.stats_ = {
+            "bytes_h2d": result.bytes_h2d,
+            "bytes_d2h": result.bytes_d2h,
+            "ledger_peak": result.ledger_peak,
+            "time": result.time,
+            "dtype": str(dtype),
+            "emulated": device.emulated,
+        }
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def _decision(self, X):
+        X = self._check_X_predict(X)
+        return np.asarray(X @ self.coef_, dtype=np.float64).ravel() + self.intercept_
+
+
+def _same(a, b):
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except Exception:
+        return a is b
+
+
+def _check_positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value > 0 or not np.isfinite(value):
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+class _Regressor(_Base):
+    _estimator_type = "regressor"
+
+    def fit(self, X, y):
+        """Fit on X of shape (n_samples, n_features) (dense, memmap or sparse) and y (n_samples,)."""
+        X = check_X(X)
+        y = check_y_regression(y, X.shape[0])
+        return self._fit(X, y, self._make_model(X))
+
+    def predict(self, X):
+        """Predictions, shape (n_samples,)."""
+        return self._decision(X)
+
+    def score(self, X, y):
+        """Coefficient of determination R^2 of the predictions."""
+        y = np.asarray(y, dtype=np.float64).ravel()
+        resid = y - self.predict(X)
+        tot = ((y - y.mean()) ** 2).sum()
+        return 1.0 - (resid @ resid) / tot if tot > 0 else (1.0 if resid @ resid == 0 else 0.0)
+
+
+_COMMON_DOC = """
+    fit_intercept : bool, default=True
+    tol : float
+        Stop when the certified duality gap <= tol * scale (see the module docstring).
+    max_iter : int
+        Maximum number of passes over the data.
+    max_time : float or None
+        Wall-clock limit in seconds.
+    warm_start : bool
+        Start from the previous fit's solution.
+    random_state : int, Generator or None
+        Seeds the shuffled order of the coordinates.
+    verbose : int
+        Print a line per pass when > 0.
+    device : str, path, DeviceProfile or Device
+        Device profile name (default "pocl-cpu"), a path to a profile, or an opened device.
+    emulate : bool
+        Run the profile on PoCL when its device is absent (outputs say "emulated").
+    dtype : None, "float32" or "float64"
+        Device precision; None takes the profile's (float32 by default).
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_features,)
+    intercept_ : float
+    dual_gap_ : float
+        Certified duality gap: objective_ - optimum <= dual_gap_.
+    objective_ : float
+    n_iter_ : int
+        Passes run.
+    history_ : list of dict
+        One record per pass: round, time, gap, certified, objective.
+"""
+
+
+class Lasso(_Regressor):
+    __doc__ = "Lasso: ``(1/2m)||y - Xw - b||^2 + alpha ||w||_1``.\n\n    Parameters\n    ----------\n    alpha : float > 0" + _COMMON_DOC
+
+    def __init__(
+        self, alpha=1.0, *, fit_intercept=True, tol=1e-4, max_iter=1000, max_time=None,
+        warm_start=False, random_state=None, verbose=0, device="pocl-cpu", emulate=False, dtype=None,
+    ):  # fmt: skip
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.tol = tol
+        self.max_iter = max_iter
+        self.max_time = max_time
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+        self.emulate = emulate
+        self.dtype = dtype
+
+    def _make_model(self, X):
+        return models.SquaredL1L2(_check_positive("alpha", self.alpha), 0.0)
+
+
+class ElasticNet(_Regressor):
+    __doc__ = "ElasticNet: ``(1/2m)||y - Xw - b||^2 + alpha rho ||w||_1 + alpha (1-rho)/2 ||w||^2``.\n\n    Parameters\n    ----------\n    alpha : float > 0\n    l1_ratio : float in [0, 1]" + _COMMON_DOC
+
+    def __init__(
+        self, alpha=1.0, *, l1_ratio=0.5, fit_intercept=True, tol=1e-4, max_iter=1000,
+        max_time=None, warm_start=False, random_state=None, verbose=0, device="pocl-cpu",
+        emulate=False, dtype=None,
+    ):  # fmt: skip
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.fit_intercept = fit_intercept
+        self.tol = tol
+        self.max_iter = max_iter
+        self.max_time = max_time
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+        self.emulate = emulate
+        self.dtype = dtype
+
+    def _make_model(self, X):
+        alpha = _check_positive("alpha", self.alpha)
+        r = self.l1_ratio
+        if isinstance(r, bool) or not isinstance(r, (int, float, np.number)) or not 0 <= r <= 1:
+            raise ValueError(f"l1_ratio must be in [0, 1], got {r!r}")
+        return models.SquaredL1L2(alpha * r, alpha * (1 - r))
+
+
+class Ridge(_Regressor):
+    __doc__ = "Ridge: ``||y - Xw - b||^2 + alpha ||w||^2`` (scikit-learn's Ridge).\n\n    Parameters\n    ----------\n    alpha : float > 0" + _COMMON_DOC
+
+    def __init__(
+        self, alpha=1.0, *, fit_intercept=True, tol=1e-4, max_iter=1000, max_time=None,
+        warm_start=False, random_state=None, verbose=0, device="pocl-cpu", emulate=False, dtype=None,
+    ):  # fmt: skip
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.tol = tol
+        self.max_iter = max_iter
+        self.max_time = max_time
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+        self.emulate = emulate
+        self.dtype = dtype
+
+    def _make_model(self, X):
+        # ||r||^2 + alpha ||w||^2 = 2m [ (1/2m)||r||^2 + (alpha/m)/2 ||w||^2 ]
+        return models.SquaredL1L2(0.0, _check_positive("alpha", self.alpha) / X.shape[0])
+
+
+class _Classifier(_Base):
+    _estimator_type = "classifier"
+
+    def fit(self, X, y):
+        """Fit on X of shape (n_samples, n_features) (dense, memmap or sparse) and y of two classes."""
+        X = check_X(X)
+        classes, ypm = check_y_binary(y, X.shape[0])
+        self._fit(X, ypm, self._make_model(X))
+        self.classes_ = classes
+        return self
+
+    def decision_function(self, X):
+        """Signed distance to the boundary, shape (n_samples,); > 0 means classes_[1]."""
+        return self._decision(X)
+
+    def predict(self, X):
+        """Predicted class labels, shape (n_samples,)."""
+        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+
+    def score(self, X, y):
+        """Mean accuracy."""
+        return float(np.mean(self.predict(X) == np.asarray(y).ravel()))
+
+
+class LinearSVC(_Classifier):
+    __doc__ = "Linear SVM trained in the dual: ``1/2||w||^2 + C sum loss(y_j (x_j w + b))``.\n\n    Parameters\n    ----------\n    C : float > 0\n    loss : 'hinge' or 'squared_hinge'\n    intercept_scaling : float > 0\n        Value of liblinear's constant bias feature." + _COMMON_DOC
+
+    def __init__(
+        self, C=1.0, *, loss="squared_hinge", fit_intercept=True, intercept_scaling=1.0,
+        tol=1e-4, max_iter=1000, max_time=None, warm_start=False, random_state=None, verbose=0,
+        device="pocl-cpu", emulate=False, dtype=None,
+    ):  # fmt: skip
+        self.C = C
+        self.loss = loss
+        self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
+        self.tol = tol
+        self.max_iter = max_iter
+        self.max_time = max_time
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+        self.emulate = emulate
+        self.dtype = dtype
+
+    def _make_model(self, X):
+        C = _check_positive("C", self.C)
+        bias = _check_positive("intercept_scaling", self.intercept_scaling)
+        if self.loss == "hinge":
+            return models.Hinge(C, bias)
+        if self.loss == "squared_hinge":
+            return models.SquaredHinge(C, bias)
+        raise ValueError(f"loss must be 'hinge' or 'squared_hinge', got {self.loss!r}")
+
+
+class LogisticRegression(_Classifier):
+    __doc__ = "Binary logistic regression, L2 (dual, liblinear's) or L1 (primal) penalty.\n\n    Parameters\n    ----------\n    penalty : 'l2' or 'l1'\n    C : float > 0\n    intercept_scaling : float > 0\n        penalty='l2': value of liblinear's constant bias feature." + _COMMON_DOC
+
+    def __init__(
+        self, penalty="l2", *, C=1.0, fit_intercept=True, intercept_scaling=1.0, tol=1e-4,
+        max_iter=1000, max_time=None, warm_start=False, random_state=None, verbose=0,
+        device="pocl-cpu", emulate=False, dtype=None,
+    ):  # fmt: skip
+        self.penalty = penalty
+        self.C = C
+        self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
+        self.tol = tol
+        self.max_iter = max_iter
+        self.max_time = max_time
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+        self.emulate = emulate
+        self.dtype = dtype
+
+    def _make_model(self, X):
+        C = _check_positive("C", self.C)
+        if self.penalty == "l2":
+            return models.LogisticL2(C, _check_positive("intercept_scaling", self.intercept_scaling))
+        if self.penalty == "l1":
+            # ||w||_1 + C sum log(...) = C m [ (1/m) sum log(...) + 1/(C m) ||w||_1 ]
+            return models.LogisticL1(1.0 / (C * X.shape[0]))
+        raise ValueError(f"penalty must be 'l2' or 'l1', got {self.penalty!r}")
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n_samples, 2), columns in the order of classes_."""
+        p = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+        return np.column_stack([1 - p, p])
+
+    def predict_log_proba(self, X):
+        return np.log(self.predict_proba(X))
+

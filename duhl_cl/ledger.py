@@ -1,0 +1,109 @@
+"""The device memory ledger: every device allocation goes through it.
+
+OpenCL drivers do not enforce a memory budget of their own (PoCL happily over-commits), so
+the package does: the sum of live allocations never exceeds the profile's budget, no single
+buffer exceeds the largest allocation, and the peak is recorded.
+"""
+
+from __future__ import annotations
+
+from .profiles import format_size
+
+__all__ = ["MemoryBudgetError", "Ledger", "live_ledgers_bytes"]
+
+_ALL_LEDGERS: list = []
+
+
+class MemoryBudgetError(MemoryError):
+    """An allocation would exceed the device memory budget or the largest single allocation."""
+
+
+class Ledger:
+    """Accounts for the device buffers of one fit.
+
+    Parameters
+    ----------
+    device : duhl_cl.discovery.Device
+        The opened device; its profile gives ``budget`` and ``max_alloc`` (bytes).
+    """
+
+    def __init__(self, device):
+        self.device = device
+        self.budget = device.profile.budget
+        self.max_alloc = device.profile.max_alloc
+        self.live: dict[int, tuple[str, int, object]] = {}
+        self.live_bytes = 0
+        self.peak = 0
+        self.bytes_h2d = 0
+        self.bytes_d2h = 0
+        _ALL_LEDGERS.append(self)
+
+    def check(self, requests: dict[str, int]) -> None:
+        """Refuse up front a set of allocations that cannot fit, saying how much is needed."""
+        total = sum(requests.values())
+        big = {k: n for k, n in requests.items() if n > self.max_alloc}
+        if big:
+            name, n = max(big.items(), key=lambda kv: kv[1])
+            raise MemoryBudgetError(
+                f"the {name} buffer needs {format_size(n)} in one allocation, more than the "
+                f"largest single allocation of {self.device.profile.label()} "
+                f"({format_size(self.max_alloc)}); use a device or profile with a larger "
+                f"max_alloc, or fewer/smaller data"
+            )
+        if self.live_bytes + total > self.budget:
+            parts = ", ".join(f"{k} {format_size(n)}" for k, n in requests.items())
+            raise MemoryBudgetError(
+                f"the data needs {format_size(total)} of device memory ({parts}) but the "
+                f"budget of {self.device.profile.label()} is {format_size(self.budget)} "
+                f"({format_size(self.budget - self.live_bytes)} free); use a profile with at "
+                f"least {format_size(self.live_bytes + total)} of budget"
+            )
+
+    def alloc(self, name: str, nbytes: int, host=None):
+        """Allocate a device buffer of ``nbytes`` (copying ``host`` into it if given)."""
+        import pyopencl as cl
+
+        nbytes = max(int(nbytes), 1)  # OpenCL refuses zero-sized buffers
+        self.check({name: nbytes})
+        mf = cl.mem_flags
+        ctx = self.device.context
+        buf = cl.Buffer(ctx, mf.READ_WRITE, size=nbytes)
+        if host is not None:
+            self.upload(buf, host, wait=True)
+        self.live[id(buf)] = (name, nbytes, buf)
+        self.live_bytes += nbytes
+        self.peak = max(self.peak, self.live_bytes)
+        return buf
+
+    def upload(self, buf, host, *, wait=False) -> None:
+        """Copy a host array into a device buffer, counting the bytes."""
+        import pyopencl as cl
+
+        cl.enqueue_copy(self.device.queue, buf, host, is_blocking=wait)
+        self.bytes_h2d += host.nbytes
+
+    def download(self, host, buf) -> None:
+        """Copy a device buffer into a host array (blocking), counting the bytes."""
+        import pyopencl as cl
+
+        cl.enqueue_copy(self.device.queue, host, buf, is_blocking=True)
+        self.bytes_d2h += host.nbytes
+
+    def free(self, buf) -> None:
+        name, nbytes, _ = self.live.pop(id(buf))
+        self.live_bytes -= nbytes
+        buf.release()
+
+    def free_all(self) -> None:
+        self.device.queue.finish()
+        for _, _, buf in list(self.live.values()):
+            buf.release()
+        self.live.clear()
+        self.live_bytes = 0
+        if self in _ALL_LEDGERS:
+            _ALL_LEDGERS.remove(self)
+
+
+def live_ledgers_bytes() -> int:
+    """Bytes held by every ledger not yet freed (0 between fits)."""
+    return sum(led.live_bytes for led in _ALL_LEDGERS)

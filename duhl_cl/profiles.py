@@ -1,0 +1,287 @@
+"""Device profiles: TOML files describing an OpenCL device class and its limits.
+
+A profile says how to find its OpenCL device (substrings of platform, vendor, type and
+device name), how much device memory the package may use, the largest single allocation,
+the memory banks, the kernel variant and work-group size, the precision, how programs are
+built, and the host-link and device-memory bandwidths. Profiles are validated on load: an
+unknown key, a missing key or a bad value is a :class:`ProfileError` naming the file, the
+key, what was given and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .resources import devices_dir
+
+__all__ = [
+    "DeviceProfile",
+    "ProfileError",
+    "load_profile",
+    "list_profiles",
+    "parse_size",
+    "parse_bandwidth",
+    "format_size",
+]
+
+KERNEL_VARIANTS = ("serial", "tpa", "bucketed")
+PRECISIONS = ("float32", "float64")
+BUILD_MODES = ("source", "prebuilt")
+DEVICE_TYPES = ("CPU", "GPU", "ACCELERATOR", "ANY")
+
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+class ProfileError(ValueError):
+    """A device profile is missing, malformed or names an unknown key."""
+
+
+def parse_size(value, *, what="size") -> int:
+    """Parse ``"256 MiB"``, ``"8 GiB"``, ``"1.5GB"`` or a plain byte count into bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what}: expected a size such as '256 MiB' or a byte count, got {value!r}")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError(f"{what}: must be positive, got {value}")
+        return value
+    if isinstance(value, float) and value.is_integer() and value > 0:
+        return int(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{what}: expected a size such as '256 MiB' or a byte count, got {value!r}")
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", value)
+    unit = (m.group(2) or "b").lower() if m else None
+    if not m or unit not in _SIZE_UNITS:
+        raise ValueError(
+            f"{what}: cannot read {value!r}; write a number of bytes or a number with one of "
+            f"the units B, KB, MB, GB, KiB, MiB, GiB (e.g. '256 MiB')"
+        )
+    n = int(float(m.group(1)) * _SIZE_UNITS[unit])
+    if n <= 0:
+        raise ValueError(f"{what}: must be positive, got {value!r}")
+    return n
+
+
+def parse_bandwidth(value, *, what="bandwidth") -> float:
+    """Parse ``"12 GB/s"`` or ``"460 GiB/s"`` into bytes per second."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    if isinstance(value, str) and value.strip().lower().endswith("/s"):
+        return float(parse_size(value.strip()[:-2], what=what))
+    raise ValueError(f"{what}: cannot read {value!r}; write e.g. '12 GB/s' or bytes per second")
+
+
+def format_size(n: float) -> str:
+    """Human-readable binary size: ``format_size(3 * 2**20) == '3.0 MiB'``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """A validated device profile (see ``devices/*.toml``).
+
+    Sizes are in bytes and bandwidths in bytes per second.
+    """
+
+    name: str
+    description: str
+    source: str
+    path: str
+    match_platform: str
+    match_vendor: str
+    match_type: str
+    match_name: str
+    budget: int
+    max_alloc: int
+    banks: int
+    bank_size: int
+    host_alignment: int
+    kernel_variant: str
+    work_group_size: int
+    precision: str
+    build: str
+    binaries: str
+    host_link_bandwidth: float
+    device_memory_bandwidth: float
+    emulated: bool = field(default=False)
+
+    def label(self) -> str:
+        """Name as shown in every output: ``"fpga-u280-hbm (emulated on PoCL)"``."""
+        return f"{self.name} (emulated on PoCL)" if self.emulated else self.name
+
+
+# The schema: section -> key -> (parser, allowed-text). Parsers raise ValueError with a reason.
+def _str(v, what):
+    if not isinstance(v, str):
+        raise ValueError(f"expected a string, got {v!r}")
+    return v
+
+
+def _choice(options):
+    def parse(v, what):
+        if v not in options:
+            raise ValueError(f"given {v!r}, allowed: {', '.join(map(repr, options))}")
+        return v
+
+    return parse
+
+
+def _posint(v, what):
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise ValueError(f"given {v!r}, allowed: a positive integer")
+    return v
+
+
+def _size(v, what):
+    return parse_size(v, what=what)
+
+
+def _bw(v, what):
+    return parse_bandwidth(v, what=what)
+
+
+_SCHEMA = {
+    "": {"name": _str, "description": _str, "source": _str},
+    "match": {
+        "platform": _str,
+        "vendor": _str,
+        "type": _choice(DEVICE_TYPES),
+        "name": _str,
+    },
+    "memory": {
+        "budget": _size,
+        "max_alloc": _size,
+        "banks": _posint,
+        "bank_size": _size,
+        "host_alignment": _size,
+    },
+    "kernel": {
+        "variant": _choice(KERNEL_VARIANTS),
+        "work_group_size": _posint,
+        "precision": _choice(PRECISIONS),
+        "build": _choice(BUILD_MODES),
+        "binaries": _str,
+    },
+    "bandwidth": {"host_link": _bw, "device_memory": _bw},
+}
+
+
+def _validate(raw: dict, path: str) -> DeviceProfile:
+    out = {}
+    sections = {k for k in _SCHEMA if k}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            if key not in sections:
+                raise ProfileError(
+                    f"{path}: unknown section [{key}]; allowed sections: "
+                    f"{', '.join('[' + s + ']' for s in sorted(sections))}"
+                )
+        elif key not in _SCHEMA[""]:
+            raise ProfileError(
+                f"{path}: unknown key {key!r}; allowed top-level keys: "
+                f"{', '.join(sorted(_SCHEMA['']))} and the sections "
+                f"{', '.join('[' + s + ']' for s in sorted(sections))}"
+            )
+    for section, keys in _SCHEMA.items():
+        table = raw if section == "" else raw.get(section)
+        where = section + "." if section else ""
+        if table is None:
+            raise ProfileError(f"{path}: missing section [{section}] (keys: {', '.join(keys)})")
+        if section:
+            for key in table:
+                if key not in keys:
+                    raise ProfileError(
+                        f"{path}: unknown key '{where}{key}'; allowed in [{section}]: "
+                        f"{', '.join(keys)}"
+                    )
+        for key, parse in keys.items():
+            if key not in table:
+                raise ProfileError(f"{path}: missing key '{where}{key}'")
+            try:
+                out[(section, key)] = parse(table[key], f"{where}{key}")
+            except ValueError as exc:
+                raise ProfileError(f"{path}: bad value for '{where}{key}': {exc}") from None
+    g = out.__getitem__
+    budget, max_alloc = g(("memory", "budget")), g(("memory", "max_alloc"))
+    banks, bank_size = g(("memory", "banks")), g(("memory", "bank_size"))
+    if banks * bank_size < budget:
+        raise ProfileError(
+            f"{path}: memory.budget ({format_size(budget)}) exceeds banks x bank_size "
+            f"({banks} x {format_size(bank_size)}); lower the budget or fix the banks"
+        )
+    if max_alloc > budget:
+        max_alloc = budget  # no single buffer can be larger than the whole budget
+    return DeviceProfile(
+        name=g(("", "name")),
+        description=g(("", "description")),
+        source=g(("", "source")),
+        path=path,
+        match_platform=g(("match", "platform")),
+        match_vendor=g(("match", "vendor")),
+        match_type=g(("match", "type")),
+        match_name=g(("match", "name")),
+        budget=budget,
+        max_alloc=max_alloc,
+        banks=banks,
+        bank_size=bank_size,
+        host_alignment=g(("memory", "host_alignment")),
+        kernel_variant=g(("kernel", "variant")),
+        work_group_size=g(("kernel", "work_group_size")),
+        precision=g(("kernel", "precision")),
+        build=g(("kernel", "build")),
+        binaries=g(("kernel", "binaries")),
+        host_link_bandwidth=g(("bandwidth", "host_link")),
+        device_memory_bandwidth=g(("bandwidth", "device_memory")),
+    )
+
+
+def list_profiles() -> list[str]:
+    """Names of the profiles shipped with the package."""
+    return sorted(p.stem for p in devices_dir().glob("*.toml"))
+
+
+def load_profile(spec) -> DeviceProfile:
+    """Load a profile by shipped name (``"pocl-cpu"``), by path, or pass one through.
+
+    Parameters
+    ----------
+    spec : str, os.PathLike or DeviceProfile
+        A shipped profile name, a path to a ``.toml`` file, or a loaded profile.
+    """
+    if isinstance(spec, DeviceProfile):
+        return spec
+    if spec is None:
+        spec = "pocl-cpu"
+    spec_s = str(spec)
+    path = Path(spec_s)
+    if not (path.suffix == ".toml" or path.exists() or "/" in spec_s):
+        path = devices_dir() / f"{spec_s}.toml"
+        if not path.exists():
+            raise ProfileError(
+                f"unknown device profile {spec_s!r}; shipped profiles: "
+                f"{', '.join(list_profiles())}; or pass the path of a .toml profile "
+                f"(run 'duhl-cl devices' to see what is present)"
+            )
+    if not path.is_file():
+        raise ProfileError(f"device profile file {spec_s!r} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{path}: not valid TOML: {exc}") from None
+    return _validate(raw, str(path))

@@ -1,0 +1,77 @@
+/* cd_pass.cl -- one pass of coordinate descent over a list of resident coordinates.
+ *
+ * What it computes: for k = 0 .. n_order-1, coordinate s = order[k] (a slot of the device's
+ * working-set storage): u = a_s^T w(v), the model's step alpha[s] -> alpha_new, and
+ * v += (alpha_new - alpha[s]) * a_s. Exact sequential coordinate descent ("serial" variant).
+ * Launch: global size 1, local size 1 (one work-item walks the list; FPGA single-work-item
+ * pipelines and small CPUs; on PoCL a private loop is the fast shape, DESIGN.md section 5).
+ *
+ * Storage: slot s holds a column (primal) or a row (dual) starting at offs[s] in val (and idx
+ * when SPARSE, with lens[s] entries); dense slots hold dim contiguous values.
+ * ylab: primal, the labels y (length dim, read by the logistic datafit); dual, one label per
+ * slot. v: primal, length dim (Xb + b0 - y for the squared loss, Xb + b0 for logistic); dual,
+ * the weight vector w of length dim + 1, the last entry for the bias feature (value bias).
+ *
+ * NumPy equivalent (primal, squared loss, dense):
+ *     for s in order:
+ *         u = X[:, s] @ (v / m)
+ *         b_new = soft(q[s] * b[s] - u, l1) / (q[s] + l2);  v += (b_new - b[s]) * X[:, s]
+ * (duhl_cl/models.py, reference_pass, is the exact reference used in the tests.)
+ */
+#include "model.h"
+
+__kernel void cd_pass(__global const real *val, __global const int *idx,
+                      __global const ulong *offs, __global const int *lens,
+                      __global const int *order, const int n_order, __global real *alpha,
+                      __global const real *sqnorm, __global const real *ylab, __global real *v,
+                      const int dim, const real l1, const real l2, const real bound,
+                      const real C, const real bias, const real inv_m)
+{
+    if (get_global_id(0) != 0)
+        return;
+    for (int k = 0; k < n_order; ++k) {
+        const int s = order[k];
+        const ulong o = offs[s];
+#if SPARSE
+        const int n = lens[s];
+#else
+        const int n = dim;
+#endif
+        real u = 0;
+        for (int t = 0; t < n; ++t) {
+#if SPARSE
+            const int j = idx[o + t];
+#else
+            const int j = t;
+#endif
+#if PRIMAL
+            u += val[o + t] * datafit_grad(v[j], ylab[j], inv_m);
+#else
+            u += val[o + t] * v[j];
+#endif
+        }
+        const real a_old = alpha[s];
+#if PRIMAL
+        const real a_new = primal_step(a_old, u, sqnorm[s], l1, l2, inv_m);
+        const real d = a_new - a_old;
+#else
+        const real yl = ylab[s];
+        const real a_new = dual_step(a_old, yl * (u + bias * v[dim]), sqnorm[s], C);
+        const real d = (a_new - a_old) * yl;
+#endif
+        if (a_new == a_old)
+            continue;
+        alpha[s] = a_new;
+        for (int t = 0; t < n; ++t) {
+#if SPARSE
+            const int j = idx[o + t];
+#else
+            const int j = t;
+#endif
+            v[j] += d * val[o + t];
+        }
+#if !PRIMAL
+        v[dim] += d * bias;
+#endif
+    }
+}

@@ -1,0 +1,55 @@
+/* gap.cl -- per-coordinate duality gaps for a list of coordinates, and the datafit gradient.
+ *
+ * coord_gap: for k < n_list, slot s = list[k]: u = a_s^T w (primal) or the margin
+ *   mu = y_s (x_s^T w + bias w[dim]) (dual), and gap_s (model.h). Writes u_out[k], gap_out[k].
+ *   Launch: global size >= n_list (one work-item per coordinate, any local size).
+ * datafit_gradient: w[j] = grad f(v)_j for the primal models. Launch: global size >= dim.
+ *
+ * NumPy equivalent (primal, dense): u = X[:, slots].T @ w;
+ *     gap = b*u + l1*|b| + l2/2*b**2 + g*(-u)        (duhl_cl/models.py, Model.gaps)
+ */
+#include "model.h"
+
+__kernel void datafit_gradient(__global const real *v, __global const real *y,
+                               __global real *w, const int dim, const real inv_m)
+{
+    const int j = get_global_id(0);
+    if (j < dim)
+        w[j] = datafit_grad(v[j], y[j], inv_m);
+}
+
+__kernel void coord_gap(__global const real *val, __global const int *idx,
+                        __global const ulong *offs, __global const int *lens,
+                        __global const int *list, const int n_list,
+                        __global const real *alpha, __global const real *ylab,
+                        __global const real *w, const int dim, const real l1, const real l2,
+                        const real bound, const real C, const real bias,
+                        __global real *u_out, __global real *gap_out)
+{
+    const int k = get_global_id(0);
+    if (k >= n_list)
+        return;
+    const int s = list[k];
+    const ulong o = offs[s];
+#if SPARSE
+    const int n = lens[s];
+#else
+    const int n = dim;
+#endif
+    real u = 0;
+    for (int t = 0; t < n; ++t) {
+#if SPARSE
+        u += val[o + t] * w[idx[o + t]];
+#else
+        u += val[o + t] * w[t];
+#endif
+    }
+#if PRIMAL
+    u_out[k] = u;
+    gap_out[k] = primal_gap(alpha[s], u, l1, l2, bound);
+#else
+    const real mu = ylab[s] * (u + bias * w[dim]);
+    u_out[k] = mu;
+    gap_out[k] = dual_gap(alpha[s], mu, C);
+#endif
+}

@@ -1,0 +1,144 @@
+/* model.h -- the coordinate models shared by cd_pass.cl and gap.cl.
+ *
+ * What it computes: for one coordinate i, the datafit gradient element, the exact coordinate
+ * step and the per-coordinate duality gap gap_i = alpha_i u_i + g_i(alpha_i) + g_i*(-u_i)
+ * (DESIGN.md section 1), for every model:
+ *   MODEL 1  squared loss + l1/l2 penalty (Lasso, ElasticNet, Ridge)   primal, columns of X
+ *   MODEL 2  logistic loss + l1 penalty                                primal, columns of X
+ *   MODEL 3  hinge loss (SVM)                                          dual, rows of X
+ *   MODEL 4  squared hinge loss (SVM)                                  dual, rows of X
+ *   MODEL 5  logistic loss + l2 penalty                                dual, rows of X
+ * How it is used: included by the kernel files (the builder inlines it); not a kernel itself.
+ * NumPy equivalent: duhl_cl/models.py, which holds the same formulas in float64.
+ *
+ * Specialised only through -D defines, each with a default so that every file compiles alone:
+ *   USE_DOUBLE (0|1) precision of data, coefficients and the shared vector
+ *   MODEL      (1..5) as above
+ *   SPARSE     (0|1) dense slots (dim contiguous values) or sparse slots (index, value pairs)
+ *   INNER_ITERS       cap on the Newton iterations of the dual logistic step
+ */
+#ifndef DUHL_MODEL_H
+#define DUHL_MODEL_H
+
+#ifndef USE_DOUBLE
+#define USE_DOUBLE 0
+#endif
+#ifndef MODEL
+#define MODEL 1
+#endif
+#ifndef SPARSE
+#define SPARSE 0
+#endif
+#ifndef INNER_ITERS
+#define INNER_ITERS 50
+#endif
+
+#if USE_DOUBLE
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+typedef double real;
+#define INNER_EPS 1e-12
+#else
+typedef float real;
+#define INNER_EPS 1e-6f
+#endif
+
+#define MODEL_SQUARED 1
+#define MODEL_LOGISTIC_L1 2
+#define MODEL_HINGE 3
+#define MODEL_SQHINGE 4
+#define MODEL_LOGISTIC_L2 5
+#define PRIMAL (MODEL <= MODEL_LOGISTIC_L1)
+
+/* Primal models: element j of w = grad f(v). For the squared loss the device keeps
+ * v = X b + b0 - y (the residual's negative) so that y need not be read in the inner loop. */
+inline real datafit_grad(const real v, const real y, const real inv_m)
+{
+#if MODEL == MODEL_LOGISTIC_L1
+    return -y * inv_m / ((real)1 + exp(y * v));
+#else
+    (void)y;
+    return v * inv_m;
+#endif
+}
+
+/* Primal exact (squared) or majorised (logistic, curvature <= ||x_i||^2 / 4m) step:
+ * b <- S(q b - u, l1) / (q + l2). Every squared-loss model is this with its own l1, l2. */
+inline real primal_step(const real b, const real u, const real sqnorm, const real l1,
+                        const real l2, const real inv_m)
+{
+#if MODEL == MODEL_LOGISTIC_L1
+    const real q = sqnorm * inv_m * (real)0.25;
+#else
+    const real q = sqnorm * inv_m;
+#endif
+    const real den = q + l2;
+    if (den <= (real)0)
+        return (real)0; /* an all-zero column: only the penalty depends on b */
+    const real z = q * b - u;
+    const real s = fabs(z) - l1;
+    return s > (real)0 ? copysign(s, z) / den : (real)0;
+}
+
+/* gap_i = b u + l1|b| + l2/2 b^2 + g*(-u); with l2 = 0 the l1 term is Lipschitzed with the
+ * bound B = f(0)/l1 (Duenner et al., ICML 2016), so g*(s) = B [|s| - l1]_+. */
+inline real primal_gap(const real b, const real u, const real l1, const real l2,
+                       const real bound)
+{
+    const real t = fmax(fabs(u) - l1, (real)0);
+    real g = b * u + l1 * fabs(b);
+    if (l2 > (real)0)
+        g += (real)0.5 * l2 * b * b + t * t / ((real)2 * l2);
+    else
+        g += bound * t;
+    return g;
+}
+
+/* Dual step for sample j: mu = y_j x_j^T w is its margin, Q = ||x_j||^2 (+ bias^2). */
+inline real dual_step(const real a, const real mu, const real Q, const real C)
+{
+#if MODEL == MODEL_HINGE
+    if (Q <= (real)0)
+        return mu < (real)1 ? C : (real)0;
+    return clamp(a - (mu - (real)1) / Q, (real)0, C);
+#elif MODEL == MODEL_SQHINGE
+    const real D = (real)0.5 / C;
+    return fmax(a - (mu - (real)1 + a * D) / (Q + D), (real)0);
+#else
+    /* Logistic: minimise Q/2 (z-a)^2 + mu (z-a) + z log z + (C-z) log(C-z) over 0 < z < C
+     * by Newton's method in whichever of z, C-z is nearer zero (liblinear, Yu et al. 2011). */
+    real zold = a, sgn = (real)1;
+    if ((real)0.5 * Q * ((C - a) - a) + mu < (real)0) {
+        zold = C - a;
+        sgn = (real)-1;
+    }
+    real z = zold;
+    if (C - z < (real)0.5 * C)
+        z *= (real)0.1;
+    real gp = Q * (z - zold) + sgn * mu + log(z / (C - z));
+    for (int it = 0; it < INNER_ITERS && fabs(gp) >= INNER_EPS; ++it) {
+        const real gpp = Q + C / ((C - z) * z);
+        const real tz = z - gp / gpp;
+        z = tz <= (real)0 ? z * (real)0.1 : tz;
+        gp = Q * (z - zold) + sgn * mu + log(z / (C - z));
+    }
+    return sgn > (real)0 ? z : C - z;
+#endif
+}
+
+inline real xlogx(const real x) { return x > (real)0 ? x * log(x) : (real)0; }
+
+inline real dual_gap(const real a, const real mu, const real C)
+{
+#if MODEL == MODEL_HINGE
+    return C * fmax((real)1 - mu, (real)0) + a * (mu - (real)1);
+#elif MODEL == MODEL_SQHINGE
+    const real h = fmax((real)1 - mu, (real)0);
+    return C * h * h + a * a * (real)0.25 / C + a * (mu - (real)1);
+#else
+    /* log(1 + e^-mu) computed without overflow */
+    const real lse = fmax(-mu, (real)0) + log1p(exp(-fabs(mu)));
+    return C * lse + a * mu + xlogx(a) + xlogx(C - a) - xlogx(C);
+#endif
+}
+
+#endif /* DUHL_MODEL_H */
