@@ -117,6 +117,46 @@ def _listing(devices) -> str:
     return "\n".join("  " + info.describe() + f", vendor {info.vendor!r}" for info, _ in devices)
 
 
+def _generic_profile(info: DeviceInfo) -> DeviceProfile:
+    """A profile for a device no shipped profile describes: its own limits, serial kernels."""
+    from .profiles import DeviceProfile as P
+
+    return P(
+        name=f"generic:{info.name}",
+        description=f"derived from the device's own properties ({info.platform})",
+        source="OpenCL device queries",
+        path="(generated)",
+        match_platform=info.platform,
+        match_vendor=info.vendor,
+        match_type=info.type,
+        match_name=info.name,
+        budget=int(info.global_mem * 0.9),
+        max_alloc=info.max_alloc,
+        banks=1,
+        bank_size=info.global_mem,
+        host_alignment=64,
+        kernel_variant="serial",
+        work_group_size=1,
+        precision="float32",
+        build="source",
+        binaries="",
+        host_link_bandwidth=10e9,
+        device_memory_bandwidth=20e9,
+    )
+
+
+def _open_info(info: DeviceInfo) -> "Device":
+    from .profiles import list_profiles
+
+    profile = next(
+        (p for p in map(load_profile, list_profiles()) if matches(p, info)), None
+    ) or _generic_profile(info)
+    cl_dev, ctx, queue = _context_for(info.platform_index, info.device_index)
+    budget = min(profile.budget, info.global_mem)
+    profile = dataclasses.replace(profile, budget=budget, max_alloc=min(profile.max_alloc, info.max_alloc, budget))
+    return Device(profile=profile, info=info, cl_device=cl_dev, context=ctx, queue=queue)
+
+
 @dataclass
 class Device:
     """An opened device: its profile (limits in force), context and queue."""
@@ -154,14 +194,18 @@ def open_device(spec=None, *, emulate: bool = False) -> Device:
 
     Parameters
     ----------
-    spec : str, path, DeviceProfile, Device or None
-        Profile name or path; None means ``"pocl-cpu"`` (or ``$DUHL_CL_DEVICE`` if set).
+    spec : str, path, DeviceProfile, Device, DeviceInfo or None
+        Profile name or path; None means ``"pocl-cpu"`` (or ``$DUHL_CL_DEVICE`` if set). A
+        DeviceInfo from :func:`enumerate_devices` opens that very device with the first
+        shipped profile matching it, or limits read from the device itself.
     emulate : bool
         Run the profile on the PoCL CPU device when its own device is absent, with the
         profile's budget, largest allocation and kernel variant; outputs say "emulated".
     """
     if isinstance(spec, Device):
         return spec
+    if isinstance(spec, DeviceInfo):
+        return _open_info(spec)
     if spec is None:
         spec = os.environ.get("DUHL_CL_DEVICE") or "pocl-cpu"
     profile = load_profile(spec)

@@ -130,7 +130,7 @@ class _Base:
         return X
 
     # -- the fit driver
-    def _fit(self, X, y_model, model, y_raw=None):
+    def _fit(self, X, y_model, model, callback=None):
         self._check_common_params()
         if isinstance(self.device, (str, DeviceProfile)) or self.device is None or hasattr(self.device, "__fspath__"):
             device = open_device(self.device, emulate=self.emulate)
@@ -160,6 +160,7 @@ class _Base:
             alpha0=alpha0,
             intercept0=b00,
             verbose=self.verbose,
+            callback=callback,
         )
         self._alpha = result.alpha
         self._intercept0 = result.intercept
@@ -207,11 +208,14 @@ def _check_positive(name, value):
 class _Regressor(_Base):
     _estimator_type = "regressor"
 
-    def fit(self, X, y):
-        """Fit on X of shape (n_samples, n_features) (dense, memmap or sparse) and y (n_samples,)."""
+    def fit(self, X, y, callback=None):
+        """Fit on X of shape (n_samples, n_features) (dense, memmap or sparse) and y (n_samples,).
+
+        ``callback(record)`` is called after every pass with that pass's history record.
+        """
         X = check_X(X)
         y = check_y_regression(y, X.shape[0])
-        return self._fit(X, y, self._make_model(X))
+        return self._fit(X, y, self._make_model(X), callback)
 
     def predict(self, X):
         """Predictions, shape (n_samples,)."""
@@ -339,11 +343,14 @@ class Ridge(_Regressor):
 class _Classifier(_Base):
     _estimator_type = "classifier"
 
-    def fit(self, X, y):
-        """Fit on X of shape (n_samples, n_features) (dense, memmap or sparse) and y of two classes."""
+    def fit(self, X, y, callback=None):
+        """Fit on X of shape (n_samples, n_features) (dense, memmap or sparse) and y of two classes.
+
+        ``callback(record)`` is called after every pass with that pass's history record.
+        """
         X = check_X(X)
         classes, ypm = check_y_binary(y, X.shape[0])
-        self._fit(X, ypm, self._make_model(X))
+        self._fit(X, ypm, self._make_model(X), callback)
         self.classes_ = classes
         return self
 

@@ -68,15 +68,15 @@ def certificate(model, store: CoordinateStore, alpha, intercept=0.0) -> Certific
         if model.fit_intercept:
             v, b0 = model.intercept_update(v, 0.0)
         u = rmatvec(X, model.gradient(v))
-        gap = float(np.sum(model.gaps(alpha, u)))
-        return Certificate(max(gap, 0.0), float(model.objective(alpha, v)), alpha, b0, v)
+        gap = model.total_gap(alpha, u, v)
+        return Certificate(gap, float(model.objective(alpha, v)), alpha, b0, v)
     y = store.labels
     w = np.empty(model.shared_dim())
     w[:-1] = rmatvec(X, alpha * y)
     w[-1] = model.bias * (alpha @ y)
     mu = y * (matvec(X, w[:-1]) + model.bias * w[-1])
-    gap = float(np.sum(model.gaps(alpha, mu)))
-    return Certificate(max(gap, 0.0), float(model.primal_objective(w, mu)), alpha, model.bias * w[-1], w)
+    gap = model.total_gap(alpha, mu, w)
+    return Certificate(gap, float(model.primal_objective(w, mu)), alpha, model.bias * w[-1], w)
 
 
 def _initial_shared(model, store, alpha, intercept):
@@ -142,23 +142,26 @@ def solve(
                 break
             dev.run_pass(rng.permutation(store.n_coords).astype(np.int32))
             n_iter += 1
+            v = dev.get_shared().astype(np.float64)
             if model.primal and model.fit_intercept:
-                v = dev.get_shared().astype(np.float64)
                 v, b0 = model.intercept_update(v, b0)
                 dev.set_shared(v)
-            _, g = dev.gaps()
-            estimate = float(np.sum(g, dtype=np.float64))
-            record = {"round": n_iter, "time": 0.0, "gap": estimate, "certified": False}
+            # The estimate: the device computes u (the O(nnz) part) in its precision, the
+            # host turns it into gaps and an objective in float64.
+            u, _ = dev.gaps()
+            alpha = dev.get_alpha().astype(np.float64)
+            u = u.astype(np.float64)
+            estimate = model.total_gap(alpha, u, v)
+            objective = model.objective(alpha, v) if model.primal else model.primal_objective(v, u)
+            record = {"round": n_iter, "time": 0.0, "gap": estimate, "certified": False,
+                      "objective": float(objective)}  # fmt: skip
             if not np.isfinite(estimate) or estimate <= target:
-                alpha = dev.get_alpha().astype(np.float64)
                 cert = certificate(model, store, alpha, b0)
                 b0 = cert.intercept
                 record.update(gap=cert.gap, certified=True, objective=cert.objective)
                 # Resynchronise the device's shared vector with the exact one: a float32
                 # device accumulates rounding in v over many passes.
                 dev.set_shared(cert.shared)
-            else:
-                record["objective"] = None
             record["time"] = time.perf_counter() - t0
             history.append(record)
             if verbose:
