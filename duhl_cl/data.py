@@ -58,14 +58,14 @@ def check_X(X, *, name="X"):
     if X.ndim != 2:
         raise ValueError(
             f"Expected a 2D array for {name}, got {X.ndim}D array instead with shape "
-            f"{X.shape}; reshape your data with X.reshape(-1, 1) for a single feature or "
+            f"{X.shape}. Reshape your data with X.reshape(-1, 1) for a single feature or "
             f"X.reshape(1, -1) for a single sample"
         )
     n, d = X.shape
     if n == 0 or d == 0:
         raise ValueError(
-            f"Found array with {n} sample(s) and {d} feature(s) ({name} has shape {X.shape}) "
-            f"while a minimum of 1 is required"
+            f"Found array with {n} sample(s) and {d} feature(s) (shape=({n}, {d})) while a "
+            f"minimum of 1 is required. {name} must have at least one sample and one feature."
         )
     if not np.isfinite(data).all() if data.size else False:
         bad = "NaN" if np.isnan(data).any() else "infinity"
@@ -77,6 +77,11 @@ def check_X(X, *, name="X"):
 
 
 def _check_y_shape(y, n_samples):
+    if y is None:
+        raise ValueError(
+            "This estimator requires y to be passed, but the target y is None; pass one target "
+            "per row of X"
+        )
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         warnings.warn(
@@ -87,7 +92,7 @@ def _check_y_shape(y, n_samples):
         )
         y = y.ravel()
     if y.ndim != 1:
-        raise ValueError(f"y must be 1-D of shape (n_samples,), got shape {y.shape}")
+        raise ValueError(f"y should be a 1d array of shape (n_samples,), got shape {y.shape}")
     if y.shape[0] != n_samples:
         raise ValueError(
             f"X and y have inconsistent numbers of samples: X has {n_samples} rows, y has "
@@ -132,9 +137,9 @@ def check_y_binary(y, n_samples):
         )
     if len(classes) > 2:
         raise ValueError(
-            f"y has {len(classes)} classes ({', '.join(map(repr, classes[:5]))}"
-            f"{', ...' if len(classes) > 5 else ''}); these classifiers are binary: pass labels "
-            f"of exactly two classes (e.g. one class against the rest)"
+            f"Only binary classification is supported. y has {len(classes)} classes "
+            f"({', '.join(map(str, classes[:5]))}{', ...' if len(classes) > 5 else ''}); pass "
+            f"labels of exactly two classes (e.g. one class against the rest)"
         )
     return classes, np.where(y_idx == 1, 1.0, -1.0)
 

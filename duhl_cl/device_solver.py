@@ -7,6 +7,8 @@ slots, and the shared vector v. Passes take an explicit list of slots to visit.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .ledger import Ledger
@@ -39,6 +41,17 @@ class DeviceSolver:
         self.ledger = ledger or Ledger(device)
         self.dtype = store.dtype
         self.real = self.dtype.type
+        self.variant = device.profile.kernel_variant
+        if self.variant not in KERNEL_VARIANTS_AVAILABLE:
+            # Per-device parameters are data with fallbacks: the exact serial pass runs on
+            # every device, so a profile asking for a variant not built yet still trains.
+            warnings.warn(
+                f"kernel variant {self.variant!r} of profile {device.profile.name!r} is not "
+                f"available in this version (available: {', '.join(KERNEL_VARIANTS_AVAILABLE)}); "
+                f"using 'serial'",
+                stacklevel=4,
+            )
+            self.variant = "serial"
         self.n_slots = store.n_coords
         self.dim = store.dim
         self.vdim = model.shared_dim()

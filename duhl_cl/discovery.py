@@ -178,6 +178,19 @@ class Device:
     def label(self) -> str:
         return f"{self.profile.label()} on {self.info.name}"
 
+    # An opened device is a handle to process-wide OpenCL state: copies share it (clone
+    # deep-copies parameters) and pickles reopen the same device in the new process.
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        return (_reopen, (self.profile, self.info))
+
+
+def _reopen(profile: DeviceProfile, info: DeviceInfo) -> Device:
+    cl_dev, ctx, queue = _context_for(info.platform_index, info.device_index)
+    return Device(profile=profile, info=info, cl_device=cl_dev, context=ctx, queue=queue)
+
 
 @lru_cache(maxsize=None)
 def _context_for(pi: int, di: int):

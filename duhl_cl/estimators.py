@@ -43,6 +43,16 @@ class NotFittedError(ValueError, AttributeError):
     """The estimator is used before ``fit``."""
 
 
+def _not_fitted(msg):
+    # Where scikit-learn is installed, the error is also its NotFittedError, so that code
+    # catching scikit-learn's exception (and its estimator checks) sees it.
+    try:
+        from sklearn.exceptions import NotFittedError as SkNotFitted
+    except ImportError:
+        return NotFittedError(msg)
+    return type("NotFittedError", (NotFittedError, SkNotFitted), {"__module__": __name__})(msg)
+
+
 class _Base:
     """Parameters, validation and the fit driver shared by every estimator."""
 
@@ -99,7 +109,7 @@ class _Base:
 
     def _check_fitted(self):
         if not hasattr(self, "coef_"):
-            raise NotFittedError(
+            raise _not_fitted(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
                 f"appropriate arguments before using this estimator."
             )
@@ -183,6 +193,7 @@ class _Base:
             "time": result.time,
             "dtype": str(dtype),
             "emulated": device.emulated,
+            "kernel_variant": result.kernel_variant,
         }
         self.n_features_in_ = X.shape[1]
         return self
@@ -360,7 +371,8 @@ class _Classifier(_Base):
 
     def predict(self, X):
         """Predicted class labels, shape (n_samples,)."""
-        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+        f = self.decision_function(X)
+        return self.classes_[(f > 0).astype(int)]
 
     def score(self, X, y):
         """Mean accuracy."""

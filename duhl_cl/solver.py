@@ -52,6 +52,7 @@ class FitResult:
     bytes_d2h: int = 0
     ledger_peak: int = 0
     time: float = 0.0
+    kernel_variant: str = "serial"
 
 
 def certificate(model, store: CoordinateStore, alpha, intercept=0.0) -> Certificate:
@@ -213,6 +214,7 @@ def solve(
         bytes_d2h=d2h,
         ledger_peak=peak,
         time=time.perf_counter() - t0,
+        kernel_variant=dev.variant,
     )
 
 

@@ -48,6 +48,9 @@ typedef float real;
 #define MODEL_SQHINGE 4
 #define MODEL_LOGISTIC_L2 5
 #define PRIMAL (MODEL <= MODEL_LOGISTIC_L1)
+#if MODEL < MODEL_SQUARED || MODEL > MODEL_LOGISTIC_L2
+#error "MODEL must be 1 (squared), 2 (logistic-l1), 3 (hinge), 4 (squared hinge) or 5 (logistic-l2)"
+#endif
 
 /* Primal models: element j of w = grad f(v). For the squared loss the device keeps
  * v = X b + b0 - y (the residual's negative) so that y need not be read in the inner loop. */

@@ -1,0 +1,99 @@
+"""scikit-learn protocol: clone, GridSearchCV, check_estimator, predictions, warnings."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+
+import duhl_cl as dc
+
+ESTIMATORS = [
+    lambda d: dc.Lasso(alpha=0.05, device=d),
+    lambda d: dc.ElasticNet(alpha=0.05, device=d),
+    lambda d: dc.Ridge(alpha=1.0, device=d),
+    lambda d: dc.LinearSVC(C=0.5, loss="hinge", device=d),
+    lambda d: dc.LinearSVC(C=0.5, device=d),
+    lambda d: dc.LogisticRegression(C=0.5, device=d),
+    lambda d: dc.LogisticRegression(penalty="l1", C=0.5, device=d),
+]
+
+
+def test_get_set_params_clone():
+    est = dc.LinearSVC(C=3.0, loss="hinge", random_state=4)
+    c = clone(est)
+    assert c.get_params() == est.get_params() and c is not est
+    c.set_params(C=0.5)
+    assert c.C == 0.5 and est.C == 3.0
+    with pytest.raises(ValueError, match="Invalid parameter 'gamma' for estimator LinearSVC"):
+        c.set_params(gamma=1)
+    assert repr(est) == "LinearSVC(C=3.0, loss='hinge', random_state=4)"
+
+
+def test_grid_search(device, classification_data):
+    X, y = classification_data
+    gs = GridSearchCV(dc.LogisticRegression(device=device, random_state=0), {"C": [0.01, 0.1, 1.0]}, cv=3)
+    gs.fit(X, y)
+    assert gs.best_params_["C"] in (0.01, 0.1, 1.0) and gs.best_score_ > 0.7
+
+
+def test_predict_proba_and_decision(device, classification_data):
+    X, y = classification_data
+    est = dc.LogisticRegression(C=0.5, device=device, dtype="float64", tol=1e-8).fit(X, y)
+    p = est.predict_proba(X)
+    f = est.decision_function(X)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    np.testing.assert_allclose(p[:, 1], 1 / (1 + np.exp(-(X @ est.coef_ + est.intercept_))))
+    np.testing.assert_array_equal(est.predict(X), est.classes_[(f > 0).astype(int)])
+    assert est.score(X, y) > 0.75
+
+
+def test_pickle_roundtrip(device, regression_data):
+    X, y = regression_data
+    est = dc.Lasso(alpha=0.05, device="pocl-cpu").fit(X, y)
+    est2 = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(est.predict(X), est2.predict(X))
+
+
+def test_not_fitted(device):
+    with pytest.raises(dc.NotFittedError, match="not fitted yet"):
+        dc.Lasso().predict(np.ones((2, 2)))
+
+
+def test_convergence_warning_and_history(device, regression_data):
+    X, y = regression_data
+    with pytest.warns(dc.ConvergenceWarning, match=r"Stopped after 1 passes by max_iter=1 .*certified duality gap"):
+        est = dc.Lasso(alpha=0.01, max_iter=1, tol=1e-12, device=device).fit(X, y)
+    assert not est.converged_ and est.n_iter_ == 1
+    rec = est.history_[-1]
+    assert rec["certified"] and rec["gap"] == est.dual_gap_
+    assert {"round", "time", "gap", "objective"} <= set(rec)
+
+
+def test_warm_start_continues(device, regression_data):
+    X, y = regression_data
+    est = dc.Lasso(alpha=0.05, tol=1e-10, dtype="float64", device=device, warm_start=True, random_state=0)
+    est.fit(X, y)
+    first = est.n_iter_
+    est.fit(X, y)
+    assert est.n_iter_ <= 2 < first  # already at the optimum: certified almost at once
+
+
+def test_memmap_input(device, regression_data, tmp_path):
+    X, y = regression_data
+    mm = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", dtype=np.float32, shape=X.shape, fortran_order=True)
+    mm[:] = X
+    est = dc.Lasso(alpha=0.05, device=device, random_state=0).fit(mm, y)
+    ref = dc.Lasso(alpha=0.05, device=device, random_state=0).fit(X.astype(np.float32), y)
+    np.testing.assert_allclose(est.coef_, ref.coef_)
+
+
+@pytest.mark.parametrize("make", ESTIMATORS, ids=lambda f: "")
+def test_check_estimator(device, make):
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dc.ConvergenceWarning)
+        check_estimator(make(device))

@@ -1,0 +1,84 @@
+"""The duhl-cl command line, run as a user would (a subprocess for the installed script)."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from duhl_cl.cli import main
+from duhl_cl.io import load_svmlight
+
+
+def _write_svmlight(path, X, y):
+    with open(path, "w") as f:
+        for row, label in zip(X, y):
+            feats = " ".join(f"{j + 1}:{v:.6g}" for j, v in enumerate(row) if v != 0)
+            f.write(f"{label:+d} {feats}\n")
+
+
+@pytest.fixture
+def svm_file(tmp_path, classification_data):
+    X, y = classification_data
+    p = tmp_path / "train.svm"
+    _write_svmlight(p, X, np.where(y == 1, 1, -1))
+    return p
+
+
+def test_svmlight_reader(svm_file, classification_data):
+    X, y = classification_data
+    Xr, yr = load_svmlight(svm_file)
+    assert sp.issparse(Xr) and Xr.shape == X.shape
+    np.testing.assert_allclose(Xr.toarray(), X, rtol=1e-5)
+    np.testing.assert_array_equal(yr, np.where(y == 1, 1, -1))
+
+
+def test_train_predict_roundtrip(tmp_path, svm_file, device, capsys):
+    model, log = tmp_path / "m.npz", tmp_path / "run.jsonl"
+    rc = main(["train", "--model", "svm", "--C", "0.1", "--data", str(svm_file), "--test", str(svm_file),
+               "--out", str(model), "--log", str(log), "--tol", "1e-6"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "certified duality gap" in out and "train accuracy" in out and "test accuracy" in out
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert records and all({"round", "time", "gap", "certified"} <= set(r) for r in records)
+    assert "pass " in out  # a line of progress per pass
+    rc = main(["predict", "--model", str(model), "--data", str(svm_file), "--out", str(tmp_path / "p.txt")])
+    assert rc == 0
+    preds = np.loadtxt(tmp_path / "p.txt")
+    assert set(np.unique(preds)) <= {-1.0, 1.0} and len(preds) == 240
+
+
+def test_train_npz_regression(tmp_path, regression_data, device, capsys):
+    X, y = regression_data
+    p = tmp_path / "d.npz"
+    np.savez(p, X=X, y=y)
+    assert main(["train", "--model", "lasso", "--alpha", "0.05", "--data", str(p)]) == 0
+    assert "nonzeros" in capsys.readouterr().out
+
+
+def test_bad_cli_input_is_a_clear_error(tmp_path, svm_file, capsys):
+    with pytest.raises(SystemExit, match="--C applies to the classifiers"):
+        main(["train", "--model", "lasso", "--C", "1", "--data", str(svm_file)])
+    assert main(["train", "--model", "svm", "--data", str(tmp_path / "missing.svm")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["train", "--model", "svm", "--data", str(svm_file), "--device", "nope"]) == 2
+    assert "unknown device profile 'nope'" in capsys.readouterr().err
+
+
+def test_devices_and_demo_scripts(device):
+    exe = shutil.which("duhl-cl") or None
+    cmd = [exe] if exe else [sys.executable, "-m", "duhl_cl.cli"]
+    out = subprocess.run(cmd + ["devices"], capture_output=True, text=True, check=True).stdout
+    assert "profiles: pocl-cpu" in out and "global memory" in out and "fp64" in out
+    r = subprocess.run(cmd + ["demo"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "certificate objective - optimum <=" in r.stdout
+
+
+def test_emulated_train_says_so(svm_file, device, capsys):
+    assert main(["train", "--model", "logistic", "--data", str(svm_file), "--device", "gpu-8gb", "--emulate"]) == 0
+    assert "emulated" in capsys.readouterr().out

@@ -1,0 +1,126 @@
+"""Bad inputs: each is a clear error that names the problem and the fix."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import duhl_cl as dc
+
+
+@pytest.fixture
+def Xy():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 4))
+    return X, X[:, 0] + 0.1 * rng.standard_normal(30)
+
+
+def test_nan_and_inf(device, Xy):
+    X, y = Xy
+    for bad, word in ((np.nan, "NaN"), (np.inf, "infinity")):
+        Xb = X.copy()
+        Xb[3, 1] = bad
+        with pytest.raises(ValueError, match=f"contains {word}.*impute"):
+            dc.Lasso(device=device).fit(Xb, y)
+        with pytest.raises(ValueError, match=f"contains {word}"):
+            dc.Lasso(device=device).fit(sp.csr_matrix(Xb), y)
+    yb = y.copy()
+    yb[0] = np.nan
+    with pytest.raises(ValueError, match="y contains NaN"):
+        dc.Lasso(device=device).fit(X, yb)
+
+
+def test_shape_mismatch(device, Xy):
+    X, y = Xy
+    with pytest.raises(ValueError, match="inconsistent numbers of samples: X has 30 rows, y has 29"):
+        dc.Lasso(device=device).fit(X, y[:-1])
+    with pytest.raises(ValueError, match="Expected a 2D array"):
+        dc.Lasso(device=device).fit(X[:, 0], y)
+    est = dc.Lasso(alpha=0.1, device=device).fit(X, y)
+    with pytest.raises(ValueError, match="X has 3 features, but Lasso is expecting 4 features"):
+        est.predict(X[:, :3])
+
+
+def test_empty(device, Xy):
+    X, y = Xy
+    with pytest.raises(ValueError, match="0 sample"):
+        dc.Lasso(device=device).fit(X[:0], y[:0])
+    with pytest.raises(ValueError, match="0 feature"):
+        dc.Lasso(device=device).fit(X[:, :0], y)
+
+
+def test_labels(device, Xy):
+    X, _ = Xy
+    with pytest.raises(ValueError, match="only one class.*two classes"):
+        dc.LinearSVC(device=device).fit(X, np.ones(30))
+    with pytest.raises(ValueError, match="Only binary classification is supported. y has 3 classes.*exactly two classes"):
+        dc.LogisticRegression(device=device).fit(X, np.arange(30) % 3)
+    with pytest.raises(ValueError, match="continuous"):
+        dc.LinearSVC(device=device).fit(X, np.linspace(0, 1, 30))
+    # Any two labels work, strings included; classes_ keeps them.
+    est = dc.LinearSVC(device=device).fit(X, np.where(X[:, 0] > 0, "yes", "no"))
+    assert list(est.classes_) == ["no", "yes"]
+    assert set(est.predict(X)) <= {"no", "yes"}
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda d: dc.Lasso(alpha=0, device=d), "alpha must be a number > 0, got 0"),
+        (lambda d: dc.Ridge(alpha=-1.0, device=d), "alpha must be a number > 0, got -1.0"),
+        (lambda d: dc.ElasticNet(alpha=0.1, l1_ratio=1.5, device=d), r"l1_ratio must be in \[0, 1\], got 1.5"),
+        (lambda d: dc.ElasticNet(alpha=0.1, l1_ratio=-0.1, device=d), r"l1_ratio must be in \[0, 1\]"),
+        (lambda d: dc.LinearSVC(C=0, device=d), "C must be a number > 0, got 0"),
+        (lambda d: dc.LogisticRegression(C=-2, device=d), "C must be a number > 0"),
+        (lambda d: dc.LinearSVC(loss="log", device=d), "loss must be 'hinge' or 'squared_hinge'"),
+        (lambda d: dc.LogisticRegression(penalty="l3", device=d), "penalty must be 'l2' or 'l1'"),
+        (lambda d: dc.Lasso(max_iter=0, device=d), "max_iter must be an integer >= 1"),
+        (lambda d: dc.Lasso(dtype="float16", device=d), "dtype must be None, 'float32' or 'float64'"),
+    ],
+)
+def test_bad_parameters(device, Xy, make, match):
+    X, y = Xy
+    yy = y if "Lasso" in repr(make(device)) or "Ridge" in repr(make(device)) or "Elastic" in repr(make(device)) else (y > 0)
+    with pytest.raises(ValueError, match=match):
+        make(device).fit(X, yy)
+
+
+def test_unknown_device(Xy):
+    X, y = Xy
+    with pytest.raises(dc.ProfileError, match="unknown device profile 'no-such-gpu'; shipped profiles: .*pocl-cpu"):
+        dc.Lasso(device="no-such-gpu").fit(X, y)
+
+
+def test_absent_device_lists_devices_and_suggests_emulation(Xy):
+    X, y = Xy
+    with pytest.raises(dc.DeviceError, match=r"(?s)no OpenCL device matches profile 'gpu-8gb'.*Devices present:.*emulate"):
+        dc.Lasso(device="gpu-8gb").fit(X, y)
+
+
+def test_float64_on_a_device_without_fp64(device, Xy):
+    X, y = Xy
+    no_fp64 = dataclasses.replace(device, info=dataclasses.replace(device.info, fp64=False))
+    with pytest.raises(ValueError, match="float64 needs a device with cl_khr_fp64.*use dtype='float32'"):
+        dc.Lasso(device=no_fp64, dtype="float64").fit(X, y)
+    dc.Lasso(device=no_fp64, dtype="float32", alpha=0.1).fit(X, y)  # float32 still runs
+
+
+def test_complex_and_object(device, Xy):
+    X, y = Xy
+    with pytest.raises(ValueError, match="Complex data not supported"):
+        dc.Lasso(device=device).fit(X.astype(complex), y)
+    Xo = X.astype(object)
+    dc.Lasso(alpha=0.1, device=device).fit(Xo, y)  # numbers stored as objects are fine
+    Xo[0, 0] = "a"
+    with pytest.raises(ValueError, match="could not convert"):
+        dc.Lasso(device=device).fit(Xo, y)
+
+
+def test_memory_budget_refused_with_the_amount_needed(device, Xy, tmp_path):
+    X, y = Xy
+    text = open(dc.load_profile("pocl-cpu").path).read().replace('budget = "2 GiB"', "budget = 500")
+    p = tmp_path / "tiny.toml"
+    p.write_text(text)
+    with pytest.raises(dc.MemoryBudgetError, match=r"the data needs \d+ B of device memory \(data values 480 B.*budget of pocl-cpu is 500 B.*use a profile with at least \d+ B of budget"):
+        dc.Lasso(device=str(p)).fit(X, y)

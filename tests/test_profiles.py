@@ -1,0 +1,98 @@
+"""Device profiles: loading, validation messages, discovery and emulation."""
+
+import numpy as np
+import pytest
+
+import duhl_cl as dc
+from duhl_cl.discovery import enumerate_devices, matches, open_device
+from duhl_cl.profiles import ProfileError, format_size, load_profile, parse_size
+
+SHIPPED = ["pocl-cpu", "gpu-8gb", "fpga-u280-hbm"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_profiles_load(name):
+    p = load_profile(name)
+    assert p.name == name and p.budget > 0 and p.max_alloc <= p.budget
+    assert p.kernel_variant in ("serial", "tpa", "bucketed")
+
+
+def test_u280_banks():
+    p = load_profile("fpga-u280-hbm")
+    assert (p.banks, p.bank_size, p.budget) == (32, 256 * 2**20, 8 * 2**30)
+    assert p.precision == "float32" and p.build == "prebuilt"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("256 MiB", 256 * 2**20), ("8 GiB", 8 * 2**30), ("1.5GB", 1_500_000_000), (4096, 4096), ("64", 64)],
+)
+def test_sizes(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["12 parsecs", "-1 MiB", 0, True, "MiB"])
+def test_bad_sizes(bad):
+    with pytest.raises(ValueError):
+        parse_size(bad)
+
+
+def _edit(tmp_path, old, new):
+    text = open(load_profile("pocl-cpu").path).read()
+    assert old in text
+    p = tmp_path / "edited.toml"
+    p.write_text(text.replace(old, new))
+    return p
+
+
+def test_unknown_key_names_file_key_and_allowed(tmp_path):
+    p = _edit(tmp_path, "banks = 1", "banks = 1\nbankz = 2")
+    with pytest.raises(ProfileError, match=r"edited.toml: unknown key 'memory.bankz'; allowed in \[memory\]: budget, max_alloc, banks"):
+        load_profile(p)
+
+
+def test_missing_key(tmp_path):
+    p = _edit(tmp_path, 'precision = "float32"\n', "")
+    with pytest.raises(ProfileError, match=r"edited.toml: missing key 'kernel.precision'"):
+        load_profile(p)
+
+
+def test_bad_value_says_given_and_allowed(tmp_path):
+    p = _edit(tmp_path, 'variant = "serial"', 'variant = "fast"')
+    with pytest.raises(ProfileError, match=r"bad value for 'kernel.variant': given 'fast', allowed: 'serial', 'tpa', 'bucketed'"):
+        load_profile(p)
+    p = _edit(tmp_path, 'budget = "2 GiB"', 'budget = "2 GiGa"')
+    with pytest.raises(ProfileError, match=r"bad value for 'memory.budget': .*cannot read '2 GiGa'"):
+        load_profile(p)
+
+
+def test_malformed_toml(tmp_path):
+    p = tmp_path / "broken.toml"
+    p.write_text("name = \n")
+    with pytest.raises(ProfileError, match="broken.toml: not valid TOML"):
+        load_profile(p)
+
+
+def test_user_profile_by_path(tmp_path, device):
+    p = _edit(tmp_path, 'budget = "2 GiB"', 'budget = "64 MiB"')
+    d = open_device(str(p))
+    assert d.profile.budget == 64 * 2**20 and not d.emulated
+
+
+def test_discovery_matches_profile(device):
+    infos = [i for i, _ in enumerate_devices()]
+    assert any(matches(load_profile("pocl-cpu"), i) for i in infos)
+
+
+def test_emulated_profile_runs_and_is_labelled(device):
+    d = open_device("fpga-u280-hbm", emulate=True)
+    assert d.emulated and "emulated" in d.label()
+    assert d.profile.max_alloc <= 256 * 2**20
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 5)).astype(np.float32)
+    est = dc.Lasso(alpha=0.1, device="fpga-u280-hbm", emulate=True).fit(X, X[:, 0])
+    assert "emulated" in est.device_ and est.stats_["emulated"]
+
+
+def test_format_size():
+    assert format_size(3 * 2**20) == "3.0 MiB"
