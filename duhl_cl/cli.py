@@ -92,7 +92,10 @@ def cmd_train(args):
         log(rec)
         kind = "certified" if rec["certified"] else "estimate"
         obj = "" if rec.get("objective") is None else f"  objective {rec['objective']:.10g}"
-        print(f"  pass {rec['round']:5d}  {rec['time']:8.2f} s  gap {rec['gap']:.3e} ({kind}){obj}", flush=True)
+        print(
+            f"  pass {rec['round']:5d}  {rec['time']:8.2f} s  gap {rec['gap']:.3e} ({kind}){obj}",
+            flush=True,
+        )
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -108,7 +111,9 @@ def cmd_train(args):
     print(f"objective   {est.objective_:.12g}")
     print(f"certified duality gap {est.dual_gap_:.3e}  (objective - optimum <= gap)")
     if args.model in ("lasso", "elasticnet", "ridge"):
-        print(f"nonzeros    {int(np.count_nonzero(est.coef_))} of {est.coef_.size}   train R^2 {est.score(X, y):.4f}")
+        print(
+            f"nonzeros    {int(np.count_nonzero(est.coef_))} of {est.coef_.size}   train R^2 {est.score(X, y):.4f}"
+        )
     else:
         print(f"train accuracy {est.score(X, y):.4f}")
     if args.test:
@@ -120,7 +125,11 @@ def cmd_train(args):
     if args.out:
         meta = {
             "model": args.model,
-            "params": {k: v for k, v in est.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))},
+            "params": {
+                k: v
+                for k, v in est.get_params().items()
+                if isinstance(v, (int, float, str, bool, type(None)))
+            },
             "dual_gap": est.dual_gap_,
             "objective": est.objective_,
             "n_features": X.shape[1],
@@ -138,9 +147,13 @@ def cmd_predict(args):
     coef, intercept, classes, meta = load_model(args.model)
     X, y = load_dataset(args.data, n_features=meta["n_features"])
     if X.shape[1] != meta["n_features"]:
-        raise SystemExit(f"error: the data has {X.shape[1]} features, the model expects {meta['n_features']}")
+        raise SystemExit(
+            f"error: the data has {X.shape[1]} features, the model expects {meta['n_features']}"
+        )
     if meta.get("scaling"):
-        X = (np.asarray(X, dtype=np.float64) - np.asarray(meta["scaling"]["mean"])) / np.asarray(meta["scaling"]["std"])
+        X = (np.asarray(X, dtype=np.float64) - np.asarray(meta["scaling"]["mean"])) / np.asarray(
+            meta["scaling"]["std"]
+        )
     f = np.asarray(X @ coef).ravel() + intercept
     pred = classes[(f > 0).astype(int)] if classes is not None else f
     out = sys.stdout if args.out in (None, "-") else open(args.out, "w")
@@ -151,7 +164,10 @@ def cmd_predict(args):
     if classes is not None:
         print(f"accuracy {np.mean(pred == y):.4f} on {len(y)} samples", file=sys.stderr)
     else:
-        print(f"mean squared error {np.mean((pred - y) ** 2):.6g} on {len(y)} samples", file=sys.stderr)
+        print(
+            f"mean squared error {np.mean((pred - y) ** 2):.6g} on {len(y)} samples",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -171,7 +187,9 @@ def cmd_devices(args):
             f"    global memory {format_size(info.global_mem)}, largest allocation "
             f"{format_size(info.max_alloc)}, fp64 {'yes' if info.fp64 else 'no'}"
         )
-        print(f"    profiles: {', '.join(prof) if prof else '(none match; any profile can run emulated on PoCL)'}")
+        print(
+            f"    profiles: {', '.join(prof) if prof else '(none match; any profile can run emulated on PoCL)'}"
+        )
     print("\nprofiles shipped:")
     for p in profiles:
         print(
@@ -204,7 +222,9 @@ def cmd_demo(args):
         f"{args.device}{' (emulated on PoCL)' if args.emulate else ''}",
         flush=True,
     )
-    est = E.Lasso(alpha=alpha, tol=1e-6, random_state=0, device=args.device, emulate=args.emulate, verbose=1)
+    est = E.Lasso(
+        alpha=alpha, tol=1e-6, random_state=0, device=args.device, emulate=args.emulate, verbose=1
+    )
     t0 = time.perf_counter()
     est.fit(X, y)
     dt = time.perf_counter() - t0
@@ -212,9 +232,15 @@ def cmd_demo(args):
     print(f"\ndevice      {est.device_}")
     print(f"passes      {est.n_iter_} in {dt:.2f} s")
     print(f"objective   {est.objective_:.10g}")
-    print(f"certificate objective - optimum <= {est.dual_gap_:.3e} (tol * scale = {1e-6 * 2 * _f0(y):.3e})")
-    print(f"support     {len(found)} nonzeros, {len(found & set(support.tolist()))} of the {len(support)} true features")
-    print(f"bytes moved host->device {est.stats_['bytes_h2d'] / 2**20:.1f} MiB, device->host {est.stats_['bytes_d2h'] / 2**20:.1f} MiB")
+    print(
+        f"certificate objective - optimum <= {est.dual_gap_:.3e} (tol * scale = {1e-6 * 2 * _f0(y):.3e})"
+    )
+    print(
+        f"support     {len(found)} nonzeros, {len(found & set(support.tolist()))} of the {len(support)} true features"
+    )
+    print(
+        f"bytes moved host->device {est.stats_['bytes_h2d'] / 2**20:.1f} MiB, device->host {est.stats_['bytes_d2h'] / 2**20:.1f} MiB"
+    )
     return 0 if est.converged_ else 1
 
 
@@ -228,17 +254,35 @@ def build_parser():
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def device_args(q):
-        q.add_argument("--device", default="pocl-cpu", help="profile name or path to a .toml profile (default pocl-cpu)")
-        q.add_argument("--emulate", action="store_true", help="run the profile on PoCL if its device is absent")
+        q.add_argument(
+            "--device",
+            default="pocl-cpu",
+            help="profile name or path to a .toml profile (default pocl-cpu)",
+        )
+        q.add_argument(
+            "--emulate", action="store_true", help="run the profile on PoCL if its device is absent"
+        )
 
     q = sub.add_parser("train", help="train a model on a data file")
     q.add_argument("--model", required=True, choices=MODELS)
-    q.add_argument("--alpha", type=float, help="regularisation of lasso/elasticnet/ridge (default 1.0)")
-    q.add_argument("--C", type=float, help="inverse regularisation of svm/svm-sq/logistic/logistic-l1 (default 1.0)")
+    q.add_argument(
+        "--alpha", type=float, help="regularisation of lasso/elasticnet/ridge (default 1.0)"
+    )
+    q.add_argument(
+        "--C",
+        type=float,
+        help="inverse regularisation of svm/svm-sq/logistic/logistic-l1 (default 1.0)",
+    )
     q.add_argument("--l1-ratio", type=float, default=0.5)
-    q.add_argument("--data", required=True, help=".svm/.svm.gz, .npz (X, y), .npy (+ _y.npy) or .csv")
+    q.add_argument(
+        "--data", required=True, help=".svm/.svm.gz, .npz (X, y), .npy (+ _y.npy) or .csv"
+    )
     q.add_argument("--target", help="CSV: name of the target column (default: the last)")
-    q.add_argument("--standardize", action="store_true", help="scale dense features to zero mean, unit variance")
+    q.add_argument(
+        "--standardize",
+        action="store_true",
+        help="scale dense features to zero mean, unit variance",
+    )
     q.add_argument("--test", help="a test data file in the same format")
     device_args(q)
     q.add_argument("--tol", type=float, default=1e-4)

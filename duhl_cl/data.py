@@ -15,7 +15,14 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["check_X", "check_y_regression", "check_y_binary", "CoordinateStore", "matvec", "rmatvec"]
+__all__ = [
+    "check_X",
+    "check_y_regression",
+    "check_y_binary",
+    "CoordinateStore",
+    "matvec",
+    "rmatvec",
+]
 
 
 class DataConversionWarning(UserWarning):
@@ -127,8 +134,13 @@ def check_y_binary(y, n_samples):
         )
     if y.dtype == object:
         kinds = {type(v) for v in y}
-        if not (all(issubclass(k, str) for k in kinds) or all(issubclass(k, numbers.Integral) for k in kinds)):
-            raise ValueError(f"Unknown label type: mixed or unsupported types {sorted(k.__name__ for k in kinds)}")
+        if not (
+            all(issubclass(k, str) for k in kinds)
+            or all(issubclass(k, numbers.Integral) for k in kinds)
+        ):
+            raise ValueError(
+                f"Unknown label type: mixed or unsupported types {sorted(k.__name__ for k in kinds)}"
+            )
     classes, y_idx = np.unique(y, return_inverse=True)
     if len(classes) < 2:
         raise ValueError(
@@ -216,7 +228,11 @@ class CoordinateStore:
             sq = np.asarray(M.multiply(M).sum(axis=0 if primal else 1), dtype=np.float64).ravel()
             self.matrix = M
         else:
-            M = np.asfortranarray(X, dtype=dtype) if primal else np.ascontiguousarray(X, dtype=dtype)
+            M = (
+                np.asfortranarray(X, dtype=dtype)
+                if primal
+                else np.ascontiguousarray(X, dtype=dtype)
+            )
             self.val = M.ravel(order="F" if primal else "C")
             self.idx = None
             self.offs = np.arange(self.n_coords, dtype=np.uint64) * np.uint64(self.dim)

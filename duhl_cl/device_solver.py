@@ -141,7 +141,16 @@ class DeviceSolver:
         slots = self._slots if slots is None else np.ascontiguousarray(slots, dtype=np.int32)
         q = self.device.queue
         if self.model.primal:
-            self.k_grad(q, (self.dim,), None, self.b_v, self.b_ylab, self.b_w, np.int32(self.dim), self.inv_m)
+            self.k_grad(
+                q,
+                (self.dim,),
+                None,
+                self.b_v,
+                self.b_ylab,
+                self.b_w,
+                np.int32(self.dim),
+                self.inv_m,
+            )
             w = self.b_w
         else:
             w = self.b_v

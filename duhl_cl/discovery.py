@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from .profiles import DeviceProfile, load_profile
 
@@ -145,7 +145,7 @@ def _generic_profile(info: DeviceInfo) -> DeviceProfile:
     )
 
 
-def _open_info(info: DeviceInfo) -> "Device":
+def _open_info(info: DeviceInfo) -> Device:
     from .profiles import list_profiles
 
     profile = next(
@@ -153,7 +153,9 @@ def _open_info(info: DeviceInfo) -> "Device":
     ) or _generic_profile(info)
     cl_dev, ctx, queue = _context_for(info.platform_index, info.device_index)
     budget = min(profile.budget, info.global_mem)
-    profile = dataclasses.replace(profile, budget=budget, max_alloc=min(profile.max_alloc, info.max_alloc, budget))
+    profile = dataclasses.replace(
+        profile, budget=budget, max_alloc=min(profile.max_alloc, info.max_alloc, budget)
+    )
     return Device(profile=profile, info=info, cl_device=cl_dev, context=ctx, queue=queue)
 
 
@@ -192,7 +194,7 @@ def _reopen(profile: DeviceProfile, info: DeviceInfo) -> Device:
     return Device(profile=profile, info=info, cl_device=cl_dev, context=ctx, queue=queue)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _context_for(pi: int, di: int):
     # One context and one in-order queue per device for the life of the process: creating
     # contexts per fit is slow and some drivers leak them.

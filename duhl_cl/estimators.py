@@ -62,7 +62,9 @@ class _Base:
     @classmethod
     def _get_param_names(cls):
         sig = inspect.signature(cls.__init__)
-        return sorted(p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD)
+        return sorted(
+            p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD
+        )
 
     def get_params(self, deep=True):
         return {k: getattr(self, k) for k in self._get_param_names()}
@@ -125,7 +127,9 @@ class _Base:
         if self.max_time is not None and not (
             isinstance(self.max_time, (int, float)) and self.max_time > 0
         ):
-            raise ValueError(f"max_time must be None or a number of seconds > 0, got {self.max_time!r}")
+            raise ValueError(
+                f"max_time must be None or a number of seconds > 0, got {self.max_time!r}"
+            )
         if self.dtype not in (None, "float32", "float64", np.float32, np.float64):
             raise ValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
 
@@ -142,7 +146,11 @@ class _Base:
     # -- the fit driver
     def _fit(self, X, y_model, model, callback=None):
         self._check_common_params()
-        if isinstance(self.device, (str, DeviceProfile)) or self.device is None or hasattr(self.device, "__fspath__"):
+        if (
+            isinstance(self.device, (str, DeviceProfile))
+            or self.device is None
+            or hasattr(self.device, "__fspath__")
+        ):
             device = open_device(self.device, emulate=self.emulate)
         else:
             device = open_device(self.device)
@@ -155,7 +163,9 @@ class _Base:
             )
         model.setup(X, y_model, self.fit_intercept)
         labels = y_model if not model.primal else None
-        store = CoordinateStore(X, primal=model.primal, dtype=dtype, labels=labels, bias=getattr(model, "bias", 0.0))
+        store = CoordinateStore(
+            X, primal=model.primal, dtype=dtype, labels=labels, bias=getattr(model, "bias", 0.0)
+        )
         alpha0, b00 = None, 0.0
         if self.warm_start and hasattr(self, "_alpha") and len(self._alpha) == model.n_coords:
             alpha0, b00 = self._alpha, getattr(self, "_intercept0", 0.0)
@@ -211,7 +221,12 @@ def _same(a, b):
 
 
 def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value > 0 or not np.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.number))
+        or not value > 0
+        or not np.isfinite(value)
+    ):
         raise ValueError(f"{name} must be a number > 0, got {value!r}")
     return float(value)
 
@@ -276,7 +291,10 @@ _COMMON_DOC = """
 
 
 class Lasso(_Regressor):
-    __doc__ = "Lasso: ``(1/2m)||y - Xw - b||^2 + alpha ||w||_1``.\n\n    Parameters\n    ----------\n    alpha : float > 0" + _COMMON_DOC
+    __doc__ = (
+        "Lasso: ``(1/2m)||y - Xw - b||^2 + alpha ||w||_1``.\n\n    Parameters\n    ----------\n    alpha : float > 0"
+        + _COMMON_DOC
+    )
 
     def __init__(
         self, alpha=1.0, *, fit_intercept=True, tol=1e-4, max_iter=1000, max_time=None,
@@ -299,7 +317,10 @@ class Lasso(_Regressor):
 
 
 class ElasticNet(_Regressor):
-    __doc__ = "ElasticNet: ``(1/2m)||y - Xw - b||^2 + alpha rho ||w||_1 + alpha (1-rho)/2 ||w||^2``.\n\n    Parameters\n    ----------\n    alpha : float > 0\n    l1_ratio : float in [0, 1]" + _COMMON_DOC
+    __doc__ = (
+        "ElasticNet: ``(1/2m)||y - Xw - b||^2 + alpha rho ||w||_1 + alpha (1-rho)/2 ||w||^2``.\n\n    Parameters\n    ----------\n    alpha : float > 0\n    l1_ratio : float in [0, 1]"
+        + _COMMON_DOC
+    )
 
     def __init__(
         self, alpha=1.0, *, l1_ratio=0.5, fit_intercept=True, tol=1e-4, max_iter=1000,
@@ -328,7 +349,10 @@ class ElasticNet(_Regressor):
 
 
 class Ridge(_Regressor):
-    __doc__ = "Ridge: ``||y - Xw - b||^2 + alpha ||w||^2`` (scikit-learn's Ridge).\n\n    Parameters\n    ----------\n    alpha : float > 0" + _COMMON_DOC
+    __doc__ = (
+        "Ridge: ``||y - Xw - b||^2 + alpha ||w||^2`` (scikit-learn's Ridge).\n\n    Parameters\n    ----------\n    alpha : float > 0"
+        + _COMMON_DOC
+    )
 
     def __init__(
         self, alpha=1.0, *, fit_intercept=True, tol=1e-4, max_iter=1000, max_time=None,
@@ -380,7 +404,10 @@ class _Classifier(_Base):
 
 
 class LinearSVC(_Classifier):
-    __doc__ = "Linear SVM trained in the dual: ``1/2||w||^2 + C sum loss(y_j (x_j w + b))``.\n\n    Parameters\n    ----------\n    C : float > 0\n    loss : 'hinge' or 'squared_hinge'\n    intercept_scaling : float > 0\n        Value of liblinear's constant bias feature." + _COMMON_DOC
+    __doc__ = (
+        "Linear SVM trained in the dual: ``1/2||w||^2 + C sum loss(y_j (x_j w + b))``.\n\n    Parameters\n    ----------\n    C : float > 0\n    loss : 'hinge' or 'squared_hinge'\n    intercept_scaling : float > 0\n        Value of liblinear's constant bias feature."
+        + _COMMON_DOC
+    )
 
     def __init__(
         self, C=1.0, *, loss="squared_hinge", fit_intercept=True, intercept_scaling=1.0,
@@ -412,7 +439,10 @@ class LinearSVC(_Classifier):
 
 
 class LogisticRegression(_Classifier):
-    __doc__ = "Binary logistic regression, L2 (dual, liblinear's) or L1 (primal) penalty.\n\n    Parameters\n    ----------\n    penalty : 'l2' or 'l1'\n    C : float > 0\n    intercept_scaling : float > 0\n        penalty='l2': value of liblinear's constant bias feature." + _COMMON_DOC
+    __doc__ = (
+        "Binary logistic regression, L2 (dual, liblinear's) or L1 (primal) penalty.\n\n    Parameters\n    ----------\n    penalty : 'l2' or 'l1'\n    C : float > 0\n    intercept_scaling : float > 0\n        penalty='l2': value of liblinear's constant bias feature."
+        + _COMMON_DOC
+    )
 
     def __init__(
         self, penalty="l2", *, C=1.0, fit_intercept=True, intercept_scaling=1.0, tol=1e-4,
@@ -436,7 +466,9 @@ class LogisticRegression(_Classifier):
     def _make_model(self, X):
         C = _check_positive("C", self.C)
         if self.penalty == "l2":
-            return models.LogisticL2(C, _check_positive("intercept_scaling", self.intercept_scaling))
+            return models.LogisticL2(
+                C, _check_positive("intercept_scaling", self.intercept_scaling)
+            )
         if self.penalty == "l1":
             # ||w||_1 + C sum log(...) = C m [ (1/m) sum log(...) + 1/(C m) ||w||_1 ]
             return models.LogisticL1(1.0 / (C * X.shape[0]))
@@ -449,4 +481,3 @@ class LogisticRegression(_Classifier):
 
     def predict_log_proba(self, X):
         return np.log(self.predict_proba(X))
-

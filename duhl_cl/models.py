@@ -351,9 +351,7 @@ class LogisticL2(_Dual):
 
     def gaps(self, a, mu):
         C = self.C
-        return (
-            C * _log1pexp(-mu) + a * mu + xlogy(a, a) + xlogy(C - a, C - a) - xlogy(C, C)
-        )
+        return C * _log1pexp(-mu) + a * mu + xlogy(a, a) + xlogy(C - a, C - a) - xlogy(C, C)
 
 
 def reference_pass(model, store, alpha, v, order):

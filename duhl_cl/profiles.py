@@ -52,7 +52,9 @@ class ProfileError(ValueError):
 def parse_size(value, *, what="size") -> int:
     """Parse ``"256 MiB"``, ``"8 GiB"``, ``"1.5GB"`` or a plain byte count into bytes."""
     if isinstance(value, bool):
-        raise ValueError(f"{what}: expected a size such as '256 MiB' or a byte count, got {value!r}")
+        raise ValueError(
+            f"{what}: expected a size such as '256 MiB' or a byte count, got {value!r}"
+        )
     if isinstance(value, int):
         if value <= 0:
             raise ValueError(f"{what}: must be positive, got {value}")
@@ -60,7 +62,9 @@ def parse_size(value, *, what="size") -> int:
     if isinstance(value, float) and value.is_integer() and value > 0:
         return int(value)
     if not isinstance(value, str):
-        raise ValueError(f"{what}: expected a size such as '256 MiB' or a byte count, got {value!r}")
+        raise ValueError(
+            f"{what}: expected a size such as '256 MiB' or a byte count, got {value!r}"
+        )
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", value)
     unit = (m.group(2) or "b").lower() if m else None
     if not m or unit not in _SIZE_UNITS:

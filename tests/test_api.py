@@ -34,7 +34,9 @@ def test_get_set_params_clone():
 
 def test_grid_search(device, classification_data):
     X, y = classification_data
-    gs = GridSearchCV(dc.LogisticRegression(device=device, random_state=0), {"C": [0.01, 0.1, 1.0]}, cv=3)
+    gs = GridSearchCV(
+        dc.LogisticRegression(device=device, random_state=0), {"C": [0.01, 0.1, 1.0]}, cv=3
+    )
     gs.fit(X, y)
     assert gs.best_params_["C"] in (0.01, 0.1, 1.0) and gs.best_score_ > 0.7
 
@@ -64,7 +66,9 @@ def test_not_fitted(device):
 
 def test_convergence_warning_and_history(device, regression_data):
     X, y = regression_data
-    with pytest.warns(dc.ConvergenceWarning, match=r"Stopped after 1 passes by max_iter=1 .*certified duality gap"):
+    with pytest.warns(
+        dc.ConvergenceWarning, match=r"Stopped after 1 passes by max_iter=1 .*certified duality gap"
+    ):
         est = dc.Lasso(alpha=0.01, max_iter=1, tol=1e-12, device=device).fit(X, y)
     assert not est.converged_ and est.n_iter_ == 1
     rec = est.history_[-1]
@@ -74,7 +78,9 @@ def test_convergence_warning_and_history(device, regression_data):
 
 def test_warm_start_continues(device, regression_data):
     X, y = regression_data
-    est = dc.Lasso(alpha=0.05, tol=1e-10, dtype="float64", device=device, warm_start=True, random_state=0)
+    est = dc.Lasso(
+        alpha=0.05, tol=1e-10, dtype="float64", device=device, warm_start=True, random_state=0
+    )
     est.fit(X, y)
     first = est.n_iter_
     est.fit(X, y)
@@ -83,7 +89,9 @@ def test_warm_start_continues(device, regression_data):
 
 def test_memmap_input(device, regression_data, tmp_path):
     X, y = regression_data
-    mm = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", dtype=np.float32, shape=X.shape, fortran_order=True)
+    mm = np.lib.format.open_memmap(
+        tmp_path / "X.npy", mode="w+", dtype=np.float32, shape=X.shape, fortran_order=True
+    )
     mm[:] = X
     est = dc.Lasso(alpha=0.05, device=device, random_state=0).fit(mm, y)
     ref = dc.Lasso(alpha=0.05, device=device, random_state=0).fit(X.astype(np.float32), y)
@@ -97,3 +105,28 @@ def test_check_estimator(device, make):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dc.ConvergenceWarning)
         check_estimator(make(device))
+
+
+def test_interrupt_returns_certified_model(device, regression_data):
+    X, y = regression_data
+
+    def interrupt(record):
+        if record["round"] == 2:
+            raise KeyboardInterrupt
+
+    est = dc.Lasso(alpha=0.01, tol=1e-14, dtype="float64", device=device, random_state=0)
+    with pytest.warns(dc.ConvergenceWarning, match="interrupt"):
+        est.fit(X, y, callback=interrupt)
+    assert est.n_iter_ == 2 and est.history_[-1]["certified"]
+    # The certificate is valid against a tight reference fit.
+    ref = dc.Lasso(alpha=0.01, tol=1e-12, dtype="float64", device=device).fit(X, y)
+    assert est.objective_ - ref.objective_ <= est.dual_gap_
+
+
+def test_max_time_stops_with_a_certificate(device, regression_data):
+    X, y = regression_data
+    with pytest.warns(dc.ConvergenceWarning, match="max_time"):
+        est = dc.Lasso(alpha=0.001, tol=1e-16, max_iter=10**6, max_time=0.3, device=device).fit(
+            X, y
+        )
+    assert est.history_[-1]["certified"] and np.isfinite(est.dual_gap_)

@@ -15,7 +15,7 @@ from duhl_cl.io import load_svmlight
 
 def _write_svmlight(path, X, y):
     with open(path, "w") as f:
-        for row, label in zip(X, y):
+        for row, label in zip(X, y, strict=True):
             feats = " ".join(f"{j + 1}:{v:.6g}" for j, v in enumerate(row) if v != 0)
             f.write(f"{label:+d} {feats}\n")
 
@@ -46,7 +46,17 @@ def test_train_predict_roundtrip(tmp_path, svm_file, device, capsys):
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert records and all({"round", "time", "gap", "certified"} <= set(r) for r in records)
     assert "pass " in out  # a line of progress per pass
-    rc = main(["predict", "--model", str(model), "--data", str(svm_file), "--out", str(tmp_path / "p.txt")])
+    rc = main(
+        [
+            "predict",
+            "--model",
+            str(model),
+            "--data",
+            str(svm_file),
+            "--out",
+            str(tmp_path / "p.txt"),
+        ]
+    )
     assert rc == 0
     preds = np.loadtxt(tmp_path / "p.txt")
     assert set(np.unique(preds)) <= {-1.0, 1.0} and len(preds) == 240
@@ -80,5 +90,19 @@ def test_devices_and_demo_scripts(device):
 
 
 def test_emulated_train_says_so(svm_file, device, capsys):
-    assert main(["train", "--model", "logistic", "--data", str(svm_file), "--device", "gpu-8gb", "--emulate"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "logistic",
+                "--data",
+                str(svm_file),
+                "--device",
+                "gpu-8gb",
+                "--emulate",
+            ]
+        )
+        == 0
+    )
     assert "emulated" in capsys.readouterr().out

@@ -33,7 +33,9 @@ def test_nan_and_inf(device, Xy):
 
 def test_shape_mismatch(device, Xy):
     X, y = Xy
-    with pytest.raises(ValueError, match="inconsistent numbers of samples: X has 30 rows, y has 29"):
+    with pytest.raises(
+        ValueError, match="inconsistent numbers of samples: X has 30 rows, y has 29"
+    ):
         dc.Lasso(device=device).fit(X, y[:-1])
     with pytest.raises(ValueError, match="Expected a 2D array"):
         dc.Lasso(device=device).fit(X[:, 0], y)
@@ -54,7 +56,10 @@ def test_labels(device, Xy):
     X, _ = Xy
     with pytest.raises(ValueError, match="only one class.*two classes"):
         dc.LinearSVC(device=device).fit(X, np.ones(30))
-    with pytest.raises(ValueError, match="Only binary classification is supported. y has 3 classes.*exactly two classes"):
+    with pytest.raises(
+        ValueError,
+        match="Only binary classification is supported. y has 3 classes.*exactly two classes",
+    ):
         dc.LogisticRegression(device=device).fit(X, np.arange(30) % 3)
     with pytest.raises(ValueError, match="continuous"):
         dc.LinearSVC(device=device).fit(X, np.linspace(0, 1, 30))
@@ -69,39 +74,61 @@ def test_labels(device, Xy):
     [
         (lambda d: dc.Lasso(alpha=0, device=d), "alpha must be a number > 0, got 0"),
         (lambda d: dc.Ridge(alpha=-1.0, device=d), "alpha must be a number > 0, got -1.0"),
-        (lambda d: dc.ElasticNet(alpha=0.1, l1_ratio=1.5, device=d), r"l1_ratio must be in \[0, 1\], got 1.5"),
-        (lambda d: dc.ElasticNet(alpha=0.1, l1_ratio=-0.1, device=d), r"l1_ratio must be in \[0, 1\]"),
+        (
+            lambda d: dc.ElasticNet(alpha=0.1, l1_ratio=1.5, device=d),
+            r"l1_ratio must be in \[0, 1\], got 1.5",
+        ),
+        (
+            lambda d: dc.ElasticNet(alpha=0.1, l1_ratio=-0.1, device=d),
+            r"l1_ratio must be in \[0, 1\]",
+        ),
         (lambda d: dc.LinearSVC(C=0, device=d), "C must be a number > 0, got 0"),
         (lambda d: dc.LogisticRegression(C=-2, device=d), "C must be a number > 0"),
         (lambda d: dc.LinearSVC(loss="log", device=d), "loss must be 'hinge' or 'squared_hinge'"),
         (lambda d: dc.LogisticRegression(penalty="l3", device=d), "penalty must be 'l2' or 'l1'"),
         (lambda d: dc.Lasso(max_iter=0, device=d), "max_iter must be an integer >= 1"),
-        (lambda d: dc.Lasso(dtype="float16", device=d), "dtype must be None, 'float32' or 'float64'"),
+        (
+            lambda d: dc.Lasso(dtype="float16", device=d),
+            "dtype must be None, 'float32' or 'float64'",
+        ),
     ],
 )
 def test_bad_parameters(device, Xy, make, match):
     X, y = Xy
-    yy = y if "Lasso" in repr(make(device)) or "Ridge" in repr(make(device)) or "Elastic" in repr(make(device)) else (y > 0)
+    yy = (
+        y
+        if "Lasso" in repr(make(device))
+        or "Ridge" in repr(make(device))
+        or "Elastic" in repr(make(device))
+        else (y > 0)
+    )
     with pytest.raises(ValueError, match=match):
         make(device).fit(X, yy)
 
 
 def test_unknown_device(Xy):
     X, y = Xy
-    with pytest.raises(dc.ProfileError, match="unknown device profile 'no-such-gpu'; shipped profiles: .*pocl-cpu"):
+    with pytest.raises(
+        dc.ProfileError, match="unknown device profile 'no-such-gpu'; shipped profiles: .*pocl-cpu"
+    ):
         dc.Lasso(device="no-such-gpu").fit(X, y)
 
 
 def test_absent_device_lists_devices_and_suggests_emulation(Xy):
     X, y = Xy
-    with pytest.raises(dc.DeviceError, match=r"(?s)no OpenCL device matches profile 'gpu-8gb'.*Devices present:.*emulate"):
+    with pytest.raises(
+        dc.DeviceError,
+        match=r"(?s)no OpenCL device matches profile 'gpu-8gb'.*Devices present:.*emulate",
+    ):
         dc.Lasso(device="gpu-8gb").fit(X, y)
 
 
 def test_float64_on_a_device_without_fp64(device, Xy):
     X, y = Xy
     no_fp64 = dataclasses.replace(device, info=dataclasses.replace(device.info, fp64=False))
-    with pytest.raises(ValueError, match="float64 needs a device with cl_khr_fp64.*use dtype='float32'"):
+    with pytest.raises(
+        ValueError, match="float64 needs a device with cl_khr_fp64.*use dtype='float32'"
+    ):
         dc.Lasso(device=no_fp64, dtype="float64").fit(X, y)
     dc.Lasso(device=no_fp64, dtype="float32", alpha=0.1).fit(X, y)  # float32 still runs
 
@@ -122,5 +149,8 @@ def test_memory_budget_refused_with_the_amount_needed(device, Xy, tmp_path):
     text = open(dc.load_profile("pocl-cpu").path).read().replace('budget = "2 GiB"', "budget = 500")
     p = tmp_path / "tiny.toml"
     p.write_text(text)
-    with pytest.raises(dc.MemoryBudgetError, match=r"the data needs \d+ B of device memory \(data values 480 B.*budget of pocl-cpu is 500 B.*use a profile with at least \d+ B of budget"):
+    with pytest.raises(
+        dc.MemoryBudgetError,
+        match=r"the data needs \d+ B of device memory \(data values 480 B.*budget of pocl-cpu is 500 B.*use a profile with at least \d+ B of budget",
+    ):
         dc.Lasso(device=str(p)).fit(X, y)

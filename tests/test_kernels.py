@@ -55,11 +55,20 @@ def test_pass_matches_numpy_reference(device, problem, name, sparse):
     X, y = problem
     model, target = make_model(name, X, y)
     Xs = sp.csr_matrix(X) if sparse else X
-    store = CoordinateStore(Xs, primal=model.primal, dtype=np.float64,
-                            labels=None if model.primal else target, bias=getattr(model, "bias", 0.0))
+    store = CoordinateStore(
+        Xs,
+        primal=model.primal,
+        dtype=np.float64,
+        labels=None if model.primal else target,
+        bias=getattr(model, "bias", 0.0),
+    )
     rng = np.random.default_rng(0)
     # A non-trivial starting point, inside the feasible set of every model.
-    alpha = model.initial_alpha() + (rng.uniform(0, 0.2, model.n_coords) if not model.primal else 0.1 * rng.standard_normal(model.n_coords))
+    alpha = model.initial_alpha() + (
+        rng.uniform(0, 0.2, model.n_coords)
+        if not model.primal
+        else 0.1 * rng.standard_normal(model.n_coords)
+    )
     if model.primal:
         v = model.shared_from(X @ alpha, 0.3)
     else:
@@ -86,8 +95,13 @@ def test_gap_kernel_matches_numpy(device, problem, name, sparse, dtype):
     X, y = problem
     model, target = make_model(name, X, y)
     Xs = sp.csc_matrix(X) if sparse else X
-    store = CoordinateStore(Xs, primal=model.primal, dtype=dtype,
-                            labels=None if model.primal else target, bias=getattr(model, "bias", 0.0))
+    store = CoordinateStore(
+        Xs,
+        primal=model.primal,
+        dtype=dtype,
+        labels=None if model.primal else target,
+        bias=getattr(model, "bias", 0.0),
+    )
     rng = np.random.default_rng(1)
     if model.primal:
         alpha = 0.2 * rng.standard_normal(model.n_coords)
@@ -122,7 +136,9 @@ def _gap_formula(name, model, a, u):
         return a * u + 0.05 * np.abs(a) + B * np.maximum(np.abs(u) - 0.05, 0)
     if name == "elasticnet":
         l1, l2 = 0.02, 0.03
-        return a * u + l1 * np.abs(a) + l2 / 2 * a**2 + np.maximum(np.abs(u) - l1, 0) ** 2 / (2 * l2)
+        return (
+            a * u + l1 * np.abs(a) + l2 / 2 * a**2 + np.maximum(np.abs(u) - l1, 0) ** 2 / (2 * l2)
+        )
     if name == "ridge":
         l2 = model.l2
         return a * u + l2 / 2 * a**2 + u**2 / (2 * l2)

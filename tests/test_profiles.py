@@ -25,7 +25,13 @@ def test_u280_banks():
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("256 MiB", 256 * 2**20), ("8 GiB", 8 * 2**30), ("1.5GB", 1_500_000_000), (4096, 4096), ("64", 64)],
+    [
+        ("256 MiB", 256 * 2**20),
+        ("8 GiB", 8 * 2**30),
+        ("1.5GB", 1_500_000_000),
+        (4096, 4096),
+        ("64", 64),
+    ],
 )
 def test_sizes(text, expected):
     assert parse_size(text) == expected
@@ -47,7 +53,10 @@ def _edit(tmp_path, old, new):
 
 def test_unknown_key_names_file_key_and_allowed(tmp_path):
     p = _edit(tmp_path, "banks = 1", "banks = 1\nbankz = 2")
-    with pytest.raises(ProfileError, match=r"edited.toml: unknown key 'memory.bankz'; allowed in \[memory\]: budget, max_alloc, banks"):
+    with pytest.raises(
+        ProfileError,
+        match=r"edited.toml: unknown key 'memory.bankz'; allowed in \[memory\]: budget, max_alloc, banks",
+    ):
         load_profile(p)
 
 
@@ -59,10 +68,15 @@ def test_missing_key(tmp_path):
 
 def test_bad_value_says_given_and_allowed(tmp_path):
     p = _edit(tmp_path, 'variant = "serial"', 'variant = "fast"')
-    with pytest.raises(ProfileError, match=r"bad value for 'kernel.variant': given 'fast', allowed: 'serial', 'tpa', 'bucketed'"):
+    with pytest.raises(
+        ProfileError,
+        match=r"bad value for 'kernel.variant': given 'fast', allowed: 'serial', 'tpa', 'bucketed'",
+    ):
         load_profile(p)
     p = _edit(tmp_path, 'budget = "2 GiB"', 'budget = "2 GiGa"')
-    with pytest.raises(ProfileError, match=r"bad value for 'memory.budget': .*cannot read '2 GiGa'"):
+    with pytest.raises(
+        ProfileError, match=r"bad value for 'memory.budget': .*cannot read '2 GiGa'"
+    ):
         load_profile(p)
 
 

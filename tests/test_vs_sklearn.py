@@ -50,7 +50,9 @@ def cases(X, y):
         ),
         "elasticnet": (
             lambda **k: dc.ElasticNet(alpha=0.05, l1_ratio=0.4, **k),
-            lambda fi: sklm.ElasticNet(alpha=0.05, l1_ratio=0.4, fit_intercept=fi, tol=1e-14, max_iter=10**6),
+            lambda fi: sklm.ElasticNet(
+                alpha=0.05, l1_ratio=0.4, fit_intercept=fi, tol=1e-14, max_iter=10**6
+            ),
             lambda c, b: sq_objective(X, y, c, b, 0.02, 0.03),
             1.0,
         ),
@@ -68,19 +70,25 @@ def clf_cases(X, y):
     return {
         "svm-hinge": (
             lambda **k: dc.LinearSVC(C=0.01, loss="hinge", **k),
-            lambda fi: sksvm.LinearSVC(C=0.01, loss="hinge", dual=True, fit_intercept=fi, tol=1e-12, max_iter=10**6),
+            lambda fi: sksvm.LinearSVC(
+                C=0.01, loss="hinge", dual=True, fit_intercept=fi, tol=1e-12, max_iter=10**6
+            ),
             lambda c, b: svm_objective(X, y, c, b, 0.01, "hinge"),
             1.0,
         ),
         "svm-squared-hinge": (
             lambda **k: dc.LinearSVC(C=0.1, loss="squared_hinge", **k),
-            lambda fi: sksvm.LinearSVC(C=0.1, loss="squared_hinge", dual=True, fit_intercept=fi, tol=1e-10, max_iter=10**6),
+            lambda fi: sksvm.LinearSVC(
+                C=0.1, loss="squared_hinge", dual=True, fit_intercept=fi, tol=1e-10, max_iter=10**6
+            ),
             lambda c, b: svm_objective(X, y, c, b, 0.1, "squared_hinge"),
             1.0,
         ),
         "logistic-l2": (
             lambda **k: dc.LogisticRegression(C=0.1, **k),
-            lambda fi: sklm.LogisticRegression(C=0.1, solver="liblinear", dual=True, fit_intercept=fi, tol=1e-12, max_iter=10**6),
+            lambda fi: sklm.LogisticRegression(
+                C=0.1, solver="liblinear", dual=True, fit_intercept=fi, tol=1e-12, max_iter=10**6
+            ),
             lambda c, b: svm_objective(X, y, c, b, 0.1, "log"),
             1.0,
         ),
@@ -88,8 +96,12 @@ def clf_cases(X, y):
             lambda **k: dc.LogisticRegression(penalty="l1", C=0.5, **k),
             # saga leaves the intercept unpenalised, as we do; without one liblinear is exact
             lambda fi: sklm.LogisticRegression(
-                C=0.5, l1_ratio=1.0, solver="saga" if fi else "liblinear", fit_intercept=fi,
-                tol=1e-12, max_iter=10**6,
+                C=0.5,
+                l1_ratio=1.0,
+                solver="saga" if fi else "liblinear",
+                fit_intercept=fi,
+                tol=1e-12,
+                max_iter=10**6,
             ),
             lambda c, b: logl1_objective(X, y, c, b, 0.5),
             0.5 * n,  # ours is divided by C n
@@ -108,7 +120,10 @@ def reference(kind, name, fit_intercept, X, y, make_ref):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             est = make_ref(fit_intercept).fit(X, y)
-        _REF[key] = (np.ravel(est.coef_).astype(np.float64), float(np.ravel(est.intercept_)[0]) if fit_intercept else 0.0)
+        _REF[key] = (
+            np.ravel(est.coef_).astype(np.float64),
+            float(np.ravel(est.intercept_)[0]) if fit_intercept else 0.0,
+        )
     return _REF[key]
 
 
@@ -137,7 +152,14 @@ def _check(device, case_table, name, X, y, fit_intercept, storage, dtype):
     Xin = X.astype(dtype)
     if storage != "dense":
         Xin = sp.csr_matrix(Xin) if storage == "csr" else sp.csc_matrix(Xin)
-    est = make(fit_intercept=fit_intercept, tol=TOL[dtype], max_iter=20000, dtype=dtype, device=device, random_state=0)
+    est = make(
+        fit_intercept=fit_intercept,
+        tol=TOL[dtype],
+        max_iter=20000,
+        dtype=dtype,
+        device=device,
+        random_state=0,
+    )
     est.fit(Xin, y)
     coef_ref, b_ref = reference(name, dtype, fit_intercept, Xref, y, make_ref)
     f_ref = objective(coef_ref, b_ref)

@@ -17,19 +17,36 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_wheel_in_fresh_venv_runs_a_fit(tmp_path, device):
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheels),
+            str(ROOT),
+        ],
         check=True,
     )
     (wheel,) = wheels.glob("duhl_cl-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True)
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True
+    )
     purelib = subprocess.run(
         [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
-    deps = [p for p in site.getsitepackages() + [sysconfig.get_paths()["purelib"]] if "site-packages" in p]
+    deps = [
+        p
+        for p in site.getsitepackages() + [sysconfig.get_paths()["purelib"]]
+        if "site-packages" in p
+    ]
     Path(purelib, "test-deps.pth").write_text("\n".join(dict.fromkeys(deps)) + "\n")
     work = tmp_path / "elsewhere"
     work.mkdir()
@@ -46,5 +63,7 @@ def test_wheel_in_fresh_venv_runs_a_fit(tmp_path, device):
     r = subprocess.run([str(py), "-c", code], cwd=work, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.startswith("ok")
-    r = subprocess.run([str(venv / "bin" / "duhl-cl"), "devices"], cwd=work, capture_output=True, text=True)
+    r = subprocess.run(
+        [str(venv / "bin" / "duhl-cl"), "devices"], cwd=work, capture_output=True, text=True
+    )
     assert r.returncode == 0 and "pocl-cpu" in r.stdout, r.stderr
