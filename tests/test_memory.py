@@ -38,3 +38,25 @@ def test_ledger_counts_what_is_moved(device, regression_data):
     assert est.stats_["bytes_h2d"] >= X.size * 4
     assert est.stats_["ledger_peak"] >= X.size * 4 + 4 * (X.shape[0] + X.shape[1])
     assert est.stats_["ledger_peak"] <= device.profile.budget
+
+
+def test_no_needless_copies():
+    """float32 stays float32, sparse stays sparse, data already in the device layout is shared."""
+    import scipy.sparse as sp
+
+    from duhl_cl.data import CoordinateStore, check_X
+
+    rng = np.random.default_rng(0)
+    Xf = np.asfortranarray(rng.standard_normal((50, 8)).astype(np.float32))
+    assert check_X(Xf) is Xf
+    store = CoordinateStore(check_X(Xf), primal=True, dtype=np.float32)
+    assert np.shares_memory(store.val, Xf)  # columns of a Fortran array, used in place
+    Xc = np.ascontiguousarray(Xf)
+    store = CoordinateStore(check_X(Xc), primal=False, dtype=np.float32, labels=np.ones(50))
+    assert np.shares_memory(store.val, Xc)  # rows of a C array, used in place
+    S = sp.random(200, 30, density=0.1, format="csc", dtype=np.float32, random_state=0)
+    store = CoordinateStore(check_X(S), primal=True, dtype=np.float32)
+    assert store.sparse and np.shares_memory(store.val, S.data)
+    R = S.tocsr()
+    store = CoordinateStore(check_X(R), primal=False, dtype=np.float32, labels=np.ones(200))
+    assert store.sparse and np.shares_memory(store.val, R.data) and store.val.dtype == np.float32
