@@ -73,6 +73,7 @@ def _standardize(X):
 
 def cmd_train(args):
     from .io import load_dataset, save_model
+    from .solver import format_round
 
     X, y = load_dataset(args.data, target=args.target)
     scaling = None
@@ -90,12 +91,7 @@ def cmd_train(args):
 
     def progress(rec):
         log(rec)
-        kind = "certified" if rec["certified"] else "estimate"
-        obj = "" if rec.get("objective") is None else f"  objective {rec['objective']:.10g}"
-        print(
-            f"  pass {rec['round']:5d}  {rec['time']:8.2f} s  gap {rec['gap']:.3e} ({kind}){obj}",
-            flush=True,
-        )
+        print("  " + format_round(rec), flush=True)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

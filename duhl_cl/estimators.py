@@ -33,7 +33,8 @@ import numpy as np
 from . import models
 from .data import CoordinateStore, check_X, check_y_binary, check_y_regression
 from .discovery import open_device
-from .profiles import DeviceProfile
+from .profiles import DeviceProfile, parse_budget
+from .scheduler import POLICIES
 from .solver import solve
 
 __all__ = ["Lasso", "ElasticNet", "Ridge", "LinearSVC", "LogisticRegression", "NotFittedError"]
@@ -130,6 +131,12 @@ class _Base:
             raise ValueError(
                 f"max_time must be None or a number of seconds > 0, got {self.max_time!r}"
             )
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+        if not isinstance(self.passes_per_round, (int, np.integer)) or self.passes_per_round < 1:
+            raise ValueError(
+                f"passes_per_round must be an integer >= 1, got {self.passes_per_round!r}"
+            )
         if self.dtype not in (None, "float32", "float64", np.float32, np.float64):
             raise ValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
 
@@ -181,6 +188,9 @@ class _Base:
             intercept0=b00,
             verbose=self.verbose,
             callback=callback,
+            budget=parse_budget(self.memory_budget, store.nbytes),
+            policy=self.policy,
+            passes_per_round=int(self.passes_per_round),
         )
         self._alpha = result.alpha
         self._intercept0 = result.intercept
@@ -275,6 +285,13 @@ _COMMON_DOC = """
         Run the profile on PoCL when its device is absent (outputs say "emulated").
     dtype : None, "float32" or "float64"
         Device precision; None takes the profile's (float32 by default).
+    memory_budget : None, int, str
+        Device memory this fit may use: bytes, a size ("64MiB") or a fraction of the data's
+        device bytes ("10%"); None takes the profile's budget.
+    policy : "duhl", "sequential", "random" or "full"
+        Which coordinates are resident each round (see duhl_cl.scheduler).
+    passes_per_round : int
+        Coordinate-descent passes over the resident set per round.
 
     Attributes
     ----------
@@ -284,9 +301,11 @@ _COMMON_DOC = """
         Certified duality gap: objective_ - optimum <= dual_gap_.
     objective_ : float
     n_iter_ : int
-        Passes run.
+        Rounds run.
     history_ : list of dict
-        One record per pass: round, time, gap, certified, objective.
+        One record per round: round, time, gap (certified, or None), gap_estimate, objective,
+        n_resident, n_swapped_in, bytes_h2d, bytes_d2h, n_gap_refreshes, device_time,
+        host_time, ledger_peak.
 """
 
 
@@ -299,6 +318,7 @@ class Lasso(_Regressor):
     def __init__(
         self, alpha=1.0, *, fit_intercept=True, tol=1e-4, max_iter=1000, max_time=None,
         warm_start=False, random_state=None, verbose=0, device="pocl-cpu", emulate=False, dtype=None,
+        memory_budget=None, policy="duhl", passes_per_round=1,
     ):  # fmt: skip
         self.alpha = alpha
         self.fit_intercept = fit_intercept
@@ -311,6 +331,9 @@ class Lasso(_Regressor):
         self.device = device
         self.emulate = emulate
         self.dtype = dtype
+        self.memory_budget = memory_budget
+        self.policy = policy
+        self.passes_per_round = passes_per_round
 
     def _make_model(self, X):
         return models.SquaredL1L2(_check_positive("alpha", self.alpha), 0.0)
@@ -325,7 +348,7 @@ class ElasticNet(_Regressor):
     def __init__(
         self, alpha=1.0, *, l1_ratio=0.5, fit_intercept=True, tol=1e-4, max_iter=1000,
         max_time=None, warm_start=False, random_state=None, verbose=0, device="pocl-cpu",
-        emulate=False, dtype=None,
+        emulate=False, dtype=None, memory_budget=None, policy="duhl", passes_per_round=1,
     ):  # fmt: skip
         self.alpha = alpha
         self.l1_ratio = l1_ratio
@@ -339,6 +362,9 @@ class ElasticNet(_Regressor):
         self.device = device
         self.emulate = emulate
         self.dtype = dtype
+        self.memory_budget = memory_budget
+        self.policy = policy
+        self.passes_per_round = passes_per_round
 
     def _make_model(self, X):
         alpha = _check_positive("alpha", self.alpha)
@@ -357,6 +383,7 @@ class Ridge(_Regressor):
     def __init__(
         self, alpha=1.0, *, fit_intercept=True, tol=1e-4, max_iter=1000, max_time=None,
         warm_start=False, random_state=None, verbose=0, device="pocl-cpu", emulate=False, dtype=None,
+        memory_budget=None, policy="duhl", passes_per_round=1,
     ):  # fmt: skip
         self.alpha = alpha
         self.fit_intercept = fit_intercept
@@ -369,6 +396,9 @@ class Ridge(_Regressor):
         self.device = device
         self.emulate = emulate
         self.dtype = dtype
+        self.memory_budget = memory_budget
+        self.policy = policy
+        self.passes_per_round = passes_per_round
 
     def _make_model(self, X):
         # ||r||^2 + alpha ||w||^2 = 2m [ (1/2m)||r||^2 + (alpha/m)/2 ||w||^2 ]
@@ -413,6 +443,7 @@ class LinearSVC(_Classifier):
         self, C=1.0, *, loss="squared_hinge", fit_intercept=True, intercept_scaling=1.0,
         tol=1e-4, max_iter=1000, max_time=None, warm_start=False, random_state=None, verbose=0,
         device="pocl-cpu", emulate=False, dtype=None,
+        memory_budget=None, policy="duhl", passes_per_round=1,
     ):  # fmt: skip
         self.C = C
         self.loss = loss
@@ -427,6 +458,9 @@ class LinearSVC(_Classifier):
         self.device = device
         self.emulate = emulate
         self.dtype = dtype
+        self.memory_budget = memory_budget
+        self.policy = policy
+        self.passes_per_round = passes_per_round
 
     def _make_model(self, X):
         C = _check_positive("C", self.C)
@@ -448,6 +482,7 @@ class LogisticRegression(_Classifier):
         self, penalty="l2", *, C=1.0, fit_intercept=True, intercept_scaling=1.0, tol=1e-4,
         max_iter=1000, max_time=None, warm_start=False, random_state=None, verbose=0,
         device="pocl-cpu", emulate=False, dtype=None,
+        memory_budget=None, policy="duhl", passes_per_round=1,
     ):  # fmt: skip
         self.penalty = penalty
         self.C = C
@@ -462,6 +497,9 @@ class LogisticRegression(_Classifier):
         self.device = device
         self.emulate = emulate
         self.dtype = dtype
+        self.memory_budget = memory_budget
+        self.policy = policy
+        self.passes_per_round = passes_per_round
 
     def _make_model(self, X):
         C = _check_positive("C", self.C)

@@ -75,11 +75,14 @@ class Ledger:
         self.peak = max(self.peak, self.live_bytes)
         return buf
 
-    def upload(self, buf, host, *, wait=False) -> None:
-        """Copy a host array into a device buffer, counting the bytes."""
+    def upload(self, buf, host, *, wait=False, dst_offset=0) -> None:
+        """Copy a host array into a device buffer (at ``dst_offset`` bytes), counting the bytes.
+
+        A non-blocking copy keeps ``host`` alive until it completes (pyopencl's NannyEvent).
+        """
         import pyopencl as cl
 
-        cl.enqueue_copy(self.device.queue, buf, host, is_blocking=wait)
+        cl.enqueue_copy(self.device.queue, buf, host, is_blocking=wait, dst_offset=dst_offset)
         self.bytes_h2d += host.nbytes
 
     def download(self, host, buf) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "list_profiles",
     "parse_size",
     "parse_bandwidth",
+    "parse_budget",
     "format_size",
 ]
 
@@ -76,6 +77,23 @@ def parse_size(value, *, what="size") -> int:
     if n <= 0:
         raise ValueError(f"{what}: must be positive, got {value!r}")
     return n
+
+
+def parse_budget(value, data_bytes: int):
+    """A memory budget: None, bytes, a size ("64MiB") or a fraction of the data ("10%")."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            frac = float(value.strip()[:-1]) / 100
+        except ValueError:
+            frac = -1
+        if not 0 < frac:
+            raise ValueError(
+                f"memory_budget: cannot read {value!r}; write e.g. '10%', '64MiB' or bytes"
+            )
+        return max(int(frac * data_bytes), 1)
+    return parse_size(value, what="memory_budget")
 
 
 def parse_bandwidth(value, *, what="bandwidth") -> float:

@@ -1,11 +1,15 @@
 """The round loop: shuffled device passes until the certified duality gap is small enough.
 
-Each round runs one shuffled pass over the resident coordinates on the device, reads back the
-coefficients and the shared vector, applies the intercept update (primal models), and
-estimates the total gap with the device's gap kernel. When the estimate reaches the
-tolerance, the host computes the certificate in float64 from the coefficients alone
-(``Model.certificate``); only a certified gap stops the run. The certificate is valid:
-``objective - optimum <= gap``.
+Each round (DESIGN.md section 2): the policy picks the resident set from the gap memory z;
+only coordinates not yet resident are copied in; the device (unit B) runs
+``passes_per_round`` shuffled passes over the resident set while a host thread (unit A)
+refreshes z for as many coordinates as it can with the previous round's coefficients and
+shared vector; then the resident coefficients and the shared vector are read back, the
+intercept is updated (primal models), and the device computes fresh gaps of the resident
+coordinates. When the gap memory suggests the tolerance is reached, and every
+``certify_every`` rounds, the host computes the exact certificate in float64 from the
+coefficients alone (:func:`certificate`); only a certified gap stops the run. The
+certificate is valid: ``objective - optimum <= gap``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .data import CoordinateStore, matvec, rmatvec
-from .device_solver import DeviceSolver
+from .refresh import HostRefresher
+from .scheduler import make_policy
+from .working_set import DeviceWorkingSet
 
 __all__ = ["ConvergenceWarning", "FitResult", "certificate", "solve"]
 
@@ -103,8 +109,12 @@ def solve(
     verbose: int = 0,
     callback=None,
     ledger=None,
+    budget: int | None = None,
+    policy: str = "full",
+    passes_per_round: int = 1,
+    certify_every: int = 10,
 ) -> FitResult:
-    """Fit ``model`` on ``store`` with every coordinate resident on ``device``.
+    """Fit ``model`` on ``store`` with the coordinates the policy keeps resident on ``device``.
 
     Parameters
     ----------
@@ -114,87 +124,140 @@ def solve(
     tol : float
         Stop when the certified gap <= ``tol * model.scale``.
     max_iter : int
-        Maximum number of passes over the coordinates.
+        Maximum number of rounds (each: ``passes_per_round`` passes over the resident set).
     max_time : float, optional
         Wall-clock limit in seconds; checked between rounds.
     random_state : None, int or numpy Generator
-        Seeds the shuffles.
+        Seeds the shuffles and the random policy.
     alpha0, intercept0 : warm start.
     callback : callable(record) -> None, optional
         Called with each round's history record.
+    budget : int, optional
+        Device bytes this fit may use (default: the profile's budget).
+    policy : {"full", "duhl", "sequential", "random"}
+    passes_per_round : int
+    certify_every : int
+        Compute the exact certificate at least every this many rounds (and whenever the
+        gap memory suggests the tolerance is reached).
     """
     rng = np.random.default_rng(random_state)
     t0 = time.perf_counter()
+    n = store.n_coords
     alpha = model.initial_alpha() if alpha0 is None else np.array(alpha0, dtype=np.float64)
     b0 = float(intercept0) if model.primal else 0.0
     target = tol * model.scale
     history: list = []
-    dev = DeviceSolver(device, model, store, ledger=ledger)
+    ws = DeviceWorkingSet(device, model, store, budget=budget, ledger=ledger)
+    refresher = None
     cert = None
     stop_reason = "max_iter"
     n_iter = 0
+    z = np.full(n, np.inf)  # gap memory: never evaluated ranks first
+    u_mem = np.full(n, np.nan)
     try:
-        dev.set_alpha(alpha)
+        pol = make_policy(
+            policy, n, ws.fits, rng, need_bytes=_full_bytes(ws), budget=ws.ledger.budget
+        )
+        refresher = HostRefresher(model, store, z, u_mem)
         v = _initial_shared(model, store, alpha, b0)
-        dev.set_shared(v)
+        ws.set_shared(v)
         while n_iter < max_iter:
             if max_time is not None and time.perf_counter() - t0 > max_time:
                 stop_reason = "max_time"
                 break
-            dev.run_pass(rng.permutation(store.n_coords).astype(np.int32))
+            h2d0, d2h0 = ws.ledger.bytes_h2d, ws.ledger.bytes_d2h
+            t_round = time.perf_counter()
+            sw = ws.make_resident(pol.select(z, n_iter), alpha)
+            n_resident = int(np.count_nonzero(ws.slot_coord >= 0))
+            for _ in range(passes_per_round):
+                ws.run_pass(rng)
+            # Unit A works on the previous round's alpha and v while unit B runs the pass.
+            all_resident = n_resident == n
+            if not all_resident:
+                refresher.start(alpha.copy(), v.copy())
+            ws.finish()
+            device_time = time.perf_counter() - t_round
+            n_refreshed, host_time = refresher.stop() if not all_resident else (0, 0.0)
             n_iter += 1
-            v = dev.get_shared().astype(np.float64)
+            ws.read_alpha(alpha)
+            v = ws.get_shared().astype(np.float64)
             if model.primal and model.fit_intercept:
                 v, b0 = model.intercept_update(v, b0)
-                dev.set_shared(v)
-            # The estimate: the device computes u (the O(nnz) part) in its precision, the
-            # host turns it into gaps and an objective in float64.
-            u, _ = dev.gaps()
-            alpha = dev.get_alpha().astype(np.float64)
-            u = u.astype(np.float64)
-            estimate = model.total_gap(alpha, u, v)
-            objective = model.objective(alpha, v) if model.primal else model.primal_objective(v, u)
-            record = {"round": n_iter, "time": 0.0, "gap": estimate, "certified": False,
-                      "objective": float(objective)}  # fmt: skip
-            if not np.isfinite(estimate) or estimate <= target:
+                ws.set_shared(v)
+            coords, u, _ = ws.resident_gaps()
+            u_mem[coords] = u
+            z[coords] = model.gaps(alpha[coords], u.astype(np.float64))
+            estimate = model.total_gap(alpha, u_mem, v) if not np.isnan(u_mem).any() else np.inf
+            record = {
+                "round": n_iter,
+                "time": 0.0,
+                "gap": None,
+                "gap_estimate": float(estimate),
+                "objective": float(model.objective(alpha, v)) if model.primal else None,
+                "n_resident": n_resident,
+                "n_swapped_in": sw.n_swapped_in,
+                "bytes_swapped_in": sw.bytes_swapped_in,
+                "bytes_h2d": 0,
+                "bytes_d2h": 0,
+                "n_gap_refreshes": int(n_refreshed),
+                "device_time": device_time,
+                "host_time": host_time,
+                "ledger_peak": ws.ledger.peak,
+            }
+            if (
+                estimate <= target
+                or n_iter % certify_every == 0
+                or not np.isfinite(estimate)
+                and all_resident
+            ):
                 cert = certificate(model, store, alpha, b0)
                 b0 = cert.intercept
-                record.update(gap=cert.gap, certified=True, objective=cert.objective)
+                record.update(gap=cert.gap, objective=cert.objective)
                 # Resynchronise the device's shared vector with the exact one: a float32
                 # device accumulates rounding in v over many passes.
-                dev.set_shared(cert.shared)
+                v = cert.shared
+                ws.set_shared(v)
+            record["bytes_h2d"] = ws.ledger.bytes_h2d - h2d0
+            record["bytes_d2h"] = ws.ledger.bytes_d2h - d2h0
             record["time"] = time.perf_counter() - t0
             history.append(record)
             if verbose:
                 _print_round(record, target)
             if callback is not None:
                 callback(record)
-            if record["certified"] and cert.gap <= target:
+            if record["gap"] is not None and cert.gap <= target:
                 stop_reason = "converged"
                 break
     except KeyboardInterrupt:
         stop_reason = "interrupted"
     finally:
         try:
+            if refresher is not None:
+                try:
+                    refresher.stop()
+                except Exception:  # noqa: BLE001 -- the fit is ending anyway
+                    pass
+            ws.finish()
             if stop_reason != "converged":
-                alpha = dev.get_alpha().astype(np.float64)
+                if n_iter and ws.resident.size:
+                    ws.read_alpha(alpha)
                 cert = certificate(model, store, alpha, b0)
                 history.append(
                     {"round": n_iter, "time": time.perf_counter() - t0, "gap": cert.gap,
-                     "certified": True, "objective": cert.objective}
+                     "gap_estimate": None, "objective": cert.objective, "final": True}
                 )  # fmt: skip
-            h2d, d2h, peak = dev.ledger.bytes_h2d, dev.ledger.bytes_d2h, dev.ledger.peak
+            h2d, d2h, peak = ws.ledger.bytes_h2d, ws.ledger.bytes_d2h, ws.ledger.peak
         finally:
-            dev.release()
+            ws.release()
     converged = cert.gap <= target
     if not converged:
         why = {
-            "max_iter": f"max_iter={max_iter} passes",
+            "max_iter": f"max_iter={max_iter} rounds",
             "max_time": f"max_time={max_time} s",
             "interrupted": "an interrupt (Ctrl-C)",
         }[stop_reason]
         warnings.warn(
-            f"Stopped after {n_iter} passes by {why} with certified duality gap {cert.gap:.3e} "
+            f"Stopped after {n_iter} rounds by {why} with certified duality gap {cert.gap:.3e} "
             f"> tol * scale = {target:.3e}; the model so far is returned. Increase max_iter or "
             f"max_time, or loosen tol.",
             ConvergenceWarning,
@@ -208,21 +271,36 @@ def solve(
         objective=cert.objective,
         n_iter=n_iter,
         converged=converged,
-        stop_reason=stop_reason if not converged or stop_reason != "converged" else "converged",
+        stop_reason=stop_reason if not converged else "converged",
         history=history,
         bytes_h2d=h2d,
         bytes_d2h=d2h,
         ledger_peak=peak,
         time=time.perf_counter() - t0,
-        kernel_variant=dev.variant,
+        kernel_variant=ws.variant,
     )
+
+
+def _full_bytes(ws):
+    st = ws.store
+    return (
+        ws.cap.fixed
+        + st.n_coords * ws.cap.slot_bytes
+        + int(np.maximum(st.lens, 1).sum()) * ws.cap.entry_bytes
+    )
+
+
+def format_round(rec, target=None):
+    """One line of progress for a history record."""
+    if rec["gap"] is not None:
+        gap = f"gap {rec['gap']:.3e} (certified)"
+    else:
+        gap = f"gap ~{rec['gap_estimate']:.3e} (estimate) "
+    obj = f"  objective {rec['objective']:.10g}" if rec.get("objective") is not None else ""
+    tgt = f"  target {target:.3e}" if target is not None else ""
+    res = f"  resident {rec['n_resident']}  in {rec['n_swapped_in']}" if "n_resident" in rec else ""
+    return f"round {rec['round']:5d}  {rec['time']:8.3f} s  {gap}{tgt}{res}{obj}"
 
 
 def _print_round(rec, target):
-    kind = "certified" if rec["certified"] else "estimate "
-    obj = f"  objective {rec['objective']:.10g}" if rec.get("objective") is not None else ""
-    print(
-        f"pass {rec['round']:5d}  {rec['time']:8.3f} s  gap ({kind}) {rec['gap']:.3e}"
-        f"  target {target:.3e}{obj}",
-        flush=True,
-    )
+    print(format_round(rec, target), flush=True)

@@ -1,13 +1,14 @@
 /* cd_pass.cl -- one pass of coordinate descent over a list of resident coordinates.
  *
- * What it computes: for k = 0 .. n_order-1, coordinate s = order[k] (a slot of the device's
+ * What it computes: for k in [order_start, order_start + n_order), coordinate s = order[k] (a slot of the device's
  * working-set storage): u = a_s^T w(v), the model's step alpha[s] -> alpha_new, and
  * v += (alpha_new - alpha[s]) * a_s. Exact sequential coordinate descent ("serial" variant).
  * Launch: global size 1, local size 1 (one work-item walks the list; FPGA single-work-item
  * pipelines and small CPUs; on PoCL a private loop is the fast shape, DESIGN.md section 5).
  *
  * Storage: slot s holds a column (primal) or a row (dual) starting at offs[s] in val (and idx
- * when SPARSE, with lens[s] entries); dense slots hold dim contiguous values.
+ * when SPARSE, with lens[s] entries); dense slots hold dim contiguous values. A working-set
+ * pool split over several buffers runs one launch per buffer, each over its own slots.
  * ylab: primal, the labels y (length dim, read by the logistic datafit); dual, one label per
  * slot. v: primal, length dim (Xb + b0 - y for the squared loss, Xb + b0 for logistic); dual,
  * the weight vector w of length dim + 1, the last entry for the bias feature (value bias).
@@ -22,14 +23,15 @@
 
 __kernel void cd_pass(__global const real *val, __global const int *idx,
                       __global const ulong *offs, __global const int *lens,
-                      __global const int *order, const int n_order, __global real *alpha,
+                      __global const int *order, const int order_start, const int n_order,
+                      __global real *alpha,
                       __global const real *sqnorm, __global const real *ylab, __global real *v,
                       const int dim, const real l1, const real l2, const real bound,
                       const real C, const real bias, const real inv_m)
 {
     if (get_global_id(0) != 0)
         return;
-    for (int k = 0; k < n_order; ++k) {
+    for (int k = order_start; k < order_start + n_order; ++k) {
         const int s = order[k];
         const ulong o = offs[s];
 #if SPARSE

@@ -1,6 +1,6 @@
 /* gap.cl -- per-coordinate duality gaps for a list of coordinates, and the datafit gradient.
  *
- * coord_gap: for k < n_list, slot s = list[k]: u = a_s^T w (primal) or the margin
+ * coord_gap: for k in [list_start, list_start + n_list), slot s = list[k]: u = a_s^T w (primal) or the margin
  *   mu = y_s (x_s^T w + bias w[dim]) (dual), and gap_s (model.h). Writes u_out[k], gap_out[k].
  *   Launch: global size >= n_list (one work-item per coordinate, any local size).
  * datafit_gradient: w[j] = grad f(v)_j for the primal models. Launch: global size >= dim.
@@ -20,14 +20,14 @@ __kernel void datafit_gradient(__global const real *v, __global const real *y,
 
 __kernel void coord_gap(__global const real *val, __global const int *idx,
                         __global const ulong *offs, __global const int *lens,
-                        __global const int *list, const int n_list,
+                        __global const int *list, const int list_start, const int n_list,
                         __global const real *alpha, __global const real *ylab,
                         __global const real *w, const int dim, const real l1, const real l2,
                         const real bound, const real C, const real bias,
                         __global real *u_out, __global real *gap_out)
 {
-    const int k = get_global_id(0);
-    if (k >= n_list)
+    const int k = list_start + (int)get_global_id(0);
+    if (k >= list_start + n_list)
         return;
     const int s = list[k];
     const ulong o = offs[s];

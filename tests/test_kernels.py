@@ -13,9 +13,9 @@ import scipy.sparse as sp
 
 from duhl_cl import models
 from duhl_cl.data import CoordinateStore
-from duhl_cl.device_solver import DeviceSolver
 from duhl_cl.program import KernelBuildError, build_program
 from duhl_cl.resources import kernels_dir
+from duhl_cl.working_set import DeviceWorkingSet
 
 
 def make_model(name, X, y):
@@ -73,15 +73,19 @@ def test_pass_matches_numpy_reference(device, problem, name, sparse):
         v = model.shared_from(X @ alpha, 0.3)
     else:
         v = np.r_[X.T @ (alpha * target), model.bias * (alpha @ target)]
-    dev = DeviceSolver(device, model, store)
+    dev = DeviceWorkingSet(device, model, store)
     try:
-        dev.set_alpha(alpha)
+        # A working set: a strict subset of the coordinates, resident in shuffled slots.
+        resident = rng.permutation(model.n_coords)[: model.n_coords - 4]
+        dev.make_resident(resident, alpha)
         dev.set_shared(v)
         for _ in range(3):
-            order = rng.permutation(model.n_coords)[: model.n_coords - 4]  # a working set
-            dev.run_pass(order.astype(np.int32))
+            order = rng.permutation(resident)
+            dev.run_pass(None, order=order)
             models.reference_pass(model, store, alpha, v, order)
-            np.testing.assert_allclose(dev.get_alpha(), alpha, rtol=1e-10, atol=1e-10)
+            got = dev.read_alpha(np.full(model.n_coords, np.nan))
+            np.testing.assert_allclose(got[resident], alpha[resident], rtol=1e-10, atol=1e-10)
+            assert np.isnan(np.delete(got, resident)).all()  # nothing else was touched
             np.testing.assert_allclose(dev.get_shared(), v, rtol=1e-10, atol=1e-10)
     finally:
         dev.release()
@@ -115,14 +119,15 @@ def test_gap_kernel_matches_numpy(device, problem, name, sparse, dtype):
         v = w
         u_ref = target * (X @ w[:-1] + model.bias * w[-1])
     gap_ref = _gap_formula(name, model, alpha, u_ref)
-    slots = rng.permutation(model.n_coords)[:-3].astype(np.int32)
-    dev = DeviceSolver(device, model, store)
+    resident = rng.permutation(model.n_coords)[:-3]
+    dev = DeviceWorkingSet(device, model, store)
     try:
-        dev.set_alpha(alpha)
+        dev.make_resident(resident, alpha)
         dev.set_shared(v)
-        u, g = dev.gaps(slots)
+        slots, u, g = dev.resident_gaps()
     finally:
         dev.release()
+    assert sorted(slots) == sorted(resident)
     rtol, atol = (1e-10, 1e-12) if dtype == np.float64 else (2e-4, 2e-5)
     np.testing.assert_allclose(u, u_ref[slots], rtol=rtol, atol=atol)
     np.testing.assert_allclose(g, gap_ref[slots], rtol=rtol, atol=atol * 10)

@@ -1,0 +1,92 @@
+"""Unit A: the host refreshes the gap memory while the device runs its pass.
+
+A thread walks the coordinates cyclically in contiguous blocks (cheap slices of column- or
+row-major and CSC/CSR storage), computing ``u`` (primal: ``X[:, block]^T w``; dual: the
+margins of the rows) and the per-coordinate gaps with the coefficients and shared vector of
+the previous round (stale is allowed by the theory). It stops when told (the device pass has
+ended) after finishing its block, having refreshed at least one block.
+NumPy and SciPy release the GIL in these products, so the thread runs beside the device.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+__all__ = ["HostRefresher"]
+
+
+class HostRefresher:
+    """Refresh ``z`` (gap memory) and ``u_mem`` for blocks of coordinates on a thread.
+
+    Parameters
+    ----------
+    model : duhl_cl.models.Model
+    store : duhl_cl.data.CoordinateStore
+    z, u_mem : ndarray (float64, n_coords)
+        Written in place, block by block.
+    block_entries : int
+        Target number of stored entries per block (keeps a block short, so stopping is prompt).
+    """
+
+    def __init__(self, model, store, z, u_mem, block_entries=1 << 18):
+        self.model, self.store, self.z, self.u_mem = model, store, z, u_mem
+        n = store.n_coords
+        # Block boundaries with about block_entries stored entries each.
+        csum = np.concatenate([[0], np.cumsum(store.lens, dtype=np.int64)])
+        cuts = np.searchsorted(
+            csum, np.arange(0, csum[-1] + block_entries, block_entries), side="left"
+        )
+        self.bounds = np.unique(np.concatenate([[0], np.clip(cuts, 0, n), [n]]))
+        self.next_block = 0
+        self._thread = None
+        self._stop = threading.Event()
+        self.count = 0
+        self.busy = 0.0
+        self.error = None
+
+    def _block(self, a, b, alpha, v):
+        X, m = self.store.matrix, self.model
+        if m.primal:
+            w = m.gradient(v)
+            u = np.asarray(X[:, a:b].T @ w, dtype=np.float64).ravel()
+        else:
+            y = self.store.labels[a:b]
+            u = y * (np.asarray(X[a:b] @ v[:-1], dtype=np.float64).ravel() + m.bias * v[-1])
+        self.u_mem[a:b] = u
+        self.z[a:b] = m.gaps(alpha[a:b], u)
+        return b - a
+
+    def _run(self, alpha, v):
+        t0 = time.perf_counter()
+        try:
+            nb = len(self.bounds) - 1
+            done = 0
+            while done < nb and (done == 0 or not self._stop.is_set()):
+                i = self.next_block
+                self.count += self._block(int(self.bounds[i]), int(self.bounds[i + 1]), alpha, v)
+                self.next_block = (i + 1) % nb
+                done += 1
+        except BaseException as exc:  # reported to the round loop
+            self.error = exc
+        self.busy = time.perf_counter() - t0
+
+    def start(self, alpha, v):
+        """Begin refreshing with these (previous-round) coefficients and shared vector."""
+        self.count, self.busy, self.error = 0, 0.0, None
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, args=(alpha, v), daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        """Ask the thread to finish its block and wait; returns (refreshed, busy seconds)."""
+        if self._thread is None:
+            return 0, 0.0
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        if self.error is not None:
+            raise self.error
+        return self.count, self.busy

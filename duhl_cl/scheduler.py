@@ -1,0 +1,103 @@
+"""Which coordinates are resident on the device each round: DuHL and its baselines.
+
+Every policy returns, for a round, an ordered list of coordinates; the working set keeps as
+many of them, in that order, as fit its slots and pool. Policies:
+
+- ``"duhl"``: the coordinates with the largest gap memory z (never evaluated: +inf, first),
+  Duenner, Parnell & Jaggi (NIPS 2017);
+- ``"sequential"``: the data in fixed blocks that fit, streamed round-robin (the usual
+  out-of-core approach); every coordinate is visited once per cycle;
+- ``"random"``: a uniformly random set each round (seeded);
+- ``"full"``: everything, refused with a clear message when it does not fit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .ledger import MemoryBudgetError
+from .profiles import format_size
+
+__all__ = ["POLICIES", "make_policy"]
+
+POLICIES = ("duhl", "sequential", "random", "full")
+
+
+class _Policy:
+    name = ""
+
+    def __init__(self, n_coords, fits, rng):
+        self.n, self.fits, self.rng = n_coords, fits, rng
+
+    def select(self, z, round_index):
+        raise NotImplementedError
+
+
+class Duhl(_Policy):
+    """Largest gap memory first; ties (e.g. all +inf at the start) broken by a fixed shuffle."""
+
+    name = "duhl"
+
+    def __init__(self, n, fits, rng):
+        super().__init__(n, fits, rng)
+        self.tiebreak = rng.permutation(n)
+
+    def select(self, z, round_index):
+        # Sort by -z, ties in the order of the fixed shuffle: lexsort's last key is primary.
+        order = np.lexsort((self.tiebreak, -z))
+        return order[: self.fits(order)]
+
+
+class Sequential(_Policy):
+    """Fixed consecutive blocks that fit, visited round-robin."""
+
+    name = "sequential"
+
+    def __init__(self, n, fits, rng):
+        super().__init__(n, fits, rng)
+        self.blocks = []
+        start = 0
+        idx = np.arange(n)
+        while start < n:
+            k = max(1, fits(idx[start:]))
+            self.blocks.append(idx[start : start + k])
+            start += k
+
+    def select(self, z, round_index):
+        return self.blocks[round_index % len(self.blocks)]
+
+
+class Random(_Policy):
+    name = "random"
+
+    def select(self, z, round_index):
+        order = self.rng.permutation(self.n)
+        return order[: self.fits(order)]
+
+
+class Full(_Policy):
+    name = "full"
+
+    def __init__(self, n, fits, rng, *, need_bytes=None, budget=None):
+        super().__init__(n, fits, rng)
+        if fits(np.arange(n)) < n:
+            raise MemoryBudgetError(
+                f"policy 'full' needs all {n} coordinates resident, but the memory budget "
+                f"({format_size(budget) if budget else '?'}) holds only {fits(np.arange(n))} of "
+                f"them; raise the budget (about {format_size(need_bytes) if need_bytes else 'more'} "
+                f"needed) or use policy 'duhl'"
+            )
+        self.all = np.arange(n)
+
+    def select(self, z, round_index):
+        return self.all
+
+
+def make_policy(name, n_coords, fits, rng, **kw):
+    """A policy by name; ``fits(order)`` says how many of ``order`` fit the device."""
+    table = {"duhl": Duhl, "sequential": Sequential, "random": Random, "full": Full}
+    if name not in table:
+        raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {name!r}")
+    if name == "full":
+        return Full(n_coords, fits, rng, **kw)
+    return table[name](n_coords, fits, rng)

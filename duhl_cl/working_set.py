@@ -1,0 +1,570 @@
+"""Unit B's memory: the resident working set of coordinates on the device, under a budget.
+
+The budget (bytes) pays for, in this order: the shared vectors (v, the gradient w, and the
+labels y of a primal model), a slot table (per resident coordinate: offset, length,
+coefficient, squared norm, label, visit order, u and gap), a small staging area for
+incoming data, and the pool that holds the coordinates' values (and indices when sparse).
+The pool is split into parts no larger than the profile's largest single allocation; each
+resident coordinate lives whole in one part, placed first-fit into free space.
+
+Each round :meth:`DeviceWorkingSet.make_resident` evicts the coordinates that leave (their
+coefficients were read back at the end of the previous pass), places only the coordinates
+not yet resident into the space freed, and copies them in a handful of enqueue calls:
+one upload of their values (and indices), one of their slot entries, and a scatter kernel
+that moves them into place; an empty region filled in order is written directly.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from .ledger import Ledger, MemoryBudgetError
+from .profiles import format_size
+from .program import get_kernel
+
+__all__ = ["plan_capacity", "Capacity", "DeviceWorkingSet", "KERNEL_VARIANTS_AVAILABLE"]
+
+KERNEL_VARIANTS_AVAILABLE = ("serial",)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """How a budget is spent (bytes unless said otherwise)."""
+
+    budget: int
+    fixed: int  # shared vectors
+    slot_bytes: int  # per slot
+    n_slots: int  # slots in the table
+    entry_bytes: int  # per stored entry (value, plus index when sparse)
+    pool_entries: int  # entries in the pool, over all parts
+    part_entries: int  # largest part, entries
+    stage_entries: int  # staging area, entries
+    minimum: int  # smallest budget that holds the vectors plus one coordinate
+
+    @property
+    def total(self) -> int:
+        return (
+            self.fixed
+            + self.n_slots * self.slot_bytes
+            + (self.pool_entries + self.stage_entries) * self.entry_bytes
+            + self.n_slots * _DESC_BYTES
+            + 64
+        )
+
+
+# Per staged piece: src offset, dst offset, length (scatter descriptors); per incoming slot
+# entry the slot index too. Sized by the slot table, as a round brings at most that many.
+_DESC_BYTES = 4 + 8 + 4 + 3 * 8
+
+
+# Work-group size of the one-work-item-per-piece kernels. Fixed, because PoCL compiles a
+# kernel anew for every local size it is launched with (letting the runtime choose one per
+# global size cost a compilation per distinct size: ~0.1 s each).
+_WG = 32
+
+
+def _grid(n):
+    return (-(-max(n, 1) // _WG) * _WG,)
+
+
+# Up to this many contiguous runs per pool part are copied directly; more are staged.
+_DIRECT_RUNS = 4
+
+
+def _slot_bytes(r: int, primal: bool) -> int:
+    # offs 8, lens 4, alpha, sqnorm, label (dual), order 4, u, gap
+    return 8 + 4 + r + r + (0 if primal else r) + 4 + r + r
+
+
+def plan_capacity(
+    store, model, dtype, budget: int, max_alloc: int, *, label="the device"
+) -> Capacity:
+    """Split ``budget`` between vectors, slot table, staging and pool.
+
+    Raises MemoryBudgetError, with the minimum that would do, when the budget cannot hold the
+    vectors plus one coordinate.
+    """
+    r = np.dtype(dtype).itemsize
+    entry = r + (4 if store.sparse else 0)
+    vdim = model.shared_dim()
+    fixed = 2 * r * vdim + (r * store.dim if model.primal else r)
+    slot = _slot_bytes(r, model.primal) + _DESC_BYTES
+    lens = store.lens.astype(np.int64)
+    max_len = int(max(lens.max(initial=1), 1))
+    fixed += 64  # alignment slack of the staging descriptors
+    minimum = fixed + slot + 2 * entry * max_len  # one coordinate in the pool, one staged
+    if budget < minimum:
+        raise MemoryBudgetError(
+            f"a memory budget of {format_size(budget)} cannot hold the shared vectors "
+            f"({format_size(fixed)}) plus one coordinate (up to {max_len} entries, "
+            f"{format_size(slot + 2 * entry * max_len)} with its staging); {label} needs at "
+            f"least {format_size(minimum)} ({minimum} bytes)"
+        )
+    part_cap = max(max_alloc // max(r, 4 if store.sparse else r), 1)
+    if part_cap < max_len:
+        raise MemoryBudgetError(
+            f"the largest coordinate has {max_len} entries ({format_size(max_len * r)}), more "
+            f"than the largest single allocation of {label} ({format_size(max_alloc)})"
+        )
+    avail = budget - fixed
+    n = store.n_coords
+    total_entries = int(lens.sum())
+    if avail >= n * slot + (total_entries + max_len) * entry:
+        # Everything fits: a staging area of one coordinate is enough for later swaps.
+        stage = max_len
+        return Capacity(
+            budget, fixed, slot - _DESC_BYTES, n, entry, total_entries, part_cap, stage, minimum
+        )
+    # Staging: an eighth of the budget (at most 64 MiB) keeps a round's copies to a few
+    # batches; it must hold the largest coordinate.
+    stage = int(min(max(max_len, avail // 8 // entry), max(max_len, (64 << 20) // entry)))
+    rest = avail - stage * entry
+    mean_len = max(total_entries / max(n, 1), 1.0)
+    n_slots = int(min(n, max(1, rest // (slot + entry * mean_len))))
+    pool = (rest - n_slots * slot) // entry
+    while pool < max_len and n_slots > 1:
+        n_slots = max(1, n_slots // 2)
+        pool = (rest - n_slots * slot) // entry
+    return Capacity(
+        budget, fixed, slot - _DESC_BYTES, n_slots, entry, int(pool), part_cap, stage, minimum
+    )
+
+
+class _Part:
+    """One pool buffer (values, and indices when sparse) and its free ranges."""
+
+    def __init__(self, val, idx, capacity):
+        self.val, self.idx, self.capacity = val, idx, capacity
+        self.free = [[0, capacity]]  # sorted [start, length]
+
+    def alloc(self, n):
+        for i, (start, length) in enumerate(self.free):
+            if length >= n:
+                if length == n:
+                    del self.free[i]
+                else:
+                    self.free[i] = [start + n, length - n]
+                return start
+        return None
+
+    def release(self, start, n):
+        free = self.free
+        i = 0
+        while i < len(free) and free[i][0] < start:
+            i += 1
+        free.insert(i, [start, n])
+        # coalesce with the neighbours
+        if i + 1 < len(free) and free[i][0] + free[i][1] == free[i + 1][0]:
+            free[i][1] += free[i + 1][1]
+            del free[i + 1]
+        if i > 0 and free[i - 1][0] + free[i - 1][1] == free[i][0]:
+            free[i - 1][1] += free[i][1]
+            del free[i]
+
+
+@dataclass
+class SwapStats:
+    n_swapped_in: int = 0
+    n_evicted: int = 0
+    n_refused: int = 0  # selected but no contiguous space this round
+    bytes_swapped_in: int = 0
+
+
+class DeviceWorkingSet:
+    """Device buffers, kernels and the resident set for one model on one coordinate store.
+
+    Parameters
+    ----------
+    device : duhl_cl.discovery.Device
+    model : duhl_cl.models.Model (``setup`` done)
+    store : duhl_cl.data.CoordinateStore
+    budget : int, optional
+        Bytes of device memory this fit may use; default: the profile's budget.
+    ledger : Ledger, optional
+    """
+
+    def __init__(self, device, model, store, budget=None, ledger=None):
+        import pyopencl as cl
+
+        self.cl = cl
+        self.device, self.model, self.store = device, model, store
+        self.queue = device.queue
+        self.ledger = ledger or Ledger(device)
+        if budget is not None:
+            self.ledger.budget = (
+                min(int(budget), self.ledger.budget) if budget else self.ledger.budget
+            )
+        self.dtype = store.dtype
+        self.real = self.dtype.type
+        self.variant = device.profile.kernel_variant
+        if self.variant not in KERNEL_VARIANTS_AVAILABLE:
+            # Per-device parameters are data with fallbacks: the exact serial pass runs on
+            # every device, so a profile asking for a variant not built yet still trains.
+            warnings.warn(
+                f"kernel variant {self.variant!r} of profile {device.profile.name!r} is not "
+                f"available in this version (available: {', '.join(KERNEL_VARIANTS_AVAILABLE)}); "
+                f"using 'serial'",
+                stacklevel=4,
+            )
+            self.variant = "serial"
+        self.cap = plan_capacity(
+            store,
+            model,
+            self.dtype,
+            self.ledger.budget,
+            self.ledger.max_alloc,
+            label=device.profile.label(),
+        )
+        defines = {
+            "MODEL": model.code,
+            "USE_DOUBLE": int(self.dtype == np.float64),
+            "SPARSE": int(store.sparse),
+        }
+        self.k_pass = get_kernel(device, "cd_pass.cl", defines, "cd_pass")
+        self.k_gap = get_kernel(device, "gap.cl", defines, "coord_gap")
+        self.k_grad = get_kernel(device, "gap.cl", defines, "datafit_gradient")
+        self.k_scatter_real = get_kernel(device, "scatter.cl", defines, "scatter_real")
+        self.k_scatter_int = get_kernel(device, "scatter.cl", defines, "scatter_int")
+        self.k_scatter_slots = get_kernel(device, "scatter.cl", defines, "scatter_slots")
+        self.dim = store.dim
+        self.vdim = model.shared_dim()
+        self._allocate()
+        p = model.kernel_params()
+        R = self.real
+        self._params = [R(p["l1"]), R(p["l2"]), R(p["bound"]), R(p["C"]), R(p["bias"])]
+        self.inv_m = R(p["inv_m"])
+        # Resident-set bookkeeping on the host.
+        S = self.cap.n_slots
+        self.slot_coord = np.full(S, -1, dtype=np.int64)  # coordinate in each slot
+        self.coord_slot = np.full(store.n_coords, -1, dtype=np.int64)
+        self.slot_part = np.zeros(S, dtype=np.int64)
+        self.slot_off = np.zeros(S, dtype=np.int64)
+        self.free_slots = list(range(S - 1, -1, -1))
+
+    # ------------------------------------------------------------------ allocation
+    def _allocate(self):
+        cap, L, r = self.cap, self.ledger, self.dtype.itemsize
+        S = cap.n_slots
+        try:
+            self.b_v = L.alloc("shared vector", r * self.vdim)
+            self.b_w = L.alloc("gradient", r * self.vdim)
+            y = self.model.y if self.model.primal else np.zeros(1)
+            self.b_y = L.alloc("labels y", r * len(y), np.asarray(y, dtype=self.dtype))
+            self.b_offs = L.alloc("slot offsets", 8 * S)
+            self.b_lens = L.alloc("slot lengths", 4 * S)
+            self.b_alpha = L.alloc("slot coefficients", r * S)
+            self.b_sqnorm = L.alloc("slot squared norms", r * S)
+            self.b_label = L.alloc("slot labels", r * S) if not self.model.primal else self.b_y
+            self.b_order = L.alloc("visit order", 4 * S)
+            self.b_u = L.alloc("slot u", r * S)
+            self.b_gap = L.alloc("slot gaps", r * S)
+            self.b_desc = L.alloc("staging descriptors", _DESC_BYTES * S + 64)
+            self.b_stage_val = L.alloc("staging values", r * cap.stage_entries)
+            self.b_stage_idx = (
+                L.alloc("staging indices", 4 * cap.stage_entries) if self.store.sparse else None
+            )
+            self.parts = []
+            left = cap.pool_entries
+            while left > 0:
+                n = min(left, cap.part_entries)
+                val = L.alloc(f"pool part {len(self.parts)} values", r * n)
+                idx = (
+                    L.alloc(f"pool part {len(self.parts)} indices", 4 * n)
+                    if self.store.sparse
+                    else val
+                )
+                self.parts.append(_Part(val, idx, n))
+                left -= n
+        except BaseException:
+            self.release()
+            raise
+
+    # ------------------------------------------------------------------ residency
+    @property
+    def resident(self) -> np.ndarray:
+        """Coordinates resident now (ascending slot order)."""
+        return self.slot_coord[self.slot_coord >= 0]
+
+    def fits(self, coords) -> int:
+        """How many of ``coords``, taken in order, fit the slots and pool (ignoring placement)."""
+        lens = self.store.lens[coords].astype(np.int64)
+        by_size = np.searchsorted(np.cumsum(lens), self.cap.pool_entries, side="right")
+        return int(min(by_size, self.cap.n_slots, len(coords)))
+
+    def make_resident(self, coords, alpha) -> SwapStats:
+        """Make exactly ``coords`` (as far as placement allows) the resident set.
+
+        ``alpha`` (float64, all coordinates) gives the coefficients of incoming coordinates.
+        """
+        coords = np.asarray(coords, dtype=np.int64)
+        stats = SwapStats()
+        want = np.zeros(self.store.n_coords, dtype=bool)
+        want[coords] = True
+        lens = self.store.lens
+        # Evict: their coefficients were read back after the last pass.
+        for s in np.flatnonzero((self.slot_coord >= 0) & ~want[np.maximum(self.slot_coord, 0)]):
+            c = self.slot_coord[s]
+            self.parts[self.slot_part[s]].release(int(self.slot_off[s]), int(max(lens[c], 1)))
+            self.coord_slot[c] = -1
+            self.slot_coord[s] = -1
+            self.free_slots.append(int(s))
+            stats.n_evicted += 1
+        entering = coords[self.coord_slot[coords] < 0]
+        placed = []  # (coordinate, slot, part, offset)
+        for c in entering:
+            if not self.free_slots:
+                stats.n_refused += len(entering) - len(placed) - stats.n_refused
+                break
+            n = int(max(lens[c], 1))
+            for p, part in enumerate(self.parts):
+                off = part.alloc(n)
+                if off is not None:
+                    s = self.free_slots.pop()
+                    placed.append((int(c), s, p, off))
+                    self.slot_coord[s], self.coord_slot[c] = c, s
+                    self.slot_part[s], self.slot_off[s] = p, off
+                    break
+            else:
+                stats.n_refused += 1
+        if placed:
+            stats.n_swapped_in = len(placed)
+            stats.bytes_swapped_in = self._upload(placed, alpha)
+        return stats
+
+    def coordinate_bytes(self, coords) -> int:
+        """Bytes copied to make ``coords`` resident: their entries and slot entries."""
+        coords = np.asarray(coords, dtype=np.int64)
+        n_entries = int(np.maximum(self.store.lens[coords], 1).sum())
+        return n_entries * self.cap.entry_bytes + len(coords) * self._slot_upload_bytes()
+
+    def _slot_upload_bytes(self):
+        r = self.dtype.itemsize
+        return 4 + 8 + 4 + 3 * r
+
+    def _pack(self, fields):
+        """Pack arrays back to back, each at an offset aligned to 8 bytes; (bytes, offsets)."""
+        offsets, pos = [], 0
+        for f in fields:
+            offsets.append(pos)
+            pos += -(-f.nbytes // 8) * 8
+        packed = np.zeros(max(pos, 8), dtype=np.uint8)
+        for f, o in zip(fields, offsets, strict=True):
+            packed[o : o + f.nbytes] = np.ascontiguousarray(f).view(np.uint8)
+        if packed.nbytes > self.b_desc.size:
+            raise AssertionError("staging descriptors larger than their buffer")
+        return packed, [np.uint64(o) for o in offsets]
+
+    def _upload(self, placed, alpha) -> int:
+        """Copy the placed coordinates in; returns the bytes of their entries and slot entries."""
+        q, st, L = self.queue, self.store, self.ledger
+        arr = np.array(placed, dtype=np.int64).reshape(-1, 4)
+        coords, slots, parts, offs = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
+        lens = np.maximum(st.lens[coords].astype(np.int64), 1)
+        r = self.dtype.itemsize
+        n = len(coords)
+        labels = st.labels[coords] if st.labels is not None else np.zeros(n)
+        packed, o = self._pack(
+            [
+                slots.astype(np.int32),
+                offs.astype(np.uint64),
+                st.lens[coords].astype(np.int32),
+                alpha[coords].astype(self.dtype),
+                st.sqnorm[coords].astype(self.dtype),
+                labels.astype(self.dtype),
+            ]
+        )
+        L.upload(self.b_desc, packed)
+        swapped = n * self._slot_upload_bytes()
+        self.k_scatter_slots(
+            q, _grid(n), (_WG,), self.b_desc, *o, np.int32(n),
+            self.b_offs, self.b_lens, self.b_alpha, self.b_sqnorm, self.b_label,
+            np.int32(0 if self.model.primal else 1),
+        )  # fmt: skip
+        # Values (and indices): per pool part, written directly when the part's pieces are
+        # contiguous and in order (a fresh pool), otherwise staged and scattered.
+        for p in np.unique(parts):
+            sel = np.flatnonzero(parts == p)
+            order = np.argsort(offs[sel], kind="stable")
+            cs, dst, ln = coords[sel][order], offs[sel][order], lens[sel][order]
+            vals, idx = self._gather(cs, ln)
+            swapped += vals.nbytes + (idx.nbytes if idx is not None else 0)
+            part = self.parts[p]
+            # Runs of pieces that are contiguous on the device go up directly, one copy each,
+            # when there are only a few (a fresh or freshly emptied pool).
+            breaks = np.flatnonzero(dst[1:] != dst[:-1] + ln[:-1]) + 1
+            if len(breaks) < _DIRECT_RUNS:
+                src = np.concatenate([[0], np.cumsum(ln)])
+                for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(cs)], strict=True):
+                    lo, hi = int(src[a]), int(src[b])
+                    L.upload(part.val, vals[lo:hi], dst_offset=int(dst[a]) * r)
+                    if idx is not None:
+                        L.upload(part.idx, idx[lo:hi], dst_offset=int(dst[a]) * 4)
+                continue
+            src = np.concatenate([[0], np.cumsum(ln)[:-1]])
+            start = 0
+            while start < len(cs):
+                # As many pieces as the staging area holds (at least one: it holds the largest).
+                fit = np.searchsorted(np.cumsum(ln[start:]), self.cap.stage_entries, side="right")
+                end = start + max(1, int(fit))
+                a, b = int(src[start]), int(src[end - 1] + ln[end - 1])
+                L.upload(self.b_stage_val, vals[a:b])
+                if idx is not None:
+                    L.upload(self.b_stage_idx, idx[a:b])
+                k = end - start
+                packed, o = self._pack(
+                    [
+                        (src[start:end] - a).astype(np.uint64),
+                        dst[start:end].astype(np.uint64),
+                        ln[start:end].astype(np.int32),
+                    ]
+                )
+                L.upload(self.b_desc, packed)
+                self.k_scatter_real(
+                    q, _grid(k), (_WG,), self.b_stage_val, part.val, self.b_desc, *o, np.int32(k)
+                )
+                if idx is not None:
+                    self.k_scatter_int(
+                        q,
+                        _grid(k),
+                        (_WG,),
+                        self.b_stage_idx,
+                        part.idx,
+                        self.b_desc,
+                        *o,
+                        np.int32(k),
+                    )
+                start = end
+        return swapped
+
+    def _gather(self, cs, ln):
+        st = self.store
+        if not st.sparse:
+            vals = st.val.reshape(st.n_coords, st.dim)[cs].ravel()
+            return np.ascontiguousarray(vals, dtype=self.dtype), None
+        starts = st.offs[cs].astype(np.int64)
+        total = int(ln.sum())
+        # index of every entry: start of its piece plus its rank inside the piece
+        rep = np.repeat(starts - np.concatenate([[0], np.cumsum(ln)[:-1]]), ln) + np.arange(total)
+        real_len = st.lens[cs].astype(np.int64)
+        if np.all(real_len == ln):
+            return st.val[rep].astype(self.dtype, copy=False), st.idx[rep]
+        # empty coordinates occupy one entry (OpenCL has no zero-length pieces): pad them
+        vals = np.zeros(total, dtype=self.dtype)
+        idx = np.zeros(total, dtype=np.int32)
+        mask = np.repeat(real_len > 0, ln)
+        vals[mask] = st.val[rep[mask]]
+        idx[mask] = st.idx[rep[mask]]
+        return vals, idx
+
+    # ------------------------------------------------------------------ state transfers
+    def set_shared(self, v):
+        self.ledger.upload(self.b_v, np.ascontiguousarray(v, dtype=self.dtype), wait=True)
+
+    def get_shared(self):
+        out = np.empty(self.vdim, dtype=self.dtype)
+        self.ledger.download(out, self.b_v)
+        return out
+
+    def read_alpha(self, alpha):
+        """Copy the resident coefficients into ``alpha`` (float64, all coordinates)."""
+        S = self.cap.n_slots
+        out = np.empty(S, dtype=self.dtype)
+        self.ledger.download(out, self.b_alpha)
+        occ = self.slot_coord >= 0
+        alpha[self.slot_coord[occ]] = out[occ]
+        return alpha
+
+    def set_resident_alpha(self, alpha):
+        """Overwrite the coefficients of every resident slot from ``alpha`` (all coordinates)."""
+        vals = np.zeros(self.cap.n_slots, dtype=self.dtype)
+        occ = self.slot_coord >= 0
+        vals[occ] = alpha[self.slot_coord[occ]]
+        self.ledger.upload(self.b_alpha, vals, wait=True)
+
+    # ------------------------------------------------------------------ kernels
+    def _by_part(self, rng=None):
+        """Resident slots grouped by pool part (shuffled within and across parts if rng)."""
+        occ = np.flatnonzero(self.slot_coord >= 0)
+        groups = []
+        part_ids = np.unique(self.slot_part[occ])
+        if rng is not None:
+            part_ids = rng.permutation(part_ids)
+        for p in part_ids:
+            slots = occ[self.slot_part[occ] == p]
+            groups.append((int(p), rng.permutation(slots) if rng is not None else slots))
+        return groups
+
+    def run_pass(self, rng, order=None):
+        """Enqueue one coordinate-descent pass over the resident set; returns at once.
+
+        The visit order is a shuffle of the resident slots (one launch per pool part, parts
+        in shuffled order), or, when ``order`` gives coordinates, exactly that order (all
+        resident in one part): the kernel tests use it.
+        """
+        if order is not None:
+            slots = self.coord_slot[np.asarray(order)]
+            assert np.all(slots >= 0), "every coordinate in order must be resident"
+            groups = [(int(self.slot_part[slots[0]]), slots)] if len(slots) else []
+        else:
+            groups = self._by_part(rng)
+        if not groups:
+            return
+        flat = np.concatenate([g for _, g in groups]).astype(np.int32)
+        self.ledger.upload(self.b_order, flat)
+        start = 0
+        for p, g in groups:
+            part = self.parts[p]
+            self.k_pass(
+                self.queue, (1,), (1,),
+                part.val, part.idx, self.b_offs, self.b_lens, self.b_order, np.int32(start), np.int32(len(g)),
+                self.b_alpha, self.b_sqnorm, self.b_label, self.b_v, np.int32(self.dim),
+                *self._params, self.inv_m,
+            )  # fmt: skip
+            start += len(g)
+
+    def resident_gaps(self):
+        """(coordinates, u, gap) of every resident coordinate, in device precision."""
+        q = self.queue
+        groups = self._by_part()
+        if not groups:
+            return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+        if self.model.primal:
+            self.k_grad(
+                q,
+                _grid(self.dim),
+                (_WG,),
+                self.b_v,
+                self.b_y,
+                self.b_w,
+                np.int32(self.dim),
+                self.inv_m,
+            )
+            w = self.b_w
+        else:
+            w = self.b_v
+        flat = np.concatenate([g for _, g in groups]).astype(np.int32)
+        self.ledger.upload(self.b_order, flat)
+        start = 0
+        for p, g in groups:
+            part = self.parts[p]
+            self.k_gap(
+                q, _grid(len(g)), (_WG,),
+                part.val, part.idx, self.b_offs, self.b_lens, self.b_order, np.int32(start), np.int32(len(g)),
+                self.b_alpha, self.b_label, w, np.int32(self.dim), *self._params, self.b_u, self.b_gap,
+            )  # fmt: skip
+            start += len(g)
+        # outputs sit at the position of each slot in the list
+        u = np.empty(len(flat), dtype=self.dtype)
+        g = np.empty(len(flat), dtype=self.dtype)
+        self.ledger.download(u, self.b_u)
+        self.ledger.download(g, self.b_gap)
+        return self.slot_coord[flat], u, g
+
+    def finish(self):
+        self.queue.finish()
+
+    def release(self):
+        self.ledger.free_all()
