@@ -242,10 +242,15 @@ def solve(
                 if n_iter and ws.resident.size:
                     ws.read_alpha(alpha)
                 cert = certificate(model, store, alpha, b0)
-                history.append(
-                    {"round": n_iter, "time": time.perf_counter() - t0, "gap": cert.gap,
-                     "gap_estimate": None, "objective": cert.objective, "final": True}
-                )  # fmt: skip
+                # The stop's certificate completes the last round's record.
+                if history and history[-1]["round"] == n_iter:
+                    last = history[-1]
+                else:
+                    last = {"round": n_iter, "gap_estimate": None, "n_resident": 0, "n_swapped_in": 0,
+                            "bytes_swapped_in": 0, "bytes_h2d": 0, "bytes_d2h": 0, "n_gap_refreshes": 0,
+                            "device_time": 0.0, "host_time": 0.0, "ledger_peak": ws.ledger.peak}  # fmt: skip
+                    history.append(last)
+                last.update(gap=cert.gap, objective=cert.objective, time=time.perf_counter() - t0)
             h2d, d2h, peak = ws.ledger.bytes_h2d, ws.ledger.bytes_d2h, ws.ledger.peak
         finally:
             ws.release()

@@ -1,0 +1,222 @@
+"""DuHL under a device memory budget: the ledger, the working set, the policies, the round loop."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import duhl_cl as dc
+from duhl_cl import models
+from duhl_cl.data import CoordinateStore
+from duhl_cl.scheduler import make_policy
+from duhl_cl.working_set import DeviceWorkingSet, plan_capacity
+
+POLICIES = ["duhl", "sequential", "random"]
+
+
+def lasso_problem(n=120, d=400, k=8, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    beta = np.zeros(d)
+    beta[rng.choice(d, k, replace=False)] = rng.uniform(-2, 2, k)
+    y = X @ beta + 0.1 * rng.standard_normal(n)
+    alpha = 0.1 * np.max(np.abs(X.T @ (y - y.mean()))) / n
+    return X, y, alpha
+
+
+def uneven_sparse(n, d, rng):
+    """Sparse data whose columns and rows hold very different numbers of entries."""
+    dens = np.clip(rng.pareto(1.2, d) * 0.03, 0.005, 0.9)
+    mask = rng.random((n, d)) < dens
+    X = np.where(mask, rng.standard_normal((n, d)), 0.0)
+    X[:, 0] = 0.0  # an empty column
+    return sp.csr_matrix(X)
+
+
+# --------------------------------------------------------------------------- the ledger
+@pytest.mark.filterwarnings("ignore::duhl_cl.ConvergenceWarning")
+def test_ledger_peak_never_exceeds_budget(device):
+    """Property test: random problems, models, storage and budgets; the peak stays within."""
+    rng = np.random.default_rng(42)
+    makers = [
+        lambda b: dc.Lasso(alpha=0.05, memory_budget=b),
+        lambda b: dc.ElasticNet(alpha=0.05, memory_budget=b),
+        lambda b: dc.LinearSVC(C=0.5, loss="hinge", memory_budget=b),
+        lambda b: dc.LogisticRegression(C=0.5, memory_budget=b),
+        lambda b: dc.LogisticRegression(penalty="l1", C=0.5, memory_budget=b),
+    ]
+    for trial in range(24):
+        n, d = int(rng.integers(20, 160)), int(rng.integers(5, 120))
+        X = uneven_sparse(n, d, rng) if trial % 2 else rng.standard_normal((n, d))
+        y = (rng.random(n) > 0.5).astype(float)
+        y[:2] = [0, 1]
+        est = makers[trial % len(makers)](None)
+        store = CoordinateStore(
+            dc.estimators.check_X(X),
+            primal=isinstance(est, (dc.Lasso, dc.ElasticNet)) or getattr(est, "penalty", "") == "l1",
+            dtype=np.float32,
+        )
+        est.set_params(policy=POLICIES[trial % 3], max_iter=6, random_state=trial, device=device)
+        model = est._make_model(X)
+        model.setup(X, y if isinstance(est, dc.Lasso) else np.where(y > 0, 1.0, -1.0), True)
+        cap_min = plan_capacity(store, model, np.float32, 10**12, device.profile.max_alloc).minimum
+        full = plan_capacity(store, model, np.float32, 10**12, device.profile.max_alloc).total
+        budget = int(rng.integers(cap_min, max(cap_min + 1, full)))
+        est.set_params(memory_budget=budget)
+        peaks = []
+        est.fit(X, y, callback=lambda r, peaks=peaks: peaks.append(r["ledger_peak"]))
+        assert est.stats_["ledger_peak"] <= budget, (trial, budget)
+        assert max(peaks) <= budget
+
+
+# --------------------------------------------------------------------------- the working set
+@pytest.mark.parametrize("sparse", [False, True])
+def test_bytes_moved_are_the_new_coordinates_and_land_in_place(device, sparse):
+    rng = np.random.default_rng(1)
+    X = uneven_sparse(80, 60, rng) if sparse else rng.standard_normal((80, 60))
+    Xd = X.toarray() if sparse else X
+    y = Xd[:, 1] + 0.1 * rng.standard_normal(80)
+    model = models.SquaredL1L2(0.05, 0.0)
+    model.setup(Xd, y, True)
+    store = CoordinateStore(X, primal=True, dtype=np.float64)
+    budget = plan_capacity(store, model, np.float64, 10**9, 10**9).fixed + 20 * (64 + 80 * 12)
+    ws = DeviceWorkingSet(device, model, store, budget=budget)
+    try:
+        alpha = 0.1 * rng.standard_normal(60)
+        v = model.shared_from(Xd @ alpha, 0.0)
+        ws.set_shared(v)
+        resident = set()
+        for _ in range(6):
+            want = rng.permutation(60)[: ws.fits(rng.permutation(60))]
+            h2d = ws.ledger.bytes_h2d
+            stats = ws.make_resident(want, alpha)
+            new = sorted(set(ws.resident.tolist()) - resident)
+            assert stats.n_swapped_in == len(new) and stats.n_refused == len(set(want) - set(ws.resident.tolist()))
+            assert stats.bytes_swapped_in == ws.coordinate_bytes(new)
+            # Beyond the coordinates' bytes, only placement descriptors (a few bytes each) moved.
+            assert 0 <= ws.ledger.bytes_h2d - h2d - stats.bytes_swapped_in <= 64 + 48 * len(new)
+            resident = set(ws.resident.tolist())
+            # The data landed where the slots say: device gaps match NumPy for the resident set.
+            coords, u, _ = ws.resident_gaps()
+            np.testing.assert_allclose(u, Xd[:, coords].T @ model.gradient(v), rtol=1e-10, atol=1e-12)
+        assert ws.ledger.peak <= budget
+    finally:
+        ws.release()
+
+
+def test_sequential_visits_every_coordinate_each_cycle(device):
+    X, y, alpha = lasso_problem()
+    model = models.SquaredL1L2(alpha, 0.0)
+    model.setup(X, y, True)
+    store = CoordinateStore(X, primal=True, dtype=np.float32)
+    ws = DeviceWorkingSet(device, model, store, budget=int(0.1 * store.nbytes) + 20000)
+    try:
+        pol = make_policy("sequential", store.n_coords, ws.fits, np.random.default_rng(0))
+        cycle = len(pol.blocks)
+        assert cycle > 1
+        for c in range(2):
+            seen = np.concatenate([pol.select(None, c * cycle + r) for r in range(cycle)])
+            assert sorted(seen) == list(range(store.n_coords))  # each exactly once per cycle
+    finally:
+        ws.release()
+
+
+def test_random_policy_is_reproducible(device):
+    X, y, alpha = lasso_problem()
+    fits = [
+        dc.Lasso(alpha=alpha, memory_budget="10%", policy="random", random_state=7, device=device, max_iter=15)
+        for _ in range(2)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dc.ConvergenceWarning)
+        for f in fits:
+            f.fit(X, y)
+    assert [r["n_swapped_in"] for r in fits[0].history_] == [r["n_swapped_in"] for r in fits[1].history_]
+    np.testing.assert_array_equal(fits[0].coef_, fits[1].coef_)
+
+
+# --------------------------------------------------------------------------- the round loop
+def test_duhl_swaps_fade_once_the_support_is_found(device):
+    X, y, alpha = lasso_problem(n=150, d=1500, k=10)
+    est = dc.Lasso(alpha=alpha, memory_budget="10%", dtype="float64", tol=1e-8, random_state=0, device=device)
+    est.fit(X, y)
+    assert est.converged_
+    swaps = [r["n_swapped_in"] for r in est.history_ if "n_swapped_in" in r]
+    resident = est.history_[0]["n_resident"]
+    assert resident < 1500 // 5  # a real budget: far from everything resident
+    assert swaps[0] == resident
+    tail = swaps[-3:]
+    assert max(tail) <= 0.02 * resident, swaps
+    seq = dc.Lasso(alpha=alpha, memory_budget="10%", dtype="float64", tol=1e-8, random_state=0, policy="sequential", device=device).fit(X, y)
+    assert est.stats_["bytes_h2d"] * 5 < seq.stats_["bytes_h2d"]
+
+
+CASES = {
+    "lasso": (lambda **k: dc.Lasso(alpha=0.05, **k), "reg"),
+    "elasticnet": (lambda **k: dc.ElasticNet(alpha=0.05, l1_ratio=0.5, **k), "reg"),
+    "ridge": (lambda **k: dc.Ridge(alpha=5.0, **k), "reg"),
+    "logistic-l1": (lambda **k: dc.LogisticRegression(penalty="l1", C=0.5, **k), "clf-primal"),
+    "hinge": (lambda **k: dc.LinearSVC(C=0.05, loss="hinge", **k), "clf"),
+    "squared-hinge": (lambda **k: dc.LinearSVC(C=0.05, **k), "clf"),
+    "logistic-l2": (lambda **k: dc.LogisticRegression(C=0.05, **k), "clf"),
+}
+
+
+@pytest.fixture(scope="module")
+def budget_problems():
+    rng = np.random.default_rng(5)
+    Xr = rng.standard_normal((100, 300))
+    Xr[rng.random(Xr.shape) < 0.3] = 0
+    yr = Xr[:, :5] @ rng.uniform(-2, 2, 5) + 0.2 * rng.standard_normal(100)
+    Xc = rng.standard_normal((600, 15))
+    Xc[rng.random(Xc.shape) < 0.3] = 0
+    yc = (Xc @ rng.standard_normal(15) + 0.5 * rng.standard_normal(600) > 0).astype(int)
+    return {"reg": (Xr, yr), "clf": (Xc, yc), "clf-primal": (Xr, (yr > 0).astype(int))}
+
+
+_FULL = {}
+
+
+# Every model under every policy; sparse storage under DuHL (the baselines share its path).
+@pytest.mark.parametrize(
+    "name, policy, storage",
+    [(n, p, "dense") for n in CASES for p in POLICIES] + [(n, "duhl", "sparse") for n in CASES],
+)
+def test_every_policy_reaches_the_full_residency_objective(device, budget_problems, name, policy, storage):
+    make, kind = CASES[name]
+    X, y = budget_problems[kind]
+    Xin = sp.csr_matrix(X) if storage == "sparse" else X
+    kw = dict(dtype="float64", tol=1e-8, max_iter=20000, random_state=0, device=device)
+    if (name, storage) not in _FULL:
+        _FULL[(name, storage)] = make(policy="full", **kw).fit(Xin, y)
+    full = _FULL[(name, storage)]
+    est = make(policy=policy, memory_budget="10%", **kw).fit(Xin, y)
+    assert est.converged_ and full.converged_
+    assert est.history_[0]["n_resident"] < 0.2 * (X.shape[1] if kind != "clf" else X.shape[0])
+    assert abs(est.objective_ - full.objective_) <= 1e-6 * abs(full.objective_)
+    # Valid certificates: each objective minus the other's is within its own gap.
+    assert est.objective_ - full.objective_ <= est.dual_gap_ + 1e-12
+    assert full.objective_ - est.objective_ <= full.dual_gap_ + 1e-12
+
+
+@pytest.mark.parametrize("policy", ["duhl", "sequential"])
+def test_interrupt_under_budget_returns_a_valid_certificate(device, policy):
+    X, y, alpha = lasso_problem()
+    ref = dc.Lasso(alpha=alpha, dtype="float64", tol=1e-12, device=device).fit(X, y)
+
+    def interrupt(rec):
+        if rec["round"] == 3:
+            raise KeyboardInterrupt
+
+    est = dc.Lasso(alpha=alpha, dtype="float64", tol=1e-12, memory_budget="10%", policy=policy, device=device)
+    with pytest.warns(dc.ConvergenceWarning, match="interrupt"):
+        est.fit(X, y, callback=interrupt)
+    assert est.n_iter_ == 3 and est.history_[-1]["gap"] == est.dual_gap_
+    assert est.objective_ - ref.objective_ <= est.dual_gap_
+    assert len([r for r in est.history_ if "n_swapped_in" in r]) == 3  # every round recorded
+    with pytest.warns(dc.ConvergenceWarning, match="max_time"):
+        est2 = dc.Lasso(alpha=alpha / 50, dtype="float64", tol=1e-15, memory_budget="10%", policy=policy,
+                        max_time=0.2, max_iter=10**6, device=device).fit(X, y)  # fmt: skip
+    ref2 = dc.Lasso(alpha=alpha / 50, dtype="float64", tol=1e-12, max_iter=10**5, device=device).fit(X, y)
+    assert est2.objective_ - ref2.objective_ <= est2.dual_gap_ + 1e-12
