@@ -47,26 +47,30 @@ class HostRefresher:
         self.busy = 0.0
         self.error = None
 
-    def _block(self, a, b, alpha, v):
+    def _block(self, a, b, w):
         X, m = self.store.matrix, self.model
         if m.primal:
-            w = m.gradient(v)
             u = np.asarray(X[:, a:b].T @ w, dtype=np.float64).ravel()
         else:
             y = self.store.labels[a:b]
-            u = y * (np.asarray(X[a:b] @ v[:-1], dtype=np.float64).ravel() + m.bias * v[-1])
+            u = y * (np.asarray(X[a:b] @ w[:-1], dtype=np.float64).ravel() + m.bias * float(w[-1]))
         self.u_mem[a:b] = u
-        self.z[a:b] = m.gaps(alpha[a:b], u)
-        return b - a
 
     def _run(self, alpha, v):
         t0 = time.perf_counter()
         try:
+            # The gap memory only ranks coordinates, so the products run in the data's own
+            # precision (no float64 copy of float32 data); certificates are computed apart.
+            w = self.model.gradient(v) if self.model.primal else v
+            w = w.astype(self.store.dtype)
             nb = len(self.bounds) - 1
             done = 0
             while done < nb and (done == 0 or not self._stop.is_set()):
                 i = self.next_block
-                self.count += self._block(int(self.bounds[i]), int(self.bounds[i + 1]), alpha, v)
+                a, b = int(self.bounds[i]), int(self.bounds[i + 1])
+                self._block(a, b, w)
+                self.z[a:b] = self.model.gaps(alpha[a:b], self.u_mem[a:b])
+                self.count += b - a
                 self.next_block = (i + 1) % nb
                 done += 1
         except BaseException as exc:  # reported to the round loop
