@@ -16,7 +16,12 @@ $(STAMP): pyproject.toml
 	mkdir -p $(POCL_CACHE_DIR)
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The demo's plot needs matplotlib (the 'plot' extra); the tests do not.
+$(VENV)/.plot: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,plot]'
+	touch $@
+
+demo: $(VENV)/.plot
 	$(VENV)/bin/duhl-cl demo
 
 test: $(STAMP)

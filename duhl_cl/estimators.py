@@ -214,6 +214,8 @@ class _Base:
             "dtype": str(dtype),
             "emulated": device.emulated,
             "kernel_variant": result.kernel_variant,
+            "budget": result.budget,
+            "policy": self.policy,
         }
         self.n_features_in_ = X.shape[1]
         return self

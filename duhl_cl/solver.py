@@ -59,6 +59,7 @@ class FitResult:
     ledger_peak: int = 0
     time: float = 0.0
     kernel_variant: str = "serial"
+    budget: int = 0
 
 
 def certificate(model, store: CoordinateStore, alpha, intercept=0.0) -> Certificate:
@@ -284,6 +285,7 @@ def solve(
         ledger_peak=peak,
         time=time.perf_counter() - t0,
         kernel_variant=ws.variant,
+        budget=ws.ledger.budget,
     )
 
 

@@ -86,9 +86,18 @@ def test_devices_and_demo_scripts(device):
     cmd = [exe] if exe else [sys.executable, "-m", "duhl_cl.cli"]
     out = subprocess.run(cmd + ["devices"], capture_output=True, text=True, check=True).stdout
     assert "profiles: pocl-cpu" in out and "global memory" in out and "fp64" in out
-    r = subprocess.run(cmd + ["demo"], capture_output=True, text=True)
+    r = subprocess.run(cmd + ["demo", "--plot", ""], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "certificate objective - optimum <=" in r.stdout
+    assert "speed-up of duhl over sequential" in r.stdout
+    table = {
+        line.split()[0]: line.split()
+        for line in r.stdout.splitlines()
+        if line.startswith(("duhl ", "sequential "))
+    }
+    assert set(table) == {"duhl", "sequential"}
+    # Both certified to the same objective; DuHL moved fewer bytes at the same budget.
+    assert table["duhl"][5] == table["sequential"][5]
+    assert float(table["duhl"][3]) * 3 < float(table["sequential"][3])
 
 
 def test_emulated_train_says_so(svm_file, device, capsys):

@@ -54,7 +54,8 @@ def test_ledger_peak_never_exceeds_budget(device):
         est = makers[trial % len(makers)](None)
         store = CoordinateStore(
             dc.estimators.check_X(X),
-            primal=isinstance(est, (dc.Lasso, dc.ElasticNet)) or getattr(est, "penalty", "") == "l1",
+            primal=isinstance(est, (dc.Lasso, dc.ElasticNet))
+            or getattr(est, "penalty", "") == "l1",
             dtype=np.float32,
         )
         est.set_params(policy=POLICIES[trial % 3], max_iter=6, random_state=trial, device=device)
@@ -92,14 +93,18 @@ def test_bytes_moved_are_the_new_coordinates_and_land_in_place(device, sparse):
             h2d = ws.ledger.bytes_h2d
             stats = ws.make_resident(want, alpha)
             new = sorted(set(ws.resident.tolist()) - resident)
-            assert stats.n_swapped_in == len(new) and stats.n_refused == len(set(want) - set(ws.resident.tolist()))
+            assert stats.n_swapped_in == len(new) and stats.n_refused == len(
+                set(want) - set(ws.resident.tolist())
+            )
             assert stats.bytes_swapped_in == ws.coordinate_bytes(new)
             # Beyond the coordinates' bytes, only placement descriptors (a few bytes each) moved.
             assert 0 <= ws.ledger.bytes_h2d - h2d - stats.bytes_swapped_in <= 64 + 48 * len(new)
             resident = set(ws.resident.tolist())
             # The data landed where the slots say: device gaps match NumPy for the resident set.
             coords, u, _ = ws.resident_gaps()
-            np.testing.assert_allclose(u, Xd[:, coords].T @ model.gradient(v), rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(
+                u, Xd[:, coords].T @ model.gradient(v), rtol=1e-10, atol=1e-12
+            )
         assert ws.ledger.peak <= budget
     finally:
         ws.release()
@@ -125,21 +130,32 @@ def test_sequential_visits_every_coordinate_each_cycle(device):
 def test_random_policy_is_reproducible(device):
     X, y, alpha = lasso_problem()
     fits = [
-        dc.Lasso(alpha=alpha, memory_budget="10%", policy="random", random_state=7, device=device, max_iter=15)
+        dc.Lasso(
+            alpha=alpha,
+            memory_budget="10%",
+            policy="random",
+            random_state=7,
+            device=device,
+            max_iter=15,
+        )
         for _ in range(2)
     ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dc.ConvergenceWarning)
         for f in fits:
             f.fit(X, y)
-    assert [r["n_swapped_in"] for r in fits[0].history_] == [r["n_swapped_in"] for r in fits[1].history_]
+    assert [r["n_swapped_in"] for r in fits[0].history_] == [
+        r["n_swapped_in"] for r in fits[1].history_
+    ]
     np.testing.assert_array_equal(fits[0].coef_, fits[1].coef_)
 
 
 # --------------------------------------------------------------------------- the round loop
 def test_duhl_swaps_fade_once_the_support_is_found(device):
     X, y, alpha = lasso_problem(n=150, d=1500, k=10)
-    est = dc.Lasso(alpha=alpha, memory_budget="10%", dtype="float64", tol=1e-8, random_state=0, device=device)
+    est = dc.Lasso(
+        alpha=alpha, memory_budget="10%", dtype="float64", tol=1e-8, random_state=0, device=device
+    )
     est.fit(X, y)
     assert est.converged_
     swaps = [r["n_swapped_in"] for r in est.history_ if "n_swapped_in" in r]
@@ -148,7 +164,15 @@ def test_duhl_swaps_fade_once_the_support_is_found(device):
     assert swaps[0] == resident
     tail = swaps[-3:]
     assert max(tail) <= 0.02 * resident, swaps
-    seq = dc.Lasso(alpha=alpha, memory_budget="10%", dtype="float64", tol=1e-8, random_state=0, policy="sequential", device=device).fit(X, y)
+    seq = dc.Lasso(
+        alpha=alpha,
+        memory_budget="10%",
+        dtype="float64",
+        tol=1e-8,
+        random_state=0,
+        policy="sequential",
+        device=device,
+    ).fit(X, y)
     assert est.stats_["bytes_h2d"] * 5 < seq.stats_["bytes_h2d"]
 
 
@@ -183,7 +207,9 @@ _FULL = {}
     "name, policy, storage",
     [(n, p, "dense") for n in CASES for p in POLICIES] + [(n, "duhl", "sparse") for n in CASES],
 )
-def test_every_policy_reaches_the_full_residency_objective(device, budget_problems, name, policy, storage):
+def test_every_policy_reaches_the_full_residency_objective(
+    device, budget_problems, name, policy, storage
+):
     make, kind = CASES[name]
     X, y = budget_problems[kind]
     Xin = sp.csr_matrix(X) if storage == "sparse" else X
@@ -209,7 +235,9 @@ def test_interrupt_under_budget_returns_a_valid_certificate(device, policy):
         if rec["round"] == 3:
             raise KeyboardInterrupt
 
-    est = dc.Lasso(alpha=alpha, dtype="float64", tol=1e-12, memory_budget="10%", policy=policy, device=device)
+    est = dc.Lasso(
+        alpha=alpha, dtype="float64", tol=1e-12, memory_budget="10%", policy=policy, device=device
+    )
     with pytest.warns(dc.ConvergenceWarning, match="interrupt"):
         est.fit(X, y, callback=interrupt)
     assert est.n_iter_ == 3 and est.history_[-1]["gap"] == est.dual_gap_
@@ -218,5 +246,7 @@ def test_interrupt_under_budget_returns_a_valid_certificate(device, policy):
     with pytest.warns(dc.ConvergenceWarning, match="max_time"):
         est2 = dc.Lasso(alpha=alpha / 50, dtype="float64", tol=1e-15, memory_budget="10%", policy=policy,
                         max_time=0.2, max_iter=10**6, device=device).fit(X, y)  # fmt: skip
-    ref2 = dc.Lasso(alpha=alpha / 50, dtype="float64", tol=1e-12, max_iter=10**5, device=device).fit(X, y)
+    ref2 = dc.Lasso(
+        alpha=alpha / 50, dtype="float64", tol=1e-12, max_iter=10**5, device=device
+    ).fit(X, y)
     assert est2.objective_ - ref2.objective_ <= est2.dual_gap_ + 1e-12
