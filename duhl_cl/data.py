@@ -159,6 +159,12 @@ def check_y_binary(y, n_samples):
 def matvec(X, x, block=1 << 24):
     """``X @ x`` in float64 for a float32/float64 X, without upcasting all of X at once."""
     x = np.asarray(x, dtype=np.float64)
+    nz = np.flatnonzero(x)
+    if len(nz) < 0.5 * len(x):
+        # Sparse coefficients (a Lasso's): only their columns contribute.
+        if len(nz) == 0:
+            return np.zeros(X.shape[0])
+        X, x = X[:, nz], x[nz]
     if sp.issparse(X) or X.dtype == np.float64:
         return np.asarray(X @ x, dtype=np.float64)
     n = X.shape[0]

@@ -142,6 +142,8 @@ def _generic_profile(info: DeviceInfo) -> DeviceProfile:
         binaries="",
         host_link_bandwidth=10e9,
         device_memory_bandwidth=20e9,
+        device_compute_units=0,
+        host_threads=0,
     )
 
 
@@ -151,7 +153,9 @@ def _open_info(info: DeviceInfo) -> Device:
     profile = next(
         (p for p in map(load_profile, list_profiles()) if matches(p, info)), None
     ) or _generic_profile(info)
-    cl_dev, ctx, queue = _context_for(info.platform_index, info.device_index)
+    cl_dev, ctx, queue = _context_for(
+        info.platform_index, info.device_index, profile.device_compute_units
+    )
     budget = min(profile.budget, info.global_mem)
     profile = dataclasses.replace(
         profile, budget=budget, max_alloc=min(profile.max_alloc, info.max_alloc, budget)
@@ -190,16 +194,31 @@ class Device:
 
 
 def _reopen(profile: DeviceProfile, info: DeviceInfo) -> Device:
-    cl_dev, ctx, queue = _context_for(info.platform_index, info.device_index)
+    cl_dev, ctx, queue = _context_for(
+        info.platform_index, info.device_index, profile.device_compute_units
+    )
     return Device(profile=profile, info=info, cl_device=cl_dev, context=ctx, queue=queue)
 
 
 @cache
-def _context_for(pi: int, di: int):
-    # One context and one in-order queue per device for the life of the process: creating
-    # contexts per fit is slow and some drivers leak them.
+def _context_for(pi: int, di: int, units: int = 0):
+    # One context and one in-order queue per device (or sub-device) for the life of the
+    # process: creating contexts per fit is slow and some drivers leak them.
     cl = _cl()
     dev = _platforms()[pi].get_devices()[di]
+    if 0 < units < dev.max_compute_units:
+        # The core split: the device gets a sub-device of `units` compute units, leaving the
+        # rest of a CPU to the host's gap refresh (unit A).
+        try:
+            P = cl.device_partition_property
+            dev = dev.create_sub_devices([P.BY_COUNTS, units, P.BY_COUNTS_LIST_END])[0]
+        except cl.Error as exc:
+            import warnings
+
+            warnings.warn(
+                f"{dev.name.strip()} cannot be split into a sub-device of {units} compute units "
+                f"({exc}); using the whole device", stacklevel=3,
+            )  # fmt: skip
     ctx = cl.Context([dev])
     return dev, ctx, cl.CommandQueue(ctx, dev)
 
@@ -246,7 +265,9 @@ def open_device(spec=None, *, emulate: bool = False) -> Device:
             f"devices'), or emulate this one on PoCL with emulate=True / --emulate."
         )
     info, _ = found[0]
-    cl_dev, ctx, queue = _context_for(info.platform_index, info.device_index)
+    cl_dev, ctx, queue = _context_for(
+        info.platform_index, info.device_index, profile.device_compute_units
+    )
     # The limits in force are the profile's, clipped to what the device itself reports.
     budget = profile.budget if emulated else min(profile.budget, info.global_mem)
     max_alloc = min(profile.max_alloc, info.max_alloc, budget)

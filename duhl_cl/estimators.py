@@ -35,7 +35,7 @@ from .data import CoordinateStore, check_X, check_y_binary, check_y_regression
 from .discovery import open_device
 from .profiles import DeviceProfile, parse_budget
 from .scheduler import POLICIES
-from .solver import solve
+from .solver import host_threads, solve
 
 __all__ = ["Lasso", "ElasticNet", "Ridge", "LinearSVC", "LogisticRegression", "NotFittedError"]
 
@@ -176,22 +176,8 @@ class _Base:
         alpha0, b00 = None, 0.0
         if self.warm_start and hasattr(self, "_alpha") and len(self._alpha) == model.n_coords:
             alpha0, b00 = self._alpha, getattr(self, "_intercept0", 0.0)
-        result = solve(
-            model,
-            store,
-            device,
-            tol=float(self.tol),
-            max_iter=int(self.max_iter),
-            max_time=self.max_time,
-            random_state=self.random_state,
-            alpha0=alpha0,
-            intercept0=b00,
-            verbose=self.verbose,
-            callback=callback,
-            budget=parse_budget(self.memory_budget, store.nbytes),
-            policy=self.policy,
-            passes_per_round=int(self.passes_per_round),
-        )
+        with host_threads(device.profile.host_threads):
+            result = self._solve(model, store, device, alpha0, b00, callback)
         self._alpha = result.alpha
         self._intercept0 = result.intercept
         if model.primal:
@@ -219,6 +205,24 @@ class _Base:
         }
         self.n_features_in_ = X.shape[1]
         return self
+
+    def _solve(self, model, store, device, alpha0, b00, callback):
+        return solve(
+            model,
+            store,
+            device,
+            tol=float(self.tol),
+            max_iter=int(self.max_iter),
+            max_time=self.max_time,
+            random_state=self.random_state,
+            alpha0=alpha0,
+            intercept0=b00,
+            verbose=self.verbose,
+            callback=callback,
+            budget=parse_budget(self.memory_budget, store.nbytes),
+            policy=self.policy,
+            passes_per_round=int(self.passes_per_round),
+        )
 
     def _decision(self, X):
         X = self._check_X_predict(X)

@@ -141,6 +141,8 @@ class DeviceProfile:
     binaries: str
     host_link_bandwidth: float
     device_memory_bandwidth: float
+    device_compute_units: int = 0
+    host_threads: int = 0
     emulated: bool = field(default=False)
 
     def label(self) -> str:
@@ -167,6 +169,12 @@ def _choice(options):
 def _posint(v, what):
     if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
         raise ValueError(f"given {v!r}, allowed: a positive integer")
+    return v
+
+
+def _count(v, what):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"given {v!r}, allowed: an integer >= 0 (0 = all)")
     return v
 
 
@@ -200,6 +208,7 @@ _SCHEMA = {
         "build": _choice(BUILD_MODES),
         "binaries": _str,
     },
+    "split": {"device_compute_units": _count, "host_threads": _count},
     "bandwidth": {"host_link": _bw, "device_memory": _bw},
 }
 
@@ -270,6 +279,8 @@ def _validate(raw: dict, path: str) -> DeviceProfile:
         binaries=g(("kernel", "binaries")),
         host_link_bandwidth=g(("bandwidth", "host_link")),
         device_memory_bandwidth=g(("bandwidth", "device_memory")),
+        device_compute_units=g(("split", "device_compute_units")),
+        host_threads=g(("split", "host_threads")),
     )
 
 

@@ -54,12 +54,7 @@ def build_program(device, name: str, defines: dict):
 
     src = kernel_source(name)
     options = defines_to_options(defines)
-    key = (
-        device.info.platform_index,
-        device.info.device_index,
-        hashlib.sha1(src.encode()).hexdigest(),
-        tuple(options),
-    )
+    key = (id(device.context), hashlib.sha1(src.encode()).hexdigest(), tuple(options))
     prog = _CACHE.get(key)
     if prog is not None:
         return prog

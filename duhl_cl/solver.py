@@ -14,6 +14,7 @@ certificate is valid: ``objective - optimum <= gap``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -287,6 +288,21 @@ def solve(
         kernel_variant=ws.variant,
         budget=ws.ledger.budget,
     )
+
+
+def host_threads(n: int):
+    """Limit the host's BLAS threads to ``n`` (0: leave them) for unit A's share of the CPU.
+
+    Uses threadpoolctl where installed (it comes with scikit-learn); otherwise set
+    OPENBLAS_NUM_THREADS / OMP_NUM_THREADS before starting Python.
+    """
+    if n <= 0:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n, user_api="blas")
 
 
 def _full_bytes(ws):

@@ -1,0 +1,241 @@
+"""DuHL against its baselines under a device memory budget: time and bytes to a target.
+
+Problems (all float32 on the device):
+  lasso   dense Lasso, n x d with a sparse truth (default 8000 x 40000), alpha = 0.05 alpha_max
+  svm     dense hinge SVM, n x d (default 200000 x 1000), C = 1, 5% label noise
+  w8a/a9a sparse hinge SVM from ../shared/data when present, and a synthetic sparse one
+Budgets: fractions of the data's device bytes (default 5, 10, 25, 50, 100%); policies duhl,
+sequential, random, full (full only where everything fits). Each run stops when its certified
+relative suboptimality (objective - reference) / reference <= --target (default 1e-5), with
+the reference optimum from one tight run. Reported: median over --repeats of the time and the
+bytes moved host->device, all runs in this one process. Writes JSON, a table, and PNG plots.
+
+    python benchmarks/duhl_vs_baselines.py --quick            # small sizes, 10% only
+    python benchmarks/duhl_vs_baselines.py --problems lasso --budgets 10 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+import duhl_cl as dc
+from duhl_cl.io import load_svmlight
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def make_lasso(n, d, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d), dtype=np.float32)
+    truth = np.zeros(d)
+    k = max(10, d // 400)
+    truth[rng.choice(d, k, replace=False)] = rng.choice([-1.0, 1.0], k) * rng.uniform(0.5, 2.0, k)
+    y = X @ truth + 0.5 * rng.standard_normal(n)
+    alpha = 0.05 * float(np.max(np.abs(X.T @ (y - y.mean()).astype(np.float32)))) / n
+    return X, y, lambda **kw: dc.Lasso(alpha=alpha, **kw)
+
+
+def make_svm(n, d, seed=1):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d), dtype=np.float32)
+    w = rng.standard_normal(d)
+    y = np.where(X @ w > 0, 1, -1)
+    flip = rng.random(n) < 0.05
+    y[flip] *= -1
+    return X, y, lambda **kw: dc.LinearSVC(C=1.0, loss="hinge", **kw)
+
+
+def make_sparse_svm(n, d, density, seed=2):
+    rng = np.random.default_rng(seed)
+    X = sp.random(n, d, density=density, format="csr", dtype=np.float32, random_state=seed)
+    w = rng.standard_normal(d)
+    y = np.where(X @ w > 0, 1, -1)
+    y[rng.random(n) < 0.05] *= -1
+    return X, y, lambda **kw: dc.LinearSVC(C=1.0, loss="hinge", **kw)
+
+
+def file_svm(name):
+    X, y = load_svmlight(DATA / name)
+    return X.astype(np.float32), y, lambda **kw: dc.LinearSVC(C=1.0, loss="hinge", **kw)
+
+
+def run(make, X, y, policy, budget, target_gap, repeats, max_time):
+    times, moved, rounds, gaps, objs = [], [], [], [], []
+    for rep in range(repeats):
+        est = make(policy=policy, memory_budget=budget, tol=target_gap, max_iter=100000,
+                   max_time=max_time, random_state=rep)  # fmt: skip
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dc.ConvergenceWarning)
+            est.fit(X, y)
+        times.append(time.perf_counter() - t if est.converged_ else float("inf"))
+        moved.append(est.stats_["bytes_h2d"])
+        rounds.append(est.n_iter_)
+        gaps.append(est.dual_gap_)
+        objs.append(est.objective_)
+    return {
+        "time": statistics.median(times),
+        "bytes_h2d": statistics.median(moved),
+        "rounds": statistics.median(rounds),
+        "gap": max(gaps),
+        "objective": statistics.median(objs),
+        "history": est.history_,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--problems", default="lasso,svm,sparse", help="comma list of lasso, svm, sparse"
+    )
+    ap.add_argument("--budgets", default="5,10,25,50,100", help="percent of the data")
+    ap.add_argument("--policies", default="duhl,sequential,random,full")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--target", type=float, default=1e-5, help="relative suboptimality to reach")
+    ap.add_argument("--max-time", type=float, default=600.0, help="per run, seconds")
+    ap.add_argument("--quick", action="store_true", help="small sizes (for a smoke run)")
+    ap.add_argument("--out", default="duhl_vs_baselines")
+    args = ap.parse_args()
+    q = args.quick
+    problems = {}
+    for p in args.problems.split(","):
+        if p == "lasso":
+            problems["lasso dense"] = make_lasso(*((1000, 5000) if q else (8000, 40000)))
+        elif p == "svm":
+            problems["svm dense"] = make_svm(*((20000, 200) if q else (200000, 1000)))
+        elif p == "sparse":
+            for f in ("w8a.svm.gz", "a9a.svm.gz"):
+                if (DATA / f).exists():
+                    problems[f"svm {f.split('.')[0]}"] = file_svm(f)
+            problems["svm sparse synthetic"] = make_sparse_svm(
+                *((50000, 2000, 0.01) if q else (500000, 20000, 0.001))
+            )
+    budgets = [int(b) for b in args.budgets.split(",")]
+    policies = args.policies.split(",")
+    dev = dc.open_device()
+    results = []
+    print(f"machine: {platform.machine()} {platform.processor()}, {dev.label()}, float32, target "
+          f"relative suboptimality {args.target:g}, median of {args.repeats}")  # fmt: skip
+    for pname, (X, y, make) in problems.items():
+        data_bytes = (X.data.nbytes + X.indices.nbytes) if sp.issparse(X) else X.nbytes
+        t = time.perf_counter()
+        ref = make(
+            policy="full",
+            tol=args.target * 1e-2,
+            max_iter=20000,
+            max_time=args.max_time,
+            dtype="float64",
+            random_state=0,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dc.ConvergenceWarning)
+            ref.fit(X, y)
+        f_star = ref.objective_ - ref.dual_gap_  # a lower bound on the optimum
+        print(f"\n{pname}: {X.shape[0]} x {X.shape[1]}, {data_bytes / 2**20:.0f} MiB; reference objective "
+              f"{ref.objective_:.10g} (gap {ref.dual_gap_:.1e}, {time.perf_counter() - t:.1f} s)")  # fmt: skip
+        # A run stops when its certified gap <= target * |f*|: then objective - f* <= that.
+        print(
+            f"{'budget':>7s} {'policy':>11s} {'time s':>8s} {'MiB moved':>10s} {'rounds':>7s} {'gap':>9s}"
+        )
+        for b in budgets:
+            for pol in policies:
+                if pol == "full" and b < 100:
+                    continue
+                tol = args.target * abs(f_star) / _scale(make(), X, y)
+                try:
+                    # 100% means all of it resident (the data plus the slot table and vectors).
+                    budget = None if b >= 100 else f"{b}%"
+                    r = run(make, X, y, pol, budget, tol, args.repeats, args.max_time)
+                except dc.MemoryBudgetError as exc:
+                    print(f"{b:6d}% {pol:>11s}  refused: {exc}")
+                    continue
+                r.update(
+                    problem=pname,
+                    budget_percent=b,
+                    policy=pol,
+                    data_bytes=data_bytes,
+                    f_star=f_star,
+                )
+                results.append(r)
+                print(
+                    f"{b:6d}% {pol:>11s} {r['time']:8.2f} {r['bytes_h2d'] / 2**20:10.1f} {r['rounds']:7.0f} {r['gap']:9.2e}",
+                    flush=True,
+                )
+    summary(results)
+    Path(args.out + ".json").write_text(
+        json.dumps([{k: v for k, v in r.items() if k != "history"} for r in results], indent=1)
+    )
+    plots(results, args.out)
+
+
+def _scale(est, X, y):
+    """The estimator's tol scale (see duhl_cl.estimators), to turn a gap target into tol."""
+    n = X.shape[0]
+    if isinstance(est, dc.LinearSVC):
+        return est.C * n
+    yc = np.asarray(y, dtype=np.float64)
+    yc = yc - yc.mean()
+    return (yc @ yc) / n
+
+
+def summary(results):
+    print("\nratios at each budget (sequential / duhl, full / duhl):")
+    by = {}
+    for r in results:
+        by.setdefault((r["problem"], r["budget_percent"]), {})[r["policy"]] = r
+    for (p, b), d in by.items():
+        if "duhl" in d and "sequential" in d:
+            s, u = d["sequential"], d["duhl"]
+            print(f"  {p:24s} {b:3d}%: time {s['time'] / u['time']:6.1f}x, bytes "
+                  f"{s['bytes_h2d'] / max(u['bytes_h2d'], 1):6.1f}x")  # fmt: skip
+        full = by.get((p, 100), {}).get("full")
+        if full and "duhl" in d:
+            print(f"  {p:24s} {b:3d}%: full / duhl time {full['time'] / d['duhl']['time']:6.2f}x")
+
+
+def plots(results, out):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(no plots: matplotlib is not installed; pip install '.[bench]')")
+        return
+    for p in sorted({r["problem"] for r in results}):
+        rs = [r for r in results if r["problem"] == p and r["budget_percent"] in (10, 100)]
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for r in rs:
+            h = r["history"]
+            gap = [x["gap"] if x["gap"] is not None else x.get("gap_estimate") for x in h]
+            t = [x["time"] for x in h]
+            mb = np.cumsum([x.get("bytes_h2d", 0) for x in h]) / 2**20
+            label = f"{r['policy']} {r['budget_percent']}%"
+            axes[0].semilogy(t, gap, label=label)
+            axes[1].semilogy(mb, gap, label=label)
+        axes[0].set_xlabel("time (s)")
+        axes[1].set_xlabel("MiB moved host -> device")
+        for ax in axes:
+            ax.set_ylabel("duality gap")
+            ax.legend()
+            ax.grid(True, alpha=0.3)
+        fig.suptitle(p)
+        fig.tight_layout()
+        path = f"{out}_{p.replace(' ', '_')}.png"
+        fig.savefig(path, dpi=90)
+        print(f"plot written to {path}")
+
+
+if __name__ == "__main__":
+    main()
