@@ -105,15 +105,17 @@ def main():
     ap.add_argument("--target", type=float, default=1e-5, help="relative suboptimality to reach")
     ap.add_argument("--max-time", type=float, default=600.0, help="per run, seconds")
     ap.add_argument("--quick", action="store_true", help="small sizes (for a smoke run)")
+    ap.add_argument("--lasso-size", default="8000x40000", help="n_samples x n_features")
+    ap.add_argument("--svm-size", default="200000x1000", help="n_samples x n_features")
     ap.add_argument("--out", default="duhl_vs_baselines")
     args = ap.parse_args()
     q = args.quick
     problems = {}
     for p in args.problems.split(","):
         if p == "lasso":
-            problems["lasso dense"] = make_lasso(*((1000, 5000) if q else (8000, 40000)))
+            problems["lasso dense"] = make_lasso(*((1000, 5000) if q else _size(args.lasso_size)))
         elif p == "svm":
-            problems["svm dense"] = make_svm(*((20000, 200) if q else (200000, 1000)))
+            problems["svm dense"] = make_svm(*((20000, 200) if q else _size(args.svm_size)))
         elif p == "sparse":
             for f in ("w8a.svm.gz", "a9a.svm.gz"):
                 if (DATA / f).exists():
@@ -177,6 +179,11 @@ def main():
         json.dumps([{k: v for k, v in r.items() if k != "history"} for r in results], indent=1)
     )
     plots(results, args.out)
+
+
+def _size(text):
+    n, d = text.lower().split("x")
+    return int(n), int(d)
 
 
 def _scale(est, X, y):

@@ -229,6 +229,13 @@ class _Base:
         return np.asarray(X @ self.coef_, dtype=np.float64).ravel() + self.intercept_
 
 
+def _store_params(est, params):
+    """scikit-learn's convention: __init__ stores each parameter under its own name, as given."""
+    for k, v in params.items():
+        if k != "self":
+            setattr(est, k, v)
+
+
 def _same(a, b):
     try:
         return bool(a == b) and type(a) is type(b)
@@ -326,20 +333,7 @@ class Lasso(_Regressor):
         warm_start=False, random_state=None, verbose=0, device="pocl-cpu", emulate=False, dtype=None,
         memory_budget=None, policy="duhl", passes_per_round=1,
     ):  # fmt: skip
-        self.alpha = alpha
-        self.fit_intercept = fit_intercept
-        self.tol = tol
-        self.max_iter = max_iter
-        self.max_time = max_time
-        self.warm_start = warm_start
-        self.random_state = random_state
-        self.verbose = verbose
-        self.device = device
-        self.emulate = emulate
-        self.dtype = dtype
-        self.memory_budget = memory_budget
-        self.policy = policy
-        self.passes_per_round = passes_per_round
+        _store_params(self, locals())
 
     def _make_model(self, X):
         return models.SquaredL1L2(_check_positive("alpha", self.alpha), 0.0)
@@ -356,21 +350,7 @@ class ElasticNet(_Regressor):
         max_time=None, warm_start=False, random_state=None, verbose=0, device="pocl-cpu",
         emulate=False, dtype=None, memory_budget=None, policy="duhl", passes_per_round=1,
     ):  # fmt: skip
-        self.alpha = alpha
-        self.l1_ratio = l1_ratio
-        self.fit_intercept = fit_intercept
-        self.tol = tol
-        self.max_iter = max_iter
-        self.max_time = max_time
-        self.warm_start = warm_start
-        self.random_state = random_state
-        self.verbose = verbose
-        self.device = device
-        self.emulate = emulate
-        self.dtype = dtype
-        self.memory_budget = memory_budget
-        self.policy = policy
-        self.passes_per_round = passes_per_round
+        _store_params(self, locals())
 
     def _make_model(self, X):
         alpha = _check_positive("alpha", self.alpha)
@@ -391,20 +371,7 @@ class Ridge(_Regressor):
         warm_start=False, random_state=None, verbose=0, device="pocl-cpu", emulate=False, dtype=None,
         memory_budget=None, policy="duhl", passes_per_round=1,
     ):  # fmt: skip
-        self.alpha = alpha
-        self.fit_intercept = fit_intercept
-        self.tol = tol
-        self.max_iter = max_iter
-        self.max_time = max_time
-        self.warm_start = warm_start
-        self.random_state = random_state
-        self.verbose = verbose
-        self.device = device
-        self.emulate = emulate
-        self.dtype = dtype
-        self.memory_budget = memory_budget
-        self.policy = policy
-        self.passes_per_round = passes_per_round
+        _store_params(self, locals())
 
     def _make_model(self, X):
         # ||r||^2 + alpha ||w||^2 = 2m [ (1/2m)||r||^2 + (alpha/m)/2 ||w||^2 ]
@@ -451,22 +418,7 @@ class LinearSVC(_Classifier):
         device="pocl-cpu", emulate=False, dtype=None,
         memory_budget=None, policy="duhl", passes_per_round=1,
     ):  # fmt: skip
-        self.C = C
-        self.loss = loss
-        self.fit_intercept = fit_intercept
-        self.intercept_scaling = intercept_scaling
-        self.tol = tol
-        self.max_iter = max_iter
-        self.max_time = max_time
-        self.warm_start = warm_start
-        self.random_state = random_state
-        self.verbose = verbose
-        self.device = device
-        self.emulate = emulate
-        self.dtype = dtype
-        self.memory_budget = memory_budget
-        self.policy = policy
-        self.passes_per_round = passes_per_round
+        _store_params(self, locals())
 
     def _make_model(self, X):
         C = _check_positive("C", self.C)
@@ -490,22 +442,7 @@ class LogisticRegression(_Classifier):
         device="pocl-cpu", emulate=False, dtype=None,
         memory_budget=None, policy="duhl", passes_per_round=1,
     ):  # fmt: skip
-        self.penalty = penalty
-        self.C = C
-        self.fit_intercept = fit_intercept
-        self.intercept_scaling = intercept_scaling
-        self.tol = tol
-        self.max_iter = max_iter
-        self.max_time = max_time
-        self.warm_start = warm_start
-        self.random_state = random_state
-        self.verbose = verbose
-        self.device = device
-        self.emulate = emulate
-        self.dtype = dtype
-        self.memory_budget = memory_budget
-        self.policy = policy
-        self.passes_per_round = passes_per_round
+        _store_params(self, locals())
 
     def _make_model(self, X):
         C = _check_positive("C", self.C)

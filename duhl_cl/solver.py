@@ -253,7 +253,18 @@ def solve(
                             "bytes_swapped_in": 0, "bytes_h2d": 0, "bytes_d2h": 0, "n_gap_refreshes": 0,
                             "device_time": 0.0, "host_time": 0.0, "ledger_peak": ws.ledger.peak}  # fmt: skip
                     history.append(last)
-                last.update(gap=cert.gap, objective=cert.objective, time=time.perf_counter() - t0)
+                last.update(
+                    gap=cert.gap,
+                    objective=cert.objective,
+                    time=time.perf_counter() - t0,
+                    final=True,
+                )
+                if callback is not None:
+                    # The log gets the stop's certificate too (the record once more, completed).
+                    try:
+                        callback(last)
+                    except BaseException:  # noqa: BLE001 -- stopping already; keep the model
+                        pass
             h2d, d2h, peak = ws.ledger.bytes_h2d, ws.ledger.bytes_d2h, ws.ledger.peak
         finally:
             ws.release()

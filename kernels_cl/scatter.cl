@@ -15,33 +15,23 @@
 /* The descriptors of a batch arrive in one byte buffer: fields at aligned byte offsets. */
 #define FIELD(type, buf, off) ((__global const type *)((buf) + (off)))
 
-__kernel void scatter_real(__global const real *staged, __global real *pool,
-                           __global const uchar *desc, const ulong o_src, const ulong o_dst,
-                           const ulong o_len, const int n)
-{
-    const int k = get_global_id(0);
-    if (k >= n)
-        return;
-    __global const ulong *src = FIELD(ulong, desc, o_src);
-    __global const ulong *dst = FIELD(ulong, desc, o_dst);
-    __global const int *len = FIELD(int, desc, o_len);
-    for (int t = 0; t < len[k]; ++t)
-        pool[dst[k] + t] = staged[src[k] + t];
-}
+/* One kernel per element type: the pool's values (real) and, when sparse, its indices (int). */
+#define SCATTER(name, type)                                                                    \
+    __kernel void name(__global const type *staged, __global type *pool,                       \
+                       __global const uchar *desc, const ulong o_src, const ulong o_dst,       \
+                       const ulong o_len, const int n)                                         \
+    {                                                                                          \
+        const int k = get_global_id(0);                                                        \
+        if (k >= n)                                                                            \
+            return;                                                                            \
+        const ulong src = FIELD(ulong, desc, o_src)[k], dst = FIELD(ulong, desc, o_dst)[k];    \
+        const int len = FIELD(int, desc, o_len)[k];                                            \
+        for (int t = 0; t < len; ++t)                                                          \
+            pool[dst + t] = staged[src + t];                                                   \
+    }
 
-__kernel void scatter_int(__global const int *staged, __global int *pool,
-                          __global const uchar *desc, const ulong o_src, const ulong o_dst,
-                          const ulong o_len, const int n)
-{
-    const int k = get_global_id(0);
-    if (k >= n)
-        return;
-    __global const ulong *src = FIELD(ulong, desc, o_src);
-    __global const ulong *dst = FIELD(ulong, desc, o_dst);
-    __global const int *len = FIELD(int, desc, o_len);
-    for (int t = 0; t < len[k]; ++t)
-        pool[dst[k] + t] = staged[src[k] + t];
-}
+SCATTER(scatter_real, real)
+SCATTER(scatter_int, int)
 
 __kernel void scatter_slots(__global const uchar *desc, const ulong o_slot, const ulong o_offs,
                             const ulong o_lens, const ulong o_alpha, const ulong o_sqnorm,

@@ -250,3 +250,35 @@ def test_interrupt_under_budget_returns_a_valid_certificate(device, policy):
         alpha=alpha / 50, dtype="float64", tol=1e-12, max_iter=10**5, device=device
     ).fit(X, y)
     assert est2.objective_ - ref2.objective_ <= est2.dual_gap_ + 1e-12
+
+
+def test_pool_split_over_several_buffers(device, tmp_path):
+    """A profile's largest single allocation splits the pool; each buffer stays within it."""
+    X, y, alpha = lasso_problem(n=100, d=300)
+    text = (
+        open(dc.load_profile("pocl-cpu").path)
+        .read()
+        .replace('max_alloc = "1 GiB"', 'max_alloc = "32 KiB"')
+    )
+    p = tmp_path / "small-alloc.toml"
+    p.write_text(text)
+    sizes = []
+    from duhl_cl import ledger
+
+    orig = ledger.Ledger.alloc
+
+    def spy(self, name, nbytes, host=None):
+        sizes.append((name, nbytes))
+        return orig(self, name, nbytes, host)
+
+    ledger.Ledger.alloc = spy
+    try:
+        est = dc.Lasso(alpha=alpha, dtype="float64", tol=1e-10, device=str(p), random_state=0).fit(
+            X, y
+        )
+    finally:
+        ledger.Ledger.alloc = orig
+    parts = [n for name, n in sizes if name.startswith("pool part") and name.endswith("values")]
+    assert len(parts) >= 4 and max(n for _, n in sizes) <= 32 * 1024
+    ref = dc.Lasso(alpha=alpha, dtype="float64", tol=1e-10, device=device, random_state=0).fit(X, y)
+    assert est.converged_ and abs(est.objective_ - ref.objective_) <= 1e-9 * ref.objective_
