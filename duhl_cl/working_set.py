@@ -477,13 +477,6 @@ class DeviceWorkingSet:
         alpha[self.slot_coord[occ]] = out[occ]
         return alpha
 
-    def set_resident_alpha(self, alpha):
-        """Overwrite the coefficients of every resident slot from ``alpha`` (all coordinates)."""
-        vals = np.zeros(self.cap.n_slots, dtype=self.dtype)
-        occ = self.slot_coord >= 0
-        vals[occ] = alpha[self.slot_coord[occ]]
-        self.ledger.upload(self.b_alpha, vals, wait=True)
-
     # ------------------------------------------------------------------ kernels
     def _by_part(self, rng=None):
         """Resident slots grouped by pool part (shuffled within and across parts if rng)."""
