@@ -243,6 +243,8 @@ class DeviceWorkingSet:
         self.slot_part = np.zeros(S, dtype=np.int64)
         self.slot_off = np.zeros(S, dtype=np.int64)
         self.free_slots = list(range(S - 1, -1, -1))
+        self._order_flat = None  # the slot list last uploaded to b_order, if still valid
+        self._starts = []
 
     # ------------------------------------------------------------------ allocation
     def _allocate(self):
@@ -301,6 +303,7 @@ class DeviceWorkingSet:
         """
         coords = np.asarray(coords, dtype=np.int64)
         stats = SwapStats()
+        self._order_flat = None  # the visit list on the device no longer matches
         want = np.zeros(self.store.n_coords, dtype=bool)
         want[coords] = True
         lens = self.store.lens
@@ -505,10 +508,8 @@ class DeviceWorkingSet:
             groups = self._by_part(rng)
         if not groups:
             return
-        flat = np.concatenate([g for _, g in groups]).astype(np.int32)
-        self.ledger.upload(self.b_order, flat)
-        start = 0
-        for p, g in groups:
+        self._set_order(groups)
+        for (p, g), start in self._starts:
             part = self.parts[p]
             self.k_pass(
                 self.queue, (1,), (1,),
@@ -516,14 +517,27 @@ class DeviceWorkingSet:
                 self.b_alpha, self.b_sqnorm, self.b_label, self.b_v, np.int32(self.dim),
                 *self._params, self.inv_m,
             )  # fmt: skip
-            start += len(g)
+        if order is not None:
+            self._order_flat = None  # an explicit order need not cover the resident set
+
+    def _set_order(self, groups):
+        """Upload the visit list (slot groups by pool part) and remember it for the gap kernel."""
+        flat = np.concatenate([g for _, g in groups]).astype(np.int32)
+        self.ledger.upload(self.b_order, flat)
+        offsets = np.concatenate([[0], np.cumsum([len(g) for _, g in groups])[:-1]])
+        self._order_flat = flat
+        self._starts = list(zip(groups, offsets.tolist(), strict=True))
 
     def resident_gaps(self):
         """(coordinates, u, gap) of every resident coordinate, in device precision."""
         q = self.queue
-        groups = self._by_part()
-        if not groups:
-            return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+        if self._order_flat is None:
+            # No pass since the resident set last changed: list the resident slots now. After
+            # a pass, the list it uploaded covers exactly the resident set and is reused.
+            groups = self._by_part()
+            if not groups:
+                return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+            self._set_order(groups)
         if self.model.primal:
             self.k_grad(
                 q,
@@ -538,17 +552,14 @@ class DeviceWorkingSet:
             w = self.b_w
         else:
             w = self.b_v
-        flat = np.concatenate([g for _, g in groups]).astype(np.int32)
-        self.ledger.upload(self.b_order, flat)
-        start = 0
-        for p, g in groups:
+        flat = self._order_flat
+        for (p, g), start in self._starts:
             part = self.parts[p]
             self.k_gap(
                 q, _grid(len(g)), (_WG,),
                 part.val, part.idx, self.b_offs, self.b_lens, self.b_order, np.int32(start), np.int32(len(g)),
                 self.b_alpha, self.b_label, w, np.int32(self.dim), *self._params, self.b_u, self.b_gap,
             )  # fmt: skip
-            start += len(g)
         # outputs sit at the position of each slot in the list
         u = np.empty(len(flat), dtype=self.dtype)
         g = np.empty(len(flat), dtype=self.dtype)
