@@ -38,6 +38,16 @@ def _dtype_for(dtype):
     return dt
 
 
+def _all_finite(a):
+    """True when no entry is NaN or infinite (a finite sum proves it in one cheap pass)."""
+    if a.size == 0:
+        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(a)):
+            return True
+    return bool(np.isfinite(a).all())  # the sum overflowed or met a NaN/inf: look closely
+
+
 def check_X(X, *, name="X"):
     """Validate a design matrix.
 
@@ -74,7 +84,7 @@ def check_X(X, *, name="X"):
             f"Found array with {n} sample(s) and {d} feature(s) (shape=({n}, {d})) while a "
             f"minimum of 1 is required. {name} must have at least one sample and one feature."
         )
-    if not np.isfinite(data).all() if data.size else False:
+    if not _all_finite(data):
         bad = "NaN" if np.isnan(data).any() else "infinity"
         raise ValueError(
             f"Input {name} contains {bad} (NaN or inf values are not allowed); remove or "
@@ -156,7 +166,31 @@ def check_y_binary(y, n_samples):
     return classes, np.where(y_idx == 1, 1.0, -1.0)
 
 
-def matvec(X, x, block=1 << 24):
+def _chunks(X, block):
+    """Contiguous pieces of a dense X (columns if Fortran-ordered, else rows) of about
+    ``block`` entries: upcasting one piece stays in cache, so a float64 product over float32
+    data costs little more than reading it."""
+    by_cols = X.flags.f_contiguous and not X.flags.c_contiguous
+    n = X.shape[1] if by_cols else X.shape[0]
+    k = max(1, block // max(X.shape[0] if by_cols else X.shape[1], 1))
+    for i in range(0, n, k):
+        sl = slice(i, min(i + k, n))
+        yield by_cols, sl, (X[:, sl] if by_cols else X[sl]).astype(np.float64)
+
+
+def sqnorms(X, axis, block=1 << 18):
+    """Squared norms of the columns (axis=0) or rows (axis=1) of a dense X, in float64."""
+    out = np.zeros(X.shape[1 - axis])
+    for by_cols, sl, piece in _chunks(X, block):
+        sq = np.square(piece, out=piece).sum(axis=axis)
+        if by_cols == (axis == 0):
+            out[sl] = sq
+        else:
+            out += sq
+    return out
+
+
+def matvec(X, x, block=1 << 18):
     """``X @ x`` in float64 for a float32/float64 X, without upcasting all of X at once."""
     x = np.asarray(x, dtype=np.float64)
     nz = np.flatnonzero(x)
@@ -167,24 +201,26 @@ def matvec(X, x, block=1 << 24):
         X, x = X[:, nz], x[nz]
     if sp.issparse(X) or X.dtype == np.float64:
         return np.asarray(X @ x, dtype=np.float64)
-    n = X.shape[0]
-    rows = max(1, block // max(X.shape[1], 1))
-    out = np.empty(n)
-    for i in range(0, n, rows):
-        out[i : i + rows] = X[i : i + rows].astype(np.float64) @ x
+    out = np.zeros(X.shape[0])
+    for by_cols, sl, piece in _chunks(X, block):
+        if by_cols:
+            out += piece @ x[sl]
+        else:
+            out[sl] = piece @ x
     return out
 
 
-def rmatvec(X, y, block=1 << 24):
+def rmatvec(X, y, block=1 << 18):
     """``X.T @ y`` in float64 for a float32/float64 X, without upcasting all of X at once."""
     y = np.asarray(y, dtype=np.float64)
     if sp.issparse(X) or X.dtype == np.float64:
         return np.asarray(X.T @ y, dtype=np.float64)
-    n = X.shape[0]
-    rows = max(1, block // max(X.shape[1], 1))
     out = np.zeros(X.shape[1])
-    for i in range(0, n, rows):
-        out += y[i : i + rows] @ X[i : i + rows].astype(np.float64)
+    for by_cols, sl, piece in _chunks(X, block):
+        if by_cols:
+            out[sl] = piece.T @ y
+        else:
+            out += y[sl] @ piece
     return out
 
 
@@ -243,7 +279,7 @@ class CoordinateStore:
             self.idx = None
             self.offs = np.arange(self.n_coords, dtype=np.uint64) * np.uint64(self.dim)
             self.lens = np.full(self.n_coords, self.dim, dtype=np.int32)
-            sq = np.einsum("ij,ij->j" if primal else "ij,ij->i", M, M, dtype=np.float64)
+            sq = sqnorms(M, axis=0 if primal else 1)
             self.matrix = M
         self.labels = None if labels is None else np.asarray(labels, dtype=np.float64)
         self.sqnorm = sq + (bias * bias if not primal else 0.0)

@@ -43,6 +43,10 @@ class HostRefresher:
         self.next_block = 0
         self._thread = None
         self._stop = threading.Event()
+        self._go = threading.Event()
+        self._done = threading.Event()
+        self._job = None
+        self._running = False
         self.count = 0
         self.busy = 0.0
         self.error = None
@@ -77,20 +81,55 @@ class HostRefresher:
             self.error = exc
         self.busy = time.perf_counter() - t0
 
+    def sweep(self, alpha, v):
+        """Refresh every coordinate now, on this thread (before the first round)."""
+        self._stop.clear()
+        self.count, self.error = 0, None
+        self.next_block = 0
+        self._run(alpha, v)
+        if self.error is not None:
+            raise self.error
+        return self.count
+
+    def _worker(self):
+        while True:
+            self._go.wait()
+            self._go.clear()
+            job = self._job
+            if job is None:
+                return
+            self._run(*job)
+            self._done.set()
+
     def start(self, alpha, v):
         """Begin refreshing with these (previous-round) coefficients and shared vector."""
         self.count, self.busy, self.error = 0, 0.0, None
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(alpha, v), daemon=True)
-        self._thread.start()
+        self._done.clear()
+        self._job = (alpha, v)
+        if self._thread is None:
+            # One worker for the whole fit: starting a thread per round costs milliseconds.
+            self._thread = threading.Thread(target=self._worker, daemon=True)
+            self._thread.start()
+        self._running = True
+        self._go.set()
 
     def stop(self):
-        """Ask the thread to finish its block and wait; returns (refreshed, busy seconds)."""
-        if self._thread is None:
+        """Ask the worker to finish its block and wait; returns (refreshed, busy seconds)."""
+        if not self._running:
             return 0, 0.0
         self._stop.set()
-        self._thread.join()
-        self._thread = None
+        self._done.wait()
+        self._running = False
         if self.error is not None:
             raise self.error
         return self.count, self.busy
+
+    def close(self):
+        """Stop and end the worker thread."""
+        self.stop()
+        if self._thread is not None:
+            self._job = None
+            self._go.set()
+            self._thread.join()
+            self._thread = None

@@ -25,6 +25,7 @@ POLICIES = ("duhl", "sequential", "random", "full")
 
 class _Policy:
     name = ""
+    ranks_by_gap = False  # True: the policy reads the gap memory z
 
     def __init__(self, n_coords, fits, rng):
         self.n, self.fits, self.rng = n_coords, fits, rng
@@ -37,6 +38,7 @@ class Duhl(_Policy):
     """Largest gap memory first; ties (e.g. all +inf at the start) broken by a fixed shuffle."""
 
     name = "duhl"
+    ranks_by_gap = True
 
     def __init__(self, n, fits, rng):
         super().__init__(n, fits, rng)

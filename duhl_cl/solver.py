@@ -6,7 +6,9 @@ only coordinates not yet resident are copied in; the device (unit B) runs
 refreshes z for as many coordinates as it can with the previous round's coefficients and
 shared vector; then the resident coefficients and the shared vector are read back, the
 intercept is updated (primal models), and the device computes fresh gaps of the resident
-coordinates. When the gap memory suggests the tolerance is reached, and every
+coordinates for the gap estimate (the ranking keeps the host's gaps, all equally stale).
+Before the first round of a gap-ranked policy, one host pass evaluates every gap. When the
+gap estimate suggests the tolerance is reached, and every
 ``certify_every`` rounds, the host computes the exact certificate in float64 from the
 coefficients alone (:func:`certificate`); only a certified gap stops the run. The
 certificate is valid: ``objective - optimum <= gap``.
@@ -164,6 +166,10 @@ def solve(
         refresher = HostRefresher(model, store, z, u_mem)
         v = _initial_shared(model, store, alpha, b0)
         ws.set_shared(v)
+        if pol.ranks_by_gap:
+            # One host pass evaluates every gap at the start, so that the first working set
+            # is already gap-ranked instead of an arbitrary fill of never-evaluated ones.
+            refresher.sweep(alpha, v)
         while n_iter < max_iter:
             if max_time is not None and time.perf_counter() - t0 > max_time:
                 stop_reason = "max_time"
@@ -189,7 +195,9 @@ def solve(
                 ws.set_shared(v)
             coords, u, _ = ws.resident_gaps()
             u_mem[coords] = u
-            z[coords] = model.gaps(alpha[coords], u.astype(np.float64))
+            # The device's fresh gaps of the resident set feed the estimate only: ranking
+            # fresh (small, just optimised) gaps against the host's one-round-stale ones would
+            # evict the resident set every round; z stays the host's, equally stale for all.
             estimate = model.total_gap(alpha, u_mem, v) if not np.isnan(u_mem).any() else np.inf
             record = {
                 "round": n_iter,
@@ -237,7 +245,7 @@ def solve(
         try:
             if refresher is not None:
                 try:
-                    refresher.stop()
+                    refresher.close()
                 except Exception:  # noqa: BLE001 -- the fit is ending anyway
                     pass
             ws.finish()

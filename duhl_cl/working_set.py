@@ -392,20 +392,28 @@ class DeviceWorkingSet:
             sel = np.flatnonzero(parts == p)
             order = np.argsort(offs[sel], kind="stable")
             cs, dst, ln = coords[sel][order], offs[sel][order], lens[sel][order]
-            vals, idx = self._gather(cs, ln)
-            swapped += vals.nbytes + (idx.nbytes if idx is not None else 0)
+            entries = int(ln.sum())
+            swapped += entries * (r + (4 if st.sparse else 0))
             part = self.parts[p]
             # Runs of pieces that are contiguous on the device go up directly, one copy each,
-            # when there are only a few (a fresh or freshly emptied pool).
+            # when there are only a few (a fresh or freshly emptied pool); a run of consecutive
+            # coordinates is copied straight from the store, without gathering it first.
             breaks = np.flatnonzero(dst[1:] != dst[:-1] + ln[:-1]) + 1
             if len(breaks) < _DIRECT_RUNS:
                 src = np.concatenate([[0], np.cumsum(ln)])
+                vals = idx = None
                 for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(cs)], strict=True):
-                    lo, hi = int(src[a]), int(src[b])
-                    L.upload(part.val, vals[lo:hi], dst_offset=int(dst[a]) * r)
-                    if idx is not None:
-                        L.upload(part.idx, idx[lo:hi], dst_offset=int(dst[a]) * 4)
+                    run = self._store_run(cs[a:b], ln[a:b])
+                    if run is None:
+                        if vals is None:
+                            vals, idx = self._gather(cs, ln)
+                        lo, hi = int(src[a]), int(src[b])
+                        run = vals[lo:hi], (idx[lo:hi] if idx is not None else None)
+                    L.upload(part.val, run[0], dst_offset=int(dst[a]) * r)
+                    if run[1] is not None:
+                        L.upload(part.idx, run[1], dst_offset=int(dst[a]) * 4)
                 continue
+            vals, idx = self._gather(cs, ln)
             src = np.concatenate([[0], np.cumsum(ln)[:-1]])
             start = 0
             while start < len(cs):
@@ -441,6 +449,17 @@ class DeviceWorkingSet:
                     )
                 start = end
         return swapped
+
+    def _store_run(self, cs, ln):
+        """The store's own (values, indices) of consecutive coordinates, or None."""
+        st = self.store
+        if len(cs) == 0 or np.any(np.diff(cs) != 1):
+            return None
+        if st.sparse and not np.array_equal(st.lens[cs], ln):
+            return None  # an empty coordinate takes a padding entry on the device
+        a = int(st.offs[cs[0]])
+        b = a + int(ln.sum())
+        return st.val[a:b], (st.idx[a:b] if st.sparse else None)
 
     def _gather(self, cs, ln):
         st = self.store

@@ -88,8 +88,13 @@ def test_bytes_moved_are_the_new_coordinates_and_land_in_place(device, sparse):
         v = model.shared_from(Xd @ alpha, 0.0)
         ws.set_shared(v)
         resident = set()
-        for _ in range(6):
-            want = rng.permutation(60)[: ws.fits(rng.permutation(60))]
+        k = ws.fits(np.arange(60))
+        # Consecutive coordinates in order (copied straight from the store), then out of order
+        # with the same first and last (gathered), then random sets on a fragmented pool.
+        block, other = np.arange(k), np.arange(60 - k, 60)
+        shuffled = np.r_[other[0], other[1:-1][::-1], other[-1]]
+        wants = [block, shuffled] + [rng.permutation(60)[:k] for _ in range(6)]
+        for want in wants:
             h2d = ws.ledger.bytes_h2d
             stats = ws.make_resident(want, alpha)
             new = sorted(set(ws.resident.tolist()) - resident)
