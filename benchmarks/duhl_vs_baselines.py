@@ -99,6 +99,17 @@ def run(make, X, y, policy, budget, target_gap, repeats, max_time):
     }
 
 
+_LINES: list = []
+
+
+def say(*args, **kw):
+    """Print, and keep the line for the table file."""
+    kw.pop("flush", None)
+    text = " ".join(str(x) for x in args)
+    _LINES.append(text)
+    print(text, flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -134,7 +145,7 @@ def main():
     policies = args.policies.split(",")
     dev = dc.open_device()
     results = []
-    print(f"machine: {platform.machine()} {platform.processor()}, {dev.label()}, float32, target "
+    say(f"machine: {platform.machine()} {platform.processor()}, {dev.label()}, float32, target "
           f"relative suboptimality {args.target:g}, median of {args.repeats}")  # fmt: skip
     for pname, (X, y, make) in problems.items():
         data_bytes = (X.data.nbytes + X.indices.nbytes) if sp.issparse(X) else X.nbytes
@@ -153,10 +164,10 @@ def main():
             warnings.simplefilter("ignore", dc.ConvergenceWarning)
             ref.fit(X, y)
         f_star = ref.objective_ - ref.dual_gap_  # a lower bound on the optimum
-        print(f"\n{pname}: {X.shape[0]} x {X.shape[1]}, {data_bytes / 2**20:.0f} MiB; reference objective "
+        say(f"\n{pname}: {X.shape[0]} x {X.shape[1]}, {data_bytes / 2**20:.0f} MiB; reference objective "
               f"{ref.objective_:.10g} (gap {ref.dual_gap_:.1e}, {time.perf_counter() - t:.1f} s)")  # fmt: skip
         # A run stops when its certified gap <= target * |f*|: then objective - f* <= that.
-        print(
+        say(
             f"{'budget':>7s} {'policy':>11s} {'time s':>8s} {'MiB moved':>10s} {'rounds':>7s} {'gap':>9s}"
         )
         for b in budgets:
@@ -169,7 +180,7 @@ def main():
                     budget = None if b >= 100 else f"{b}%"
                     r = run(make, X, y, pol, budget, tol, args.repeats, args.max_time)
                 except dc.MemoryBudgetError as exc:
-                    print(f"{b:6d}% {pol:>11s}  refused: {exc}")
+                    say(f"{b:6d}% {pol:>11s}  refused: {exc}")
                     continue
                 r.update(
                     problem=pname,
@@ -179,15 +190,22 @@ def main():
                     f_star=f_star,
                 )
                 results.append(r)
-                print(
+                say(
                     f"{b:6d}% {pol:>11s} {r['time']:8.2f} {r['bytes_h2d'] / 2**20:10.1f} {r['rounds']:7.0f} {r['gap']:9.2e}",
                     flush=True,
                 )
+                save(results, args.out)
     summary(results)
-    Path(args.out + ".json").write_text(
+    save(results, args.out)
+    plots(results, args.out)
+
+
+def save(results, out):
+    """JSON of every run and the printed table so far (rewritten after each run)."""
+    Path(out + ".json").write_text(
         json.dumps([{k: v for k, v in r.items() if k != "history"} for r in results], indent=1)
     )
-    plots(results, args.out)
+    Path(out + ".txt").write_text("\n".join(_LINES) + "\n")
 
 
 def _size(text):
@@ -216,18 +234,18 @@ def _scale(est, X, y):
 
 
 def summary(results):
-    print("\nratios at each budget (sequential / duhl, full / duhl):")
+    say("\nratios at each budget (sequential / duhl, full / duhl):")
     by = {}
     for r in results:
         by.setdefault((r["problem"], r["budget_percent"]), {})[r["policy"]] = r
     for (p, b), d in by.items():
         if "duhl" in d and "sequential" in d:
             s, u = d["sequential"], d["duhl"]
-            print(f"  {p:24s} {b:3d}%: time {s['time'] / u['time']:6.1f}x, bytes "
+            say(f"  {p:24s} {b:3d}%: time {s['time'] / u['time']:6.1f}x, bytes "
                   f"{s['bytes_h2d'] / max(u['bytes_h2d'], 1):6.1f}x")  # fmt: skip
         full = by.get((p, 100), {}).get("full")
         if full and "duhl" in d:
-            print(f"  {p:24s} {b:3d}%: full / duhl time {full['time'] / d['duhl']['time']:6.2f}x")
+            say(f"  {p:24s} {b:3d}%: full / duhl time {full['time'] / d['duhl']['time']:6.2f}x")
 
 
 def plots(results, out):

@@ -40,13 +40,26 @@ class Duhl(_Policy):
     name = "duhl"
     ranks_by_gap = True
 
-    def __init__(self, n, fits, rng):
+    def __init__(self, n, fits, rng, *, limit=None):
         super().__init__(n, fits, rng)
         self.tiebreak = rng.permutation(n)
+        self.limit = n if limit is None else max(1, min(int(limit), n))
 
     def select(self, z, round_index):
-        # Sort by -z, ties in the order of the fixed shuffle: lexsort's last key is primary.
-        order = np.lexsort((self.tiebreak, -z))
+        # Largest z first, ties in the order of the fixed shuffle. At most ``limit`` fit, so
+        # only the top ``limit`` are sorted (a partition finds them in linear time).
+        zt = -np.asarray(z)[self.tiebreak]  # ascending zt = descending z; position = tiebreak
+        k = self.limit
+        if k < self.n:
+            kth = np.partition(zt, k - 1)[k - 1]
+            above = np.flatnonzero(zt < kth)
+            ties = np.flatnonzero(zt == kth)[: k - len(above)]
+            top = np.concatenate([above, ties])
+        else:
+            top = np.arange(self.n)
+        top = np.sort(top)  # positions ascending, so the stable sort keeps the shuffle's order
+        top = top[np.argsort(zt[top], kind="stable")]
+        order = self.tiebreak[top]
         return order[: self.fits(order)]
 
 
@@ -100,6 +113,9 @@ def make_policy(name, n_coords, fits, rng, **kw):
     table = {"duhl": Duhl, "sequential": Sequential, "random": Random, "full": Full}
     if name not in table:
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {name!r}")
+    limit = kw.pop("limit", None)
     if name == "full":
         return Full(n_coords, fits, rng, **kw)
+    if name == "duhl":
+        return Duhl(n_coords, fits, rng, limit=limit)
     return table[name](n_coords, fits, rng)

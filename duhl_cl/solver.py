@@ -161,7 +161,13 @@ def solve(
     last_cert, cert_wait = 0, 1
     try:
         pol = make_policy(
-            policy, n, ws.fits, rng, need_bytes=_full_bytes(ws), budget=ws.ledger.budget
+            policy,
+            n,
+            ws.fits,
+            rng,
+            need_bytes=_full_bytes(ws),
+            budget=ws.ledger.budget,
+            limit=ws.n_homes,
         )
         refresher = HostRefresher(model, store, z, u_mem)
         v = _initial_shared(model, store, alpha, b0)

@@ -243,6 +243,16 @@ class DeviceWorkingSet:
         self.slot_part = np.zeros(S, dtype=np.int64)
         self.slot_off = np.zeros(S, dtype=np.int64)
         self.free_slots = list(range(S - 1, -1, -1))
+        self.n_homes = S
+        if not store.sparse:
+            # Dense coordinates are all one size: each slot gets a fixed home in the pool, so
+            # a swap is array bookkeeping, without a free list.
+            per_part = [part.capacity // max(self.dim, 1) for part in self.parts]
+            self.slot_part = np.repeat(np.arange(len(per_part)), per_part)[:S]
+            self.slot_off = np.concatenate(
+                [np.arange(k, dtype=np.int64) * max(self.dim, 1) for k in per_part]
+            )[:S]
+            self.n_homes = len(self.slot_part)
         self._order_flat = None  # the slot list last uploaded to b_order, if still valid
         self._starts = []
 
@@ -294,7 +304,7 @@ class DeviceWorkingSet:
         """How many of ``coords``, taken in order, fit the slots and pool (ignoring placement)."""
         lens = self.store.lens[coords].astype(np.int64)
         by_size = np.searchsorted(np.cumsum(lens), self.cap.pool_entries, side="right")
-        return int(min(by_size, self.cap.n_slots, len(coords)))
+        return int(min(by_size, self.n_homes, len(coords)))
 
     def make_resident(self, coords, alpha) -> SwapStats:
         """Make exactly ``coords`` (as far as placement allows) the resident set.
@@ -307,6 +317,8 @@ class DeviceWorkingSet:
         want = np.zeros(self.store.n_coords, dtype=bool)
         want[coords] = True
         lens = self.store.lens
+        if not self.store.sparse:
+            return self._make_resident_dense(coords, want, alpha, stats)
         # Evict: their coefficients were read back after the last pass.
         for s in np.flatnonzero((self.slot_coord >= 0) & ~want[np.maximum(self.slot_coord, 0)]):
             c = self.slot_coord[s]
@@ -334,6 +346,26 @@ class DeviceWorkingSet:
                 stats.n_refused += 1
         if placed:
             stats.n_swapped_in = len(placed)
+            stats.bytes_swapped_in = self._upload(placed, alpha)
+        return stats
+
+    def _make_resident_dense(self, coords, want, alpha, stats) -> SwapStats:
+        H = self.n_homes
+        sc = self.slot_coord
+        evict = np.flatnonzero((sc >= 0) & ~want[np.maximum(sc, 0)])
+        self.coord_slot[sc[evict]] = -1
+        sc[evict] = -1
+        stats.n_evicted = len(evict)
+        entering = coords[self.coord_slot[coords] < 0]
+        free = np.flatnonzero(sc[:H] < 0)
+        k = min(len(entering), len(free))
+        stats.n_refused = len(entering) - k
+        if k:
+            cs, slots = entering[:k], free[:k]
+            sc[slots] = cs
+            self.coord_slot[cs] = slots
+            placed = np.column_stack([cs, slots, self.slot_part[slots], self.slot_off[slots]])
+            stats.n_swapped_in = k
             stats.bytes_swapped_in = self._upload(placed, alpha)
         return stats
 
