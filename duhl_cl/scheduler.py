@@ -35,7 +35,7 @@ class _Policy:
 
 
 class Duhl(_Policy):
-    """Largest gap memory first; ties (e.g. all +inf at the start) broken by a fixed shuffle."""
+    """Largest gap memory first, zero gaps left out; ties broken by a fixed shuffle."""
 
     name = "duhl"
     ranks_by_gap = True
@@ -59,6 +59,13 @@ class Duhl(_Policy):
             top = np.arange(self.n)
         top = np.sort(top)  # positions ascending, so the stable sort keeps the shuffle's order
         top = top[np.argsort(zt[top], kind="stable")]
+        # A coordinate whose gap is zero (a zero Lasso weight with |u| <= lambda, an SVM
+        # sample at its bound on the right side of the margin) gains nothing from a pass:
+        # leave it out, so the pass and the copies go to the coordinates that matter (this is
+        # liblinear's shrinking, in DuHL's terms). Everything when no gap is positive.
+        positive = int(np.count_nonzero(zt[top] < 0))
+        if positive:
+            top = top[:positive]
         order = self.tiebreak[top]
         return order[: self.fits(order)]
 

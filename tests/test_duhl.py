@@ -287,3 +287,16 @@ def test_pool_split_over_several_buffers(device, tmp_path):
     assert len(parts) >= 4 and max(n for _, n in sizes) <= 32 * 1024
     ref = dc.Lasso(alpha=alpha, dtype="float64", tol=1e-10, device=device, random_state=0).fit(X, y)
     assert est.converged_ and abs(est.objective_ - ref.objective_) <= 1e-9 * ref.objective_
+
+
+def test_duhl_selects_largest_gaps_and_leaves_zero_gaps_out():
+    from duhl_cl.scheduler import make_policy
+
+    rng = np.random.default_rng(0)
+    z = np.array([0.0, 3.0, np.inf, 0.0, 1.0, 2.0, 0.0, 1.0])
+    pol = make_policy("duhl", len(z), lambda o: min(len(o), 4), rng, limit=4)
+    sel = pol.select(z, 0)
+    assert sel[0] == 2 and list(sel[1:3]) == [1, 5] and sel[3] in (4, 7)
+    pol = make_policy("duhl", len(z), lambda o: len(o), rng, limit=8)
+    assert sorted(pol.select(z, 0)) == [1, 2, 4, 5, 7]  # zero gaps: nothing to gain
+    assert sorted(pol.select(np.zeros(8), 0)) == list(range(8))  # none positive: everything
