@@ -290,8 +290,6 @@ def test_pool_split_over_several_buffers(device, tmp_path):
 
 
 def test_duhl_selects_largest_gaps_and_leaves_zero_gaps_out():
-    from duhl_cl.scheduler import make_policy
-
     rng = np.random.default_rng(0)
     z = np.array([0.0, 3.0, np.inf, 0.0, 1.0, 2.0, 0.0, 1.0])
     pol = make_policy("duhl", len(z), lambda o: min(len(o), 4), rng, limit=4)
