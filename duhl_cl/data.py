@@ -10,6 +10,7 @@ needed layout and precision is used without a copy.
 from __future__ import annotations
 
 import numbers
+import os
 import warnings
 
 import numpy as np
@@ -166,28 +167,62 @@ def check_y_binary(y, n_samples):
     return classes, np.where(y_idx == 1, 1.0, -1.0)
 
 
-def _chunks(X, block):
-    """Contiguous pieces of a dense X (columns if Fortran-ordered, else rows) of about
-    ``block`` entries: upcasting one piece stays in cache, so a float64 product over float32
-    data costs little more than reading it."""
+_POOL = None
+
+
+def _host_pool():
+    """Threads for the host's float64 passes (they run while the device waits)."""
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1))
+    return _POOL
+
+
+def _over_chunks(X, block, part, out):
+    """Apply ``part(by_cols, sl, piece)`` to contiguous float64 pieces of a dense X.
+
+    Pieces are columns when X is Fortran-ordered, else rows, of about ``block`` entries:
+    upcasting one stays in cache, so a float64 product over float32 data costs little more
+    than reading it. ``part`` writes its own slice of ``out`` or returns a partial sum, which
+    is added to ``out``. Groups of pieces run on the host's threads (NumPy releases the GIL).
+    """
     by_cols = X.flags.f_contiguous and not X.flags.c_contiguous
     n = X.shape[1] if by_cols else X.shape[0]
     k = max(1, block // max(X.shape[0] if by_cols else X.shape[1], 1))
-    for i in range(0, n, k):
-        sl = slice(i, min(i + k, n))
-        yield by_cols, sl, (X[:, sl] if by_cols else X[sl]).astype(np.float64)
+    starts = list(range(0, n, k))
+
+    def task(group):
+        acc = None
+        for i in group:
+            sl = slice(i, min(i + k, n))
+            piece = (X[:, sl] if by_cols else X[sl]).astype(np.float64)
+            r = part(by_cols, sl, piece)
+            if r is not None:
+                acc = r if acc is None else acc + r
+        return acc
+
+    n_groups = min(len(starts), 4 * (os.cpu_count() or 1))
+    groups = [starts[g::n_groups] for g in range(n_groups)] if len(starts) > 1 else [starts]
+    results = _host_pool().map(task, groups) if len(groups) > 1 else map(task, groups)
+    for acc in results:
+        if acc is not None:
+            out += acc
+    return out
 
 
 def sqnorms(X, axis, block=1 << 18):
     """Squared norms of the columns (axis=0) or rows (axis=1) of a dense X, in float64."""
     out = np.zeros(X.shape[1 - axis])
-    for by_cols, sl, piece in _chunks(X, block):
+
+    def part(by_cols, sl, piece):
         sq = np.square(piece, out=piece).sum(axis=axis)
-        if by_cols == (axis == 0):
-            out[sl] = sq
-        else:
-            out += sq
-    return out
+        if by_cols != (axis == 0):
+            return sq
+        out[sl] = sq
+
+    return _over_chunks(X, block, part, out)
 
 
 def matvec(X, x, block=1 << 18):
@@ -202,12 +237,13 @@ def matvec(X, x, block=1 << 18):
     if sp.issparse(X) or X.dtype == np.float64:
         return np.asarray(X @ x, dtype=np.float64)
     out = np.zeros(X.shape[0])
-    for by_cols, sl, piece in _chunks(X, block):
+
+    def part(by_cols, sl, piece):
         if by_cols:
-            out += piece @ x[sl]
-        else:
-            out[sl] = piece @ x
-    return out
+            return piece @ x[sl]
+        out[sl] = piece @ x
+
+    return _over_chunks(X, block, part, out)
 
 
 def rmatvec(X, y, block=1 << 18):
@@ -216,12 +252,13 @@ def rmatvec(X, y, block=1 << 18):
     if sp.issparse(X) or X.dtype == np.float64:
         return np.asarray(X.T @ y, dtype=np.float64)
     out = np.zeros(X.shape[1])
-    for by_cols, sl, piece in _chunks(X, block):
-        if by_cols:
-            out[sl] = piece.T @ y
-        else:
-            out += y[sl] @ piece
-    return out
+
+    def part(by_cols, sl, piece):
+        if not by_cols:
+            return y[sl] @ piece
+        out[sl] = piece.T @ y
+
+    return _over_chunks(X, block, part, out)
 
 
 class CoordinateStore:
