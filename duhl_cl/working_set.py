@@ -109,6 +109,9 @@ def plan_capacity(
             f"the largest coordinate has {max_len} entries ({format_size(max_len * r)}), more "
             f"than the largest single allocation of {label} ({format_size(max_alloc)})"
         )
+    if not store.sparse:
+        # Dense slots have fixed homes: a pool buffer holds whole slots only.
+        part_cap -= part_cap % max(max_len, 1)
     avail = budget - fixed
     n = store.n_coords
     total_entries = int(lens.sum())

@@ -287,6 +287,10 @@ def test_pool_split_over_several_buffers(device, tmp_path):
     assert len(parts) >= 4 and max(n for _, n in sizes) <= 32 * 1024
     ref = dc.Lasso(alpha=alpha, dtype="float64", tol=1e-10, device=device, random_state=0).fit(X, y)
     assert est.converged_ and abs(est.objective_ - ref.objective_) <= 1e-9 * ref.objective_
+    # Buffers hold whole dense columns, so a split pool still takes every column.
+    full = dc.Lasso(alpha=alpha, dtype="float64", tol=1e-10, device=str(p), policy="full")
+    full.fit(X, y)
+    assert full.history_[0]["n_resident"] == X.shape[1] and full.converged_
 
 
 def test_duhl_selects_largest_gaps_and_leaves_zero_gaps_out():
