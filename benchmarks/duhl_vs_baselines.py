@@ -237,12 +237,8 @@ def _size(text):
 
 def _f0(est, X, y):
     """The objective at zero coefficients: a first guess at the optimum's size."""
-    n = X.shape[0]
-    if isinstance(est, dc.LinearSVC):
-        return est.C * n
-    yc = np.asarray(y, dtype=np.float64)
-    yc = yc - yc.mean()
-    return 0.5 * (yc @ yc) / n
+    # The SVM's tol scale is its objective at zero (C n); the Lasso's is twice it (||y||^2/n).
+    return _scale(est, X, y) * (1.0 if isinstance(est, dc.LinearSVC) else 0.5)
 
 
 def _scale(est, X, y):

@@ -245,7 +245,8 @@ class DeviceWorkingSet:
         self.coord_slot = np.full(store.n_coords, -1, dtype=np.int64)
         self.slot_part = np.zeros(S, dtype=np.int64)
         self.slot_off = np.zeros(S, dtype=np.int64)
-        self.free_slots = list(range(S - 1, -1, -1))
+        # Sparse pieces vary in size: free slots and first-fit pool ranges (see _Part).
+        self.free_slots = list(range(S - 1, -1, -1)) if store.sparse else None
         self.n_homes = S
         if not store.sparse:
             # Dense coordinates are all one size: each slot gets a fixed home in the pool, so

@@ -49,19 +49,24 @@ def problem():
     return X, y
 
 
+def make_store(model, target, Xs, dtype):
+    """The coordinate store a fit of ``model`` would build from Xs."""
+    return CoordinateStore(
+        Xs,
+        primal=model.primal,
+        dtype=dtype,
+        labels=None if model.primal else target,
+        bias=getattr(model, "bias", 0.0),
+    )
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("name", MODELS)
 def test_pass_matches_numpy_reference(device, problem, name, sparse):
     X, y = problem
     model, target = make_model(name, X, y)
     Xs = sp.csr_matrix(X) if sparse else X
-    store = CoordinateStore(
-        Xs,
-        primal=model.primal,
-        dtype=np.float64,
-        labels=None if model.primal else target,
-        bias=getattr(model, "bias", 0.0),
-    )
+    store = make_store(model, target, Xs, np.float64)
     rng = np.random.default_rng(0)
     # A non-trivial starting point, inside the feasible set of every model.
     alpha = model.initial_alpha() + (
@@ -99,13 +104,7 @@ def test_gap_kernel_matches_numpy(device, problem, name, sparse, dtype):
     X, y = problem
     model, target = make_model(name, X, y)
     Xs = sp.csc_matrix(X) if sparse else X
-    store = CoordinateStore(
-        Xs,
-        primal=model.primal,
-        dtype=dtype,
-        labels=None if model.primal else target,
-        bias=getattr(model, "bias", 0.0),
-    )
+    store = make_store(model, target, Xs, dtype)
     rng = np.random.default_rng(1)
     if model.primal:
         alpha = 0.2 * rng.standard_normal(model.n_coords)
