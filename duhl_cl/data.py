@@ -49,11 +49,13 @@ def _all_finite(a):
     return bool(np.isfinite(a).all())  # the sum overflowed or met a NaN/inf: look closely
 
 
-def check_X(X, *, name="X"):
+def check_X(X, *, name="X", check_finite=True):
     """Validate a design matrix.
 
     Returns a 2-D float32/float64 ndarray (memmaps pass through) or a CSR/CSC matrix.
     Integer and object input becomes float64; complex, NaN and infinity are refused.
+    ``check_finite=False`` leaves the finite check to the caller: a fit's
+    :class:`CoordinateStore` makes it for free, from the squared norms it computes anyway.
     """
     if sp.issparse(X):
         if X.format not in ("csr", "csc"):
@@ -85,13 +87,25 @@ def check_X(X, *, name="X"):
             f"Found array with {n} sample(s) and {d} feature(s) (shape=({n}, {d})) while a "
             f"minimum of 1 is required. {name} must have at least one sample and one feature."
         )
-    if not _all_finite(data):
-        bad = "NaN" if np.isnan(data).any() else "infinity"
-        raise ValueError(
-            f"Input {name} contains {bad} (NaN or inf values are not allowed); remove or "
-            f"impute them first, e.g. with sklearn.impute.SimpleImputer"
-        )
+    if check_finite and not _all_finite(data):
+        _refuse_nonfinite(data, name)
     return X
+
+
+def _refuse_out_of_range(data, dtype):
+    raise ValueError(
+        f"X has entries (largest |x| = {float(np.abs(data).max()):.3g}) beyond the range of "
+        f"{dtype}, the device precision; rescale X (e.g. standardise it) or fit with "
+        f"dtype='float64'"
+    )
+
+
+def _refuse_nonfinite(data, name="X"):
+    bad = "NaN" if np.isnan(data).any() else "infinity"
+    raise ValueError(
+        f"Input {name} contains {bad} (NaN or inf values are not allowed); remove or "
+        f"impute them first, e.g. with sklearn.impute.SimpleImputer"
+    )
 
 
 def _check_y_shape(y, n_samples):
@@ -212,17 +226,31 @@ def _over_chunks(X, block, part, out):
     return out
 
 
-def sqnorms(X, axis, block=1 << 18):
-    """Squared norms of the columns (axis=0) or rows (axis=1) of a dense X, in float64."""
-    out = np.zeros(X.shape[1 - axis])
+def sqnorms(X, axis):
+    """Squared norms of the columns (axis=0) or rows (axis=1) of a dense X, as float64.
 
-    def part(by_cols, sl, piece):
-        sq = np.square(piece, out=piece).sum(axis=axis)
-        if by_cols != (axis == 0):
-            return sq
-        out[sl] = sq
+    The products run in X's own precision (a float32 sum of squares is good to about 1e-6
+    relative, ample for the step sizes they set) on the host's threads, one slab each.
+    """
+    n = X.shape[1 - axis]
+    n_threads = max(1, min(os.cpu_count() or 1, n))
+    cuts = np.linspace(0, n, n_threads + 1).astype(int)
 
-    return _over_chunks(X, block, part, out)
+    def slab(i):
+        sl = slice(cuts[i], cuts[i + 1])
+        part = X[:, sl] if axis == 0 else X[sl]
+        return np.einsum("ij,ij->j" if axis == 0 else "ij,ij->i", part, part)
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        pieces = _host_pool().map(slab, range(n_threads)) if n_threads > 1 else [slab(0)]
+        out = np.concatenate(list(pieces)).astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(out))
+    if len(bad):
+        # A square overflowed the data's precision (entries above ~1e19 in float32): redo
+        # those in float64. A NaN or infinity in X stays non-finite and is found by the caller.
+        part = (X[:, bad] if axis == 0 else X[bad]).astype(np.float64)
+        out[bad] = np.einsum("ij,ij->j" if axis == 0 else "ij,ij->i", part, part)
+    return out
 
 
 def matvec(X, x, block=1 << 18):
@@ -299,7 +327,10 @@ class CoordinateStore:
                     f"X has {M.nnz} nonzeros; the device indices are 32-bit per entry but "
                     f"offsets are 64-bit: split X into parts of fewer than 2**31 nonzeros"
                 )
-            self.val = np.asarray(M.data, dtype=dtype)
+            with np.errstate(over="ignore"):  # out-of-range entries are refused below
+                self.val = np.asarray(M.data, dtype=dtype)
+            if self.val.dtype != M.data.dtype and not _all_finite(self.val):
+                _refuse_out_of_range(M.data, dtype)
             self.idx = np.asarray(M.indices, dtype=np.int32)
             ptr = np.asarray(M.indptr, dtype=np.int64)
             self.offs = ptr[:-1].astype(np.uint64)
@@ -307,16 +338,28 @@ class CoordinateStore:
             sq = np.asarray(M.multiply(M).sum(axis=0 if primal else 1), dtype=np.float64).ravel()
             self.matrix = M
         else:
-            M = (
-                np.asfortranarray(X, dtype=dtype)
-                if primal
-                else np.ascontiguousarray(X, dtype=dtype)
-            )
+            with np.errstate(over="ignore"):  # out-of-range entries are refused below
+                M = (
+                    np.asfortranarray(X, dtype=dtype)
+                    if primal
+                    else np.ascontiguousarray(X, dtype=dtype)
+                )
             self.val = M.ravel(order="F" if primal else "C")
             self.idx = None
             self.offs = np.arange(self.n_coords, dtype=np.uint64) * np.uint64(self.dim)
             self.lens = np.full(self.n_coords, self.dim, dtype=np.int32)
             sq = sqnorms(M, axis=0 if primal else 1)
+            if not np.isfinite(sq).all():
+                # Finite squared norms (computed in float64 when float32 ones overflowed)
+                # prove every entry finite: this is the fit's finite check, at no extra pass.
+                if not _all_finite(X):
+                    _refuse_nonfinite(X)
+                if not _all_finite(M):
+                    _refuse_out_of_range(X, dtype)
+                raise ValueError(
+                    f"X has entries so large (largest |x| = {float(np.abs(M).max()):.3g}) that "
+                    f"their squared norms overflow float64; rescale X (e.g. standardise it)"
+                )
             self.matrix = M
         self.labels = None if labels is None else np.asarray(labels, dtype=np.float64)
         self.sqnorm = sq + (bias * bias if not primal else 0.0)

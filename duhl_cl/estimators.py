@@ -29,6 +29,7 @@ from __future__ import annotations
 import inspect
 
 import numpy as np
+import scipy.sparse as sp
 
 from . import models
 from .data import CoordinateStore, check_X, check_y_binary, check_y_regression
@@ -262,7 +263,8 @@ class _Regressor(_Base):
 
         ``callback(record)`` is called after every pass with that pass's history record.
         """
-        X = check_X(X)
+        # Dense X: the coordinate store's squared norms make the finite check (one pass less).
+        X = check_X(X, check_finite=sp.issparse(X))
         y = check_y_regression(y, X.shape[0])
         return self._fit(X, y, self._make_model(X), callback)
 
@@ -386,7 +388,7 @@ class _Classifier(_Base):
 
         ``callback(record)`` is called after every pass with that pass's history record.
         """
-        X = check_X(X)
+        X = check_X(X, check_finite=sp.issparse(X))
         classes, ypm = check_y_binary(y, X.shape[0])
         self._fit(X, ypm, self._make_model(X), callback)
         self.classes_ = classes

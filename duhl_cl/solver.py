@@ -44,6 +44,7 @@ class Certificate:
     alpha: np.ndarray
     intercept: float
     shared: np.ndarray  # v (primal) or w (dual) recomputed exactly from alpha
+    u: np.ndarray  # every coordinate's u (primal: X^T grad f(v); dual: margins), float64
 
 
 @dataclass
@@ -80,14 +81,14 @@ def certificate(model, store: CoordinateStore, alpha, intercept=0.0) -> Certific
             v, b0 = model.intercept_update(v, 0.0)
         u = rmatvec(X, model.gradient(v))
         gap = model.total_gap(alpha, u, v)
-        return Certificate(gap, float(model.objective(alpha, v)), alpha, b0, v)
+        return Certificate(gap, float(model.objective(alpha, v)), alpha, b0, v, u)
     y = store.labels
     w = np.empty(model.shared_dim())
     w[:-1] = rmatvec(X, alpha * y)
     w[-1] = model.bias * (alpha @ y)
     mu = y * (matvec(X, w[:-1]) + model.bias * w[-1])
     gap = model.total_gap(alpha, mu, w)
-    return Certificate(gap, float(model.primal_objective(w, mu)), alpha, model.bias * w[-1], w)
+    return Certificate(gap, float(model.primal_objective(w, mu)), alpha, model.bias * w[-1], w, mu)
 
 
 def _initial_shared(model, store, alpha, intercept):
@@ -170,12 +171,16 @@ def solve(
             limit=ws.n_homes,
         )
         refresher = HostRefresher(model, store, z, u_mem)
-        v = _initial_shared(model, store, alpha, b0)
-        ws.set_shared(v)
         if pol.ranks_by_gap:
             # One host pass evaluates every gap at the start, so that the first working set
-            # is already gap-ranked instead of an arbitrary fill of never-evaluated ones.
-            refresher.sweep(alpha, v)
+            # is already gap-ranked instead of an arbitrary fill of never-evaluated ones; it
+            # is a certificate (exact u of every coordinate), which the gap memory takes.
+            start = certificate(model, store, alpha, b0)
+            b0, v = start.intercept, start.shared
+            _remember(model, start, z, u_mem)
+        else:
+            v = _initial_shared(model, store, alpha, b0)
+        ws.set_shared(v)
         while n_iter < max_iter:
             if max_time is not None and time.perf_counter() - t0 > max_time:
                 stop_reason = "max_time"
@@ -230,6 +235,8 @@ def solve(
                 cert_wait = 1 if cert.gap <= target else min(2 * cert_wait, certify_every)
                 b0 = cert.intercept
                 record.update(gap=cert.gap, objective=cert.objective)
+                # The certificate evaluated every coordinate exactly: a free, fresh gap memory.
+                _remember(model, cert, z, u_mem)
                 # Resynchronise the device's shared vector with the exact one: a float32
                 # device accumulates rounding in v over many passes.
                 v = cert.shared
@@ -328,6 +335,12 @@ def host_threads(n: int):
     except ImportError:
         return contextlib.nullcontext()
     return threadpool_limits(limits=n, user_api="blas")
+
+
+def _remember(model, cert, z, u_mem):
+    """Take a certificate's exact u and gaps of every coordinate into the gap memory."""
+    u_mem[:] = cert.u
+    z[:] = model.gaps(cert.alpha, cert.u)
 
 
 def _full_bytes(ws):

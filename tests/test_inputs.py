@@ -25,10 +25,39 @@ def test_nan_and_inf(device, Xy):
             dc.Lasso(device=device).fit(Xb, y)
         with pytest.raises(ValueError, match=f"contains {word}"):
             dc.Lasso(device=device).fit(sp.csr_matrix(Xb), y)
+    for dtype in (np.float32, np.float64):
+        # Dense data is checked through its squared norms, rows (dual) and columns (primal).
+        Xb = X.astype(dtype)
+        Xb[3, 1] = np.nan
+        with pytest.raises(ValueError, match="contains NaN.*impute"):
+            dc.LinearSVC(device=device).fit(Xb, y > 0)
+        Xb[3, 1] = -np.inf
+        with pytest.raises(ValueError, match="contains infinity.*impute"):
+            dc.Lasso(device=device).fit(Xb, y)
     yb = y.copy()
     yb[0] = np.nan
     with pytest.raises(ValueError, match="y contains NaN"):
         dc.Lasso(device=device).fit(X, yb)
+
+
+def test_huge_entries(device, Xy):
+    """Squares that overflow float32 are redone in float64; beyond float64, a clear error."""
+    from duhl_cl.data import CoordinateStore
+
+    X, y = Xy
+    X32 = X.astype(np.float32)
+    X32[3, 1] = 1e25  # finite in float32, its square is not
+    for primal in (True, False):
+        store = CoordinateStore(X32, primal=primal, dtype=np.float32, labels=np.ones(30))
+        ref = (X32.astype(np.float64) ** 2).sum(axis=0 if primal else 1)
+        np.testing.assert_allclose(store.sqnorm, ref, rtol=1e-5)
+    X64 = X.copy()
+    X64[3, 1] = 1e200
+    for Xin in (X64, sp.csr_matrix(X64)):
+        with pytest.raises(ValueError, match="beyond the range of float32.*dtype='float64'"):
+            dc.Lasso(device=device, dtype="float32").fit(Xin, y)
+    with pytest.raises(ValueError, match="squared norms overflow float64; rescale X"):
+        dc.Lasso(device=device, dtype="float64").fit(X64, y)
 
 
 def test_shape_mismatch(device, Xy):
