@@ -83,13 +83,14 @@ def file_svm(name):
     return X.astype(np.float32), y, lambda **kw: dc.LinearSVC(C=1.0, loss="hinge", **kw)
 
 
-def run(make, X, y, policy, budget, target_gap, repeats, max_time):
+def run(make, X, y, policy, budget, target_gap, repeats, max_time, passes=1):
     times, moved, rounds, gaps, objs = [], [], [], [], []
     for rep in range(repeats):
         if rep and not np.isfinite(times[0]):
             break  # did not reach the target within max_time: once is enough to say so
         est = make(policy=policy, memory_budget=budget, tol=target_gap, max_iter=100000,
-                   max_time=max_time, random_state=rep)  # fmt: skip
+                   max_time=max_time, random_state=rep,
+                   passes_per_round=passes if policy == "duhl" else 1)  # fmt: skip
         t = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", dc.ConvergenceWarning)
@@ -142,6 +143,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small sizes (for a smoke run)")
     ap.add_argument("--lasso-size", default="8000x40000", help="n_samples x n_features")
     ap.add_argument("--svm-size", default="200000x1000", help="n_samples x n_features")
+    ap.add_argument(
+        "--passes-per-round", default="1", help="duhl's passes per round: an integer or 'auto'"
+    )
     ap.add_argument("--out", default="duhl_vs_baselines")
     args = ap.parse_args()
     q = args.quick
@@ -167,7 +171,8 @@ def main():
     dev = dc.open_device()
     results = []
     say(f"machine: {platform.machine()} {platform.processor()}, {dev.label()}, float32, target "
-          f"relative suboptimality {args.target:g}, median of {args.repeats}")  # fmt: skip
+          f"relative suboptimality {args.target:g}, median of {args.repeats}; duhl's passes per "
+          f"round: {args.passes_per_round}")  # fmt: skip
     for pname, (X, y, make) in problems.items():
         data_bytes = (X.data.nbytes + X.indices.nbytes) if sp.issparse(X) else X.nbytes
         t = time.perf_counter()
@@ -200,7 +205,9 @@ def main():
                 try:
                     # 100% means all of it resident (the data plus the slot table and vectors).
                     budget = None if b >= 100 else f"{b}%"
-                    r = run(make, X, y, pol, budget, tol, args.repeats, args.max_time)
+                    ppr = args.passes_per_round
+                    ppr = ppr if ppr == "auto" else int(ppr)
+                    r = run(make, X, y, pol, budget, tol, args.repeats, args.max_time, ppr)
                 except dc.MemoryBudgetError as exc:
                     say(f"{b:6d}% {pol:>11s}  refused: {exc}")
                     continue

@@ -400,7 +400,12 @@ def build_parser():
         help="device memory for this fit: bytes, '64MiB' or a fraction of the data, '10%%'",
     )
     q.add_argument("--policy", default="duhl", choices=("duhl", "sequential", "random", "full"))
-    q.add_argument("--passes-per-round", type=int, default=1)
+    q.add_argument(
+        "--passes-per-round",
+        type=_passes,
+        default=1,
+        help="passes over the resident set per round: an integer >= 1, or 'auto'",
+    )
     q.add_argument("--out", help="write the model (.npz)")
     q.add_argument("--log", help="write one JSON line per pass")
     q.set_defaults(func=cmd_train)
@@ -425,6 +430,18 @@ def build_parser():
     )
     q.set_defaults(func=cmd_demo)
     return p
+
+
+def _passes(text):
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or 'auto', got {text!r}")
+    return n
 
 
 def main(argv=None):

@@ -134,10 +134,11 @@ class _Base:
             )
         if self.policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
-        if not isinstance(self.passes_per_round, (int, np.integer)) or self.passes_per_round < 1:
-            raise ValueError(
-                f"passes_per_round must be an integer >= 1, got {self.passes_per_round!r}"
-            )
+        ppr = self.passes_per_round
+        if ppr != "auto" and (
+            isinstance(ppr, bool) or not isinstance(ppr, (int, np.integer)) or ppr < 1
+        ):
+            raise ValueError(f"passes_per_round must be an integer >= 1 or 'auto', got {ppr!r}")
         if self.dtype not in (None, "float32", "float64", np.float32, np.float64):
             raise ValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
 
@@ -222,7 +223,7 @@ class _Base:
             callback=callback,
             budget=parse_budget(self.memory_budget, store.nbytes),
             policy=self.policy,
-            passes_per_round=int(self.passes_per_round),
+            passes_per_round=self.passes_per_round,
         )
 
     def _decision(self, X):
@@ -305,8 +306,10 @@ _COMMON_DOC = """
         device bytes ("10%"); None takes the profile's budget.
     policy : "duhl", "sequential", "random" or "full"
         Which coordinates are resident each round (see duhl_cl.scheduler).
-    passes_per_round : int
-        Coordinate-descent passes over the resident set per round.
+    passes_per_round : int or "auto"
+        Coordinate-descent passes over the resident set per round. "auto" sets it each round
+        so that the device works about as long as a round's fixed costs (launches, copies,
+        read-backs) take, up to 16 passes: worth it when the resident set is small.
 
     Attributes
     ----------

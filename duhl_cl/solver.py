@@ -140,7 +140,9 @@ def solve(
     budget : int, optional
         Device bytes this fit may use (default: the profile's budget).
     policy : {"full", "duhl", "sequential", "random"}
-    passes_per_round : int
+    passes_per_round : int or "auto"
+        Passes per round; "auto": as many (1 to 16) as make the device's time per round
+        about the round's fixed costs (measured each round).
     certify_every : int
         Compute the exact certificate at least every this many rounds (and whenever the
         gap memory suggests the tolerance is reached).
@@ -160,6 +162,8 @@ def solve(
     z = np.full(n, np.inf)  # gap memory: never evaluated ranks first
     u_mem = np.full(n, np.nan)
     last_cert, cert_wait = 0, 1
+    auto_passes = passes_per_round == "auto"
+    passes = 1 if auto_passes else int(passes_per_round)
     try:
         pol = make_policy(
             policy,
@@ -189,13 +193,15 @@ def solve(
             t_round = time.perf_counter()
             sw = ws.make_resident(pol.select(z, n_iter), alpha)
             n_resident = int(np.count_nonzero(ws.slot_coord >= 0))
-            for _ in range(passes_per_round):
+            t_pass = time.perf_counter()
+            for _ in range(passes):
                 ws.run_pass(rng)
             # Unit A works on the previous round's alpha and v while unit B runs the pass.
             all_resident = n_resident == n
             if not all_resident:
                 refresher.start(alpha.copy(), v.copy())
             ws.finish()
+            pass_time = time.perf_counter() - t_pass
             device_time = time.perf_counter() - t_round
             n_refreshed, host_time = refresher.stop() if not all_resident else (0, 0.0)
             n_iter += 1
@@ -204,12 +210,18 @@ def solve(
             if model.primal and model.fit_intercept:
                 v, b0 = model.intercept_update(v, b0)
                 ws.set_shared(v)
-            coords, u, _ = ws.resident_gaps()
+            coords, u, _ = ws.resident_gaps(gaps=False)
             u_mem[coords] = u
             # The device's fresh gaps of the resident set feed the estimate only: ranking
             # fresh (small, just optimised) gaps against the host's one-round-stale ones would
             # evict the resident set every round; z stays the host's, equally stale for all.
             estimate = model.total_gap(alpha, u_mem, v) if not np.isnan(u_mem).any() else np.inf
+            round_passes = passes
+            if auto_passes:
+                # As many passes as the round's fixed costs take time (the passes are timed
+                # with the copies they wait for, so this errs on the side of fewer passes).
+                fixed = time.perf_counter() - t_round - pass_time
+                passes = int(np.clip(round(fixed / max(pass_time / passes, 1e-6)), 1, 16))
             record = {
                 "round": n_iter,
                 "time": 0.0,
@@ -222,6 +234,7 @@ def solve(
                 "bytes_h2d": 0,
                 "bytes_d2h": 0,
                 "n_gap_refreshes": int(n_refreshed),
+                "passes": round_passes,
                 "device_time": device_time,
                 "host_time": host_time,
                 "ledger_peak": ws.ledger.peak,
@@ -271,7 +284,7 @@ def solve(
                     last = history[-1]
                 else:
                     last = {"round": n_iter, "gap_estimate": None, "n_resident": 0, "n_swapped_in": 0,
-                            "bytes_swapped_in": 0, "bytes_h2d": 0, "bytes_d2h": 0, "n_gap_refreshes": 0,
+                            "bytes_swapped_in": 0, "bytes_h2d": 0, "bytes_d2h": 0, "n_gap_refreshes": 0, "passes": 0,
                             "device_time": 0.0, "host_time": 0.0, "ledger_peak": ws.ledger.peak}  # fmt: skip
                     history.append(last)
                 last.update(

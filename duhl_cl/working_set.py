@@ -137,35 +137,85 @@ def plan_capacity(
 
 
 class _Part:
-    """One pool buffer (values, and indices when sparse) and its free ranges."""
+    """One pool buffer (values, and indices when sparse) of ``capacity`` entries."""
 
     def __init__(self, val, idx, capacity):
         self.val, self.idx, self.capacity = val, idx, capacity
-        self.free = [[0, capacity]]  # sorted [start, length]
 
-    def alloc(self, n):
-        for i, (start, length) in enumerate(self.free):
-            if length >= n:
-                if length == n:
-                    del self.free[i]
-                else:
-                    self.free[i] = [start + n, length - n]
-                return start
-        return None
 
-    def release(self, start, n):
-        free = self.free
-        i = 0
-        while i < len(free) and free[i][0] < start:
-            i += 1
-        free.insert(i, [start, n])
-        # coalesce with the neighbours
-        if i + 1 < len(free) and free[i][0] + free[i][1] == free[i + 1][0]:
-            free[i][1] += free[i + 1][1]
-            del free[i + 1]
-        if i > 0 and free[i - 1][0] + free[i - 1][1] == free[i][0]:
-            free[i - 1][1] += free[i][1]
-            del free[i]
+def _free_ranges(parts_cap, part, start, length):
+    """Free ranges (part, start, length) of pools holding pieces at (part, start, length)."""
+    order = np.lexsort((start, part))
+    part, start, end = part[order], start[order], (start + length)[order]
+    fp, fs, fe = [], [], []
+    for p, cap in enumerate(parts_cap):
+        sel = part == p
+        s_p, e_p = start[sel], end[sel]
+        fs.append(np.concatenate([[0], e_p]))
+        fe.append(np.concatenate([s_p, [cap]]))
+        fp.append(np.full(len(s_p) + 1, p))
+    fp, fs, fe = (np.concatenate(x).astype(np.int64) for x in (fp, fs, fe))
+    keep = fe > fs
+    return fp[keep], fs[keep], (fe - fs)[keep]
+
+
+def place_pieces(lengths, free_part, free_start, free_len):
+    """Where pieces of ``lengths`` (in priority order) go in the free ranges, or -1.
+
+    Pieces of exactly a free range's length take such a range first (matched by length, in
+    priority order: after evictions the holes are mostly of the sizes that come back in);
+    the rest go next-fit, in priority order, through the remaining ranges in address order:
+    as many consecutive pieces as fit into a range, then the next range; a piece larger
+    than every remaining range is refused. Vectorised but for one step per range used.
+
+    Returns (part, offset) arrays of the pieces' length, -1 where refused.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    n = len(lengths)
+    out_part = np.full(n, -1, dtype=np.int64)
+    out_off = np.full(n, -1, dtype=np.int64)
+    if n == 0 or len(free_len) == 0:
+        return out_part, out_off
+    # 1. exact fits, matched within each length: the k-th piece of length L (priority
+    #    order) takes the k-th free range of length L (address order).
+    fo = np.lexsort((free_start, free_part, free_len))
+    fl = free_len[fo]
+    eo = np.argsort(lengths, kind="stable")
+    el = lengths[eo]
+    e_rank = np.arange(n) - np.searchsorted(el, el, side="left")
+    first = np.searchsorted(fl, el, side="left")
+    count = np.searchsorted(fl, el, side="right") - first
+    hit = e_rank < count
+    ranges = fo[first[hit] + e_rank[hit]]
+    out_part[eo[hit]] = free_part[ranges]
+    out_off[eo[hit]] = free_start[ranges]
+    used = np.zeros(len(free_len), dtype=bool)
+    used[ranges] = True
+    # 2. next-fit for the rest through the unused ranges
+    rest = np.flatnonzero(out_part < 0)
+    if len(rest) == 0:
+        return out_part, out_off
+    gi = np.flatnonzero(~used)
+    gi = gi[np.lexsort((free_start[gi], free_part[gi]))]
+    gi = gi[free_len[gi] >= lengths[rest].min()]
+    glen = free_len[gi]
+    suffix_max = np.maximum.accumulate(glen[::-1])[::-1] if len(gi) else glen
+    L = lengths[rest]
+    csum = np.concatenate([[0], np.cumsum(L)])
+    pos = 0
+    for j in range(len(gi)):
+        while pos < len(rest) and L[pos] > suffix_max[j]:
+            pos += 1  # fits no remaining range: refused this round
+        if pos >= len(rest):
+            break
+        if L[pos] > glen[j]:
+            continue
+        k = int(np.searchsorted(csum[pos + 1 :] - csum[pos], glen[j], side="right"))
+        idx = rest[pos : pos + k]
+        out_part[idx] = free_part[gi[j]]
+        out_off[idx] = free_start[gi[j]] + csum[pos : pos + k] - csum[pos]
+        pos += k
+    return out_part, out_off
 
 
 @dataclass
@@ -246,7 +296,6 @@ class DeviceWorkingSet:
         self.slot_part = np.zeros(S, dtype=np.int64)
         self.slot_off = np.zeros(S, dtype=np.int64)
         # Sparse pieces vary in size: free slots and first-fit pool ranges (see _Part).
-        self.free_slots = list(range(S - 1, -1, -1)) if store.sparse else None
         self.n_homes = S
         if not store.sparse:
             # Dense coordinates are all one size: each slot gets a fixed home in the pool, so
@@ -320,36 +369,39 @@ class DeviceWorkingSet:
         self._order_flat = None  # the visit list on the device no longer matches
         want = np.zeros(self.store.n_coords, dtype=bool)
         want[coords] = True
-        lens = self.store.lens
         if not self.store.sparse:
             return self._make_resident_dense(coords, want, alpha, stats)
+        return self._make_resident_sparse(coords, want, alpha, stats)
+
+    def _make_resident_sparse(self, coords, want, alpha, stats) -> SwapStats:
+        sc = self.slot_coord
+        lens = np.maximum(self.store.lens.astype(np.int64), 1)  # an empty piece takes one entry
         # Evict: their coefficients were read back after the last pass.
-        for s in np.flatnonzero((self.slot_coord >= 0) & ~want[np.maximum(self.slot_coord, 0)]):
-            c = self.slot_coord[s]
-            self.parts[self.slot_part[s]].release(int(self.slot_off[s]), int(max(lens[c], 1)))
-            self.coord_slot[c] = -1
-            self.slot_coord[s] = -1
-            self.free_slots.append(int(s))
-            stats.n_evicted += 1
+        evict = np.flatnonzero((sc >= 0) & ~want[np.maximum(sc, 0)])
+        self.coord_slot[sc[evict]] = -1
+        sc[evict] = -1
+        stats.n_evicted = len(evict)
         entering = coords[self.coord_slot[coords] < 0]
-        placed = []  # (coordinate, slot, part, offset)
-        for c in entering:
-            if not self.free_slots:
-                stats.n_refused += len(entering) - len(placed) - stats.n_refused
-                break
-            n = int(max(lens[c], 1))
-            for p, part in enumerate(self.parts):
-                off = part.alloc(n)
-                if off is not None:
-                    s = self.free_slots.pop()
-                    placed.append((int(c), s, p, off))
-                    self.slot_coord[s], self.coord_slot[c] = c, s
-                    self.slot_part[s], self.slot_off[s] = p, off
-                    break
-            else:
-                stats.n_refused += 1
-        if placed:
-            stats.n_swapped_in = len(placed)
+        free_slots = np.flatnonzero(sc < 0)
+        occ = np.flatnonzero(sc >= 0)
+        free = _free_ranges(
+            [pt.capacity for pt in self.parts],
+            self.slot_part[occ].astype(np.int64),
+            self.slot_off[occ].astype(np.int64),
+            lens[sc[occ]],
+        )
+        cand = entering[: len(free_slots)]
+        part, off = place_pieces(lens[cand], *free)
+        ok = part >= 0
+        cs = cand[ok]
+        stats.n_refused = len(entering) - len(cs)
+        if len(cs):
+            slots = free_slots[: len(cs)]
+            sc[slots] = cs
+            self.coord_slot[cs] = slots
+            self.slot_part[slots], self.slot_off[slots] = part[ok], off[ok]
+            placed = np.column_stack([cs, slots, part[ok], off[ok]])
+            stats.n_swapped_in = len(cs)
             stats.bytes_swapped_in = self._upload(placed, alpha)
         return stats
 
@@ -583,8 +635,12 @@ class DeviceWorkingSet:
         self._order_flat = flat
         self._starts = list(zip(groups, offsets.tolist(), strict=True))
 
-    def resident_gaps(self):
-        """(coordinates, u, gap) of every resident coordinate, in device precision."""
+    def resident_gaps(self, gaps=True):
+        """(coordinates, u, gap) of every resident coordinate, in device precision.
+
+        ``gaps=False`` leaves the gaps on the device (None is returned for them): the round
+        loop needs only u.
+        """
         q = self.queue
         if self._order_flat is None:
             # No pass since the resident set last changed: list the resident slots now. After
@@ -617,9 +673,11 @@ class DeviceWorkingSet:
             )  # fmt: skip
         # outputs sit at the position of each slot in the list
         u = np.empty(len(flat), dtype=self.dtype)
-        g = np.empty(len(flat), dtype=self.dtype)
         self.ledger.download(u, self.b_u)
-        self.ledger.download(g, self.b_gap)
+        g = None
+        if gaps:
+            g = np.empty(len(flat), dtype=self.dtype)
+            self.ledger.download(g, self.b_gap)
         return self.slot_coord[flat], u, g
 
     def finish(self):

@@ -70,6 +70,11 @@ def test_train_npz_regression(tmp_path, regression_data, device, capsys):
     np.savez(p, X=X, y=y)
     assert main(["train", "--model", "lasso", "--alpha", "0.05", "--data", str(p)]) == 0
     assert "nonzeros" in capsys.readouterr().out
+    args = ["train", "--model", "lasso", "--alpha", "0.05", "--data", str(p), "--budget", "30%"]
+    assert main([*args, "--passes-per-round", "auto"]) == 0
+    with pytest.raises(SystemExit):
+        main([*args, "--passes-per-round", "0"])
+    assert "expected an integer >= 1 or 'auto', got '0'" in capsys.readouterr().err
 
 
 def test_bad_cli_input_is_a_clear_error(tmp_path, svm_file, capsys):

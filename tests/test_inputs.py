@@ -117,6 +117,14 @@ def test_labels(device, Xy):
         (lambda d: dc.LogisticRegression(penalty="l3", device=d), "penalty must be 'l2' or 'l1'"),
         (lambda d: dc.Lasso(max_iter=0, device=d), "max_iter must be an integer >= 1"),
         (
+            lambda d: dc.Lasso(passes_per_round="many", device=d),
+            "passes_per_round must be an integer >= 1 or 'auto', got 'many'",
+        ),
+        (
+            lambda d: dc.Lasso(passes_per_round=0, device=d),
+            "passes_per_round must be an integer >= 1 or 'auto', got 0",
+        ),
+        (
             lambda d: dc.Lasso(dtype="float16", device=d),
             "dtype must be None, 'float32' or 'float64'",
         ),
