@@ -67,7 +67,13 @@ def make_svm(n, d, seed=1):
 
 def make_sparse_svm(n, d, density, seed=2):
     rng = np.random.default_rng(seed)
-    X = sp.random(n, d, density=density, format="csr", dtype=np.float32, random_state=seed)
+    # density * d random columns per row (scipy's sp.random draws from all n * d positions,
+    # which needs n * d * 8 bytes of memory at this size)
+    k = max(1, round(density * d))
+    cols = np.sort(rng.integers(0, d, size=(n, k)), axis=1).ravel().astype(np.int32)
+    vals = rng.standard_normal(n * k).astype(np.float32)
+    X = sp.csr_matrix((vals, cols, np.arange(0, n * k + 1, k)), shape=(n, d))
+    X.sum_duplicates()
     # Unit-norm rows, for the same reason as make_svm's.
     norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
     X = sp.diags((1 / np.maximum(norms, 1e-12)).astype(np.float32)) @ X

@@ -35,38 +35,60 @@ class _Policy:
 
 
 class Duhl(_Policy):
-    """Largest gap memory first, zero gaps left out; ties broken by a fixed shuffle."""
+    """Largest gap memory first, zero gaps left out; ties broken by a fixed shuffle.
+
+    With ``groups`` (a dual classifier's labels), the two classes take turns: the
+    working set interleaves each class's largest gaps. A dual model with a bias feature
+    couples every sample through one bias weight; ranked together, the largest gaps are
+    often all of one class (the bias weight is off for it), and a pass over one class
+    swings the bias weight past its optimum, making the other class's gaps the largest
+    next round: on a 20000 x 200 hinge SVM at 25%, exact gap ranking swung it between
+    -1.12 and +1.12 every round with no progress.
+    """
 
     name = "duhl"
     ranks_by_gap = True
 
-    def __init__(self, n, fits, rng, *, limit=None):
+    def __init__(self, n, fits, rng, *, limit=None, groups=None):
         super().__init__(n, fits, rng)
         self.tiebreak = rng.permutation(n)
         self.limit = n if limit is None else max(1, min(int(limit), n))
+        self.members = None
+        if groups is not None:
+            g = np.asarray(groups)[self.tiebreak]
+            self.members = [self.tiebreak[g == v] for v in np.unique(g)]
 
-    def select(self, z, round_index):
-        # Largest z first, ties in the order of the fixed shuffle. At most ``limit`` fit, so
-        # only the top ``limit`` are sorted (a partition finds them in linear time).
-        zt = -np.asarray(z)[self.tiebreak]  # ascending zt = descending z; position = tiebreak
-        k = self.limit
-        if k < self.n:
+    def _ranked(self, z, members):
+        """``members`` by descending z (ties: their order), the top ``limit``; and how many > 0."""
+        zt = -z[members]  # ascending zt = descending z
+        k = min(self.limit, len(members))
+        if k < len(members):
+            # Only the top k can fit: a partition finds them in linear time.
             kth = np.partition(zt, k - 1)[k - 1]
             above = np.flatnonzero(zt < kth)
             ties = np.flatnonzero(zt == kth)[: k - len(above)]
-            top = np.concatenate([above, ties])
+            top = np.sort(np.concatenate([above, ties]))  # keeps the members' order for ties
         else:
-            top = np.arange(self.n)
-        top = np.sort(top)  # positions ascending, so the stable sort keeps the shuffle's order
+            top = np.arange(len(members))
         top = top[np.argsort(zt[top], kind="stable")]
+        return members[top], int(np.count_nonzero(zt[top] < 0))
+
+    def select(self, z, round_index):
+        z = np.asarray(z)
         # A coordinate whose gap is zero (a zero Lasso weight with |u| <= lambda, an SVM
         # sample at its bound on the right side of the margin) gains nothing from a pass:
         # leave it out, so the pass and the copies go to the coordinates that matter (this is
         # liblinear's shrinking, in DuHL's terms). Everything when no gap is positive.
-        positive = int(np.count_nonzero(zt[top] < 0))
-        if positive:
-            top = top[:positive]
-        order = self.tiebreak[top]
+        order = None
+        if self.members is not None:
+            lists = [c[:p] for c, p in (self._ranked(z, m) for m in self.members) if p]
+            if lists:
+                turn = np.concatenate([np.arange(len(c)) for c in lists])
+                order = np.concatenate(lists)[np.argsort(turn, kind="stable")]
+        if order is None:
+            order, positive = self._ranked(z, self.tiebreak)
+            if positive:
+                order = order[:positive]
         return order[: self.fits(order)]
 
 
@@ -131,8 +153,9 @@ def make_policy(name, n_coords, fits, rng, **kw):
     if name not in table:
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {name!r}")
     limit = kw.pop("limit", None)
+    groups = kw.pop("groups", None)
     if name == "full":
         return Full(n_coords, fits, rng, **kw)
     if name == "duhl":
-        return Duhl(n_coords, fits, rng, limit=limit)
+        return Duhl(n_coords, fits, rng, limit=limit, groups=groups)
     return table[name](n_coords, fits, rng)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .data import CoordinateStore, matvec, rmatvec
-from .refresh import HostRefresher
+from .refresh import GapMemory, HostRefresher
 from .scheduler import make_policy
 from .working_set import DeviceWorkingSet
 
@@ -159,7 +159,7 @@ def solve(
     cert = None
     stop_reason = "max_iter"
     n_iter = 0
-    z = np.full(n, np.inf)  # gap memory: never evaluated ranks first
+    memory = GapMemory(model, store)  # z: never evaluated ranks first
     u_mem = np.full(n, np.nan)
     last_cert, cert_wait = 0, 1
     auto_passes = passes_per_round == "auto"
@@ -173,15 +173,17 @@ def solve(
             need_bytes=_full_bytes(ws),
             budget=ws.ledger.budget,
             limit=ws.n_homes,
+            # Dual classifiers with a bias feature: the classes take turns (see Duhl).
+            groups=store.labels if (not model.primal and getattr(model, "bias", 0) > 0) else None,
         )
-        refresher = HostRefresher(model, store, z, u_mem)
+        refresher = HostRefresher(model, store, memory, u_mem)
         if pol.ranks_by_gap:
             # One host pass evaluates every gap at the start, so that the first working set
             # is already gap-ranked instead of an arbitrary fill of never-evaluated ones; it
             # is a certificate (exact u of every coordinate), which the gap memory takes.
             start = certificate(model, store, alpha, b0)
             b0, v = start.intercept, start.shared
-            _remember(model, start, z, u_mem)
+            _remember(start, memory, u_mem)
         else:
             v = _initial_shared(model, store, alpha, b0)
         ws.set_shared(v)
@@ -191,7 +193,8 @@ def solve(
                 break
             h2d0, d2h0 = ws.ledger.bytes_h2d, ws.ledger.bytes_d2h
             t_round = time.perf_counter()
-            sw = ws.make_resident(pol.select(z, n_iter), alpha)
+            ranking = memory.ranking(v) if pol.ranks_by_gap else memory.z
+            sw = ws.make_resident(pol.select(ranking, n_iter), alpha)
             n_resident = int(np.count_nonzero(ws.slot_coord >= 0))
             t_pass = time.perf_counter()
             for _ in range(passes):
@@ -249,7 +252,7 @@ def solve(
                 b0 = cert.intercept
                 record.update(gap=cert.gap, objective=cert.objective)
                 # The certificate evaluated every coordinate exactly: a free, fresh gap memory.
-                _remember(model, cert, z, u_mem)
+                _remember(cert, memory, u_mem)
                 # Resynchronise the device's shared vector with the exact one: a float32
                 # device accumulates rounding in v over many passes.
                 v = cert.shared
@@ -350,10 +353,10 @@ def host_threads(n: int):
     return threadpool_limits(limits=n, user_api="blas")
 
 
-def _remember(model, cert, z, u_mem):
+def _remember(cert, memory, u_mem):
     """Take a certificate's exact u and gaps of every coordinate into the gap memory."""
     u_mem[:] = cert.u
-    z[:] = model.gaps(cert.alpha, cert.u)
+    memory.record(slice(None), cert.alpha, cert.u, cert.shared)
 
 
 def _full_bytes(ws):
