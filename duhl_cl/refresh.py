@@ -19,17 +19,10 @@ __all__ = ["GapMemory", "HostRefresher"]
 
 
 class GapMemory:
-    """z: every coordinate's duality gap as last evaluated, and what it was evaluated at.
+    """z: every coordinate's duality gap as last evaluated (never evaluated: +inf, first).
 
-    DuHL ranks coordinates by these remembered gaps, each one round stale or more. For a
-    dual model with a bias feature, every margin ``mu_i = y_i (x_i w + bias w_b)`` shares the
-    one bias weight w_b, and stale gaps of a whole class can be wrong together: a pass that
-    moves w_b up makes one class look violated in the next ranking, whose pass moves it back
-    (on a 200000 x 1000 hinge SVM at a 25% budget w_b swung between -0.93 and +0.93 for
-    hundreds of rounds while the gap stayed at 1.3e5). So the memory keeps, per coordinate,
-    the margin, coefficient and w_b it was evaluated with, and :meth:`ranking` shifts each
-    margin by ``y_i bias (w_b now - w_b then)``: that part of every gap is always current,
-    at O(n) a round. Other models rank by z as stored.
+    DuHL ranks coordinates by these remembered gaps, each one round stale or more; the host
+    refresher and every certificate record into it.
 
     Parameters
     ----------
@@ -38,30 +31,12 @@ class GapMemory:
     """
 
     def __init__(self, model, store):
-        n = store.n_coords
         self.model = model
-        self.z = np.full(n, np.inf)  # never evaluated ranks first
-        self.shifts = (not model.primal) and getattr(model, "bias", 0.0) > 0
-        if self.shifts:
-            self.u = np.full(n, np.nan)
-            self.alpha = np.zeros(n)
-            self.w_b = np.zeros(n)
-            self.y_bias = store.labels * model.bias
+        self.z = np.full(store.n_coords, np.inf)
 
-    def record(self, sl, alpha, u, v):
-        """Gaps of coordinates ``sl`` evaluated at coefficients ``alpha`` (theirs), u, and v."""
+    def record(self, sl, alpha, u):
+        """Gaps of coordinates ``sl`` evaluated at their coefficients ``alpha`` and ``u``."""
         self.z[sl] = self.model.gaps(alpha, u)
-        if self.shifts:
-            self.u[sl], self.alpha[sl], self.w_b[sl] = u, alpha, v[-1]
-
-    def ranking(self, v):
-        """The gaps to rank by, given the current shared vector ``v``."""
-        if not self.shifts:
-            return self.z
-        u = self.u + self.y_bias * (float(v[-1]) - self.w_b)
-        z = self.model.gaps(self.alpha, u)
-        z[np.isnan(self.u)] = np.inf
-        return z
 
 
 class HostRefresher:
@@ -121,7 +96,7 @@ class HostRefresher:
                 i = self.next_block
                 a, b = int(self.bounds[i]), int(self.bounds[i + 1])
                 self._block(a, b, w)
-                self.memory.record(slice(a, b), alpha[a:b], self.u_mem[a:b], v)
+                self.memory.record(slice(a, b), alpha[a:b], self.u_mem[a:b])
                 self.count += b - a
                 self.next_block = (i + 1) % nb
                 done += 1

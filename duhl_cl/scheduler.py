@@ -42,8 +42,9 @@ class Duhl(_Policy):
     couples every sample through one bias weight; ranked together, the largest gaps are
     often all of one class (the bias weight is off for it), and a pass over one class
     swings the bias weight past its optimum, making the other class's gaps the largest
-    next round: on a 20000 x 200 hinge SVM at 25%, exact gap ranking swung it between
-    -1.12 and +1.12 every round with no progress.
+    next round. On a 200000 x 1000 hinge SVM at 25% the bias weight swung between -0.93 and
+    +0.93 for hundreds of rounds with the gap stuck at 1.3e5 (runs took 42 to more than
+    90 s); with the classes taking turns, 15-17 s in every run.
     """
 
     name = "duhl"

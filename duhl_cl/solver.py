@@ -7,11 +7,12 @@ refreshes z for as many coordinates as it can with the previous round's coeffici
 shared vector; then the resident coefficients and the shared vector are read back, the
 intercept is updated (primal models), and the device computes fresh gaps of the resident
 coordinates for the gap estimate (the ranking keeps the host's gaps, all equally stale).
-Before the first round of a gap-ranked policy, one host pass evaluates every gap. When the
-gap estimate suggests the tolerance is reached, and every
-``certify_every`` rounds, the host computes the exact certificate in float64 from the
-coefficients alone (:func:`certificate`); only a certified gap stops the run. The
-certificate is valid: ``objective - optimum <= gap``.
+Before the first round
+of a gap-ranked policy, a certificate evaluates every gap. When the gap estimate suggests the
+tolerance is reached, and every ``certify_every`` rounds, the host computes the exact
+certificate in float64 from the coefficients alone (:func:`certificate`); only a certified
+gap stops the run, and every certificate refreshes the whole gap memory. The certificate is
+valid: ``objective - optimum <= gap``.
 """
 
 from __future__ import annotations
@@ -193,8 +194,7 @@ def solve(
                 break
             h2d0, d2h0 = ws.ledger.bytes_h2d, ws.ledger.bytes_d2h
             t_round = time.perf_counter()
-            ranking = memory.ranking(v) if pol.ranks_by_gap else memory.z
-            sw = ws.make_resident(pol.select(ranking, n_iter), alpha)
+            sw = ws.make_resident(pol.select(memory.z, n_iter), alpha)
             n_resident = int(np.count_nonzero(ws.slot_coord >= 0))
             t_pass = time.perf_counter()
             for _ in range(passes):
@@ -356,7 +356,7 @@ def host_threads(n: int):
 def _remember(cert, memory, u_mem):
     """Take a certificate's exact u and gaps of every coordinate into the gap memory."""
     u_mem[:] = cert.u
-    memory.record(slice(None), cert.alpha, cert.u, cert.shared)
+    memory.record(slice(None), cert.alpha, cert.u)
 
 
 def _full_bytes(ws):

@@ -322,34 +322,6 @@ def test_duhl_classes_take_turns():
     assert sorted(pol.select(np.zeros(8), 0)) == list(range(8))  # none positive: everything
 
 
-def test_gap_memory_keeps_the_bias_part_of_every_gap_current():
-    """A dual model's remembered gaps are re-evaluated at the current bias weight."""
-    from duhl_cl.data import CoordinateStore
-    from duhl_cl.models import Hinge
-    from duhl_cl.refresh import GapMemory
-
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((40, 5))
-    y = np.where(rng.random(40) < 0.5, 1.0, -1.0)
-    model = Hinge(C=0.5, bias=2.0)
-    model.setup(X, y, True)
-    store = CoordinateStore(X, primal=False, dtype=np.float64, labels=y, bias=2.0)
-    mem = GapMemory(model, store)
-    assert np.all(np.isinf(mem.ranking(np.zeros(6))))  # never evaluated: first
-    alpha = rng.uniform(0, 0.5, 40)
-    w = np.append(rng.standard_normal(5), 0.3)
-    mu = y * (X @ w[:-1] + 2.0 * w[-1])
-    mem.record(slice(0, 25), alpha[:25], mu[:25], w)
-    w2 = w.copy()
-    w2[-1] = -0.4  # the bias weight moved since: every margin moves by y * bias * (-0.7)
-    mem.record(slice(25, 40), alpha[25:], y[25:] * (X[25:] @ w[:-1] + 2.0 * w2[-1]), w2)
-    w3 = w.copy()
-    w3[-1] = 1.1
-    expect = model.gaps(alpha, y * (X @ w[:-1] + 2.0 * 1.1))
-    np.testing.assert_allclose(mem.ranking(w3), expect, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(mem.z[:25], model.gaps(alpha[:25], mu[:25]), rtol=1e-12)
-
-
 def test_sparse_placement_never_overlaps_and_reuses_holes():
     """Sparse pieces go into free ranges only: no overlap, inside the pool, exact fits first."""
     from duhl_cl.working_set import _free_ranges, place_pieces
