@@ -233,13 +233,14 @@ def sqnorms(X, axis):
     relative, ample for the step sizes they set) on the host's threads, one slab each.
     """
     n = X.shape[1 - axis]
+    subs = "ij,ij->j" if axis == 0 else "ij,ij->i"
     n_threads = max(1, min(os.cpu_count() or 1, n))
     cuts = np.linspace(0, n, n_threads + 1).astype(int)
 
     def slab(i):
         sl = slice(cuts[i], cuts[i + 1])
         part = X[:, sl] if axis == 0 else X[sl]
-        return np.einsum("ij,ij->j" if axis == 0 else "ij,ij->i", part, part)
+        return np.einsum(subs, part, part)
 
     with np.errstate(over="ignore", invalid="ignore"):
         pieces = _host_pool().map(slab, range(n_threads)) if n_threads > 1 else [slab(0)]
@@ -249,7 +250,7 @@ def sqnorms(X, axis):
         # A square overflowed the data's precision (entries above ~1e19 in float32): redo
         # those in float64. A NaN or infinity in X stays non-finite and is found by the caller.
         part = (X[:, bad] if axis == 0 else X[bad]).astype(np.float64)
-        out[bad] = np.einsum("ij,ij->j" if axis == 0 else "ij,ij->i", part, part)
+        out[bad] = np.einsum(subs, part, part)
     return out
 
 

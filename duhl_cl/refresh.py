@@ -15,47 +15,24 @@ import time
 
 import numpy as np
 
-__all__ = ["GapMemory", "HostRefresher"]
-
-
-class GapMemory:
-    """z: every coordinate's duality gap as last evaluated (never evaluated: +inf, first).
-
-    DuHL ranks coordinates by these remembered gaps, each one round stale or more; the host
-    refresher and every certificate record into it.
-
-    Parameters
-    ----------
-    model : duhl_cl.models.Model
-    store : duhl_cl.data.CoordinateStore
-    """
-
-    def __init__(self, model, store):
-        self.model = model
-        self.z = np.full(store.n_coords, np.inf)
-
-    def record(self, sl, alpha, u):
-        """Gaps of coordinates ``sl`` evaluated at their coefficients ``alpha`` and ``u``."""
-        self.z[sl] = self.model.gaps(alpha, u)
+__all__ = ["HostRefresher"]
 
 
 class HostRefresher:
-    """Refresh the gap memory and ``u_mem`` for blocks of coordinates on a thread.
+    """Refresh ``z`` (gap memory) and ``u_mem`` for blocks of coordinates on a thread.
 
     Parameters
     ----------
     model : duhl_cl.models.Model
     store : duhl_cl.data.CoordinateStore
-    memory : GapMemory
-        Takes each refreshed block's gaps.
-    u_mem : ndarray (float64, n_coords)
-        Written in place, block by block (for the gap estimate).
+    z, u_mem : ndarray (float64, n_coords)
+        Written in place, block by block (u_mem also feeds the gap estimate).
     block_entries : int
         Target number of stored entries per block (keeps a block short, so stopping is prompt).
     """
 
-    def __init__(self, model, store, memory, u_mem, block_entries=1 << 18):
-        self.model, self.store, self.memory, self.u_mem = model, store, memory, u_mem
+    def __init__(self, model, store, z, u_mem, block_entries=1 << 18):
+        self.model, self.store, self.z, self.u_mem = model, store, z, u_mem
         n = store.n_coords
         # Block boundaries with about block_entries stored entries each.
         csum = np.concatenate([[0], np.cumsum(store.lens, dtype=np.int64)])
@@ -96,23 +73,13 @@ class HostRefresher:
                 i = self.next_block
                 a, b = int(self.bounds[i]), int(self.bounds[i + 1])
                 self._block(a, b, w)
-                self.memory.record(slice(a, b), alpha[a:b], self.u_mem[a:b])
+                self.z[a:b] = self.model.gaps(alpha[a:b], self.u_mem[a:b])
                 self.count += b - a
                 self.next_block = (i + 1) % nb
                 done += 1
         except BaseException as exc:  # reported to the round loop
             self.error = exc
         self.busy = time.perf_counter() - t0
-
-    def sweep(self, alpha, v):
-        """Refresh every coordinate now, on this thread (before the first round)."""
-        self._stop.clear()
-        self.count, self.error = 0, None
-        self.next_block = 0
-        self._run(alpha, v)
-        if self.error is not None:
-            raise self.error
-        return self.count
 
     def _worker(self):
         while True:

@@ -7,12 +7,11 @@ refreshes z for as many coordinates as it can with the previous round's coeffici
 shared vector; then the resident coefficients and the shared vector are read back, the
 intercept is updated (primal models), and the device computes fresh gaps of the resident
 coordinates for the gap estimate (the ranking keeps the host's gaps, all equally stale).
-Before the first round
-of a gap-ranked policy, a certificate evaluates every gap. When the gap estimate suggests the
-tolerance is reached, and every ``certify_every`` rounds, the host computes the exact
-certificate in float64 from the coefficients alone (:func:`certificate`); only a certified
-gap stops the run, and every certificate refreshes the whole gap memory. The certificate is
-valid: ``objective - optimum <= gap``.
+Before the first round of a gap-ranked policy, a certificate evaluates every gap. When the
+gap estimate suggests the tolerance is reached, and every ``certify_every`` rounds, the host
+computes the exact certificate in float64 from the coefficients alone (:func:`certificate`);
+only a certified gap stops the run, and every certificate refreshes the whole gap memory.
+The certificate is valid: ``objective - optimum <= gap``.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .data import CoordinateStore, matvec, rmatvec
-from .refresh import GapMemory, HostRefresher
+from .refresh import HostRefresher
 from .scheduler import make_policy
 from .working_set import DeviceWorkingSet
 
@@ -160,7 +159,7 @@ def solve(
     cert = None
     stop_reason = "max_iter"
     n_iter = 0
-    memory = GapMemory(model, store)  # z: never evaluated ranks first
+    z = np.full(n, np.inf)  # gap memory: never evaluated ranks first
     u_mem = np.full(n, np.nan)
     last_cert, cert_wait = 0, 1
     auto_passes = passes_per_round == "auto"
@@ -177,14 +176,14 @@ def solve(
             # Dual classifiers with a bias feature: the classes take turns (see Duhl).
             groups=store.labels if (not model.primal and getattr(model, "bias", 0) > 0) else None,
         )
-        refresher = HostRefresher(model, store, memory, u_mem)
+        refresher = HostRefresher(model, store, z, u_mem)
         if pol.ranks_by_gap:
             # One host pass evaluates every gap at the start, so that the first working set
             # is already gap-ranked instead of an arbitrary fill of never-evaluated ones; it
             # is a certificate (exact u of every coordinate), which the gap memory takes.
             start = certificate(model, store, alpha, b0)
             b0, v = start.intercept, start.shared
-            _remember(start, memory, u_mem)
+            _remember(model, start, z, u_mem)
         else:
             v = _initial_shared(model, store, alpha, b0)
         ws.set_shared(v)
@@ -194,7 +193,7 @@ def solve(
                 break
             h2d0, d2h0 = ws.ledger.bytes_h2d, ws.ledger.bytes_d2h
             t_round = time.perf_counter()
-            sw = ws.make_resident(pol.select(memory.z, n_iter), alpha)
+            sw = ws.make_resident(pol.select(z, n_iter), alpha)
             n_resident = int(np.count_nonzero(ws.slot_coord >= 0))
             t_pass = time.perf_counter()
             for _ in range(passes):
@@ -252,7 +251,7 @@ def solve(
                 b0 = cert.intercept
                 record.update(gap=cert.gap, objective=cert.objective)
                 # The certificate evaluated every coordinate exactly: a free, fresh gap memory.
-                _remember(cert, memory, u_mem)
+                _remember(model, cert, z, u_mem)
                 # Resynchronise the device's shared vector with the exact one: a float32
                 # device accumulates rounding in v over many passes.
                 v = cert.shared
@@ -353,10 +352,10 @@ def host_threads(n: int):
     return threadpool_limits(limits=n, user_api="blas")
 
 
-def _remember(cert, memory, u_mem):
+def _remember(model, cert, z, u_mem):
     """Take a certificate's exact u and gaps of every coordinate into the gap memory."""
     u_mem[:] = cert.u
-    memory.record(slice(None), cert.alpha, cert.u)
+    z[:] = model.gaps(cert.alpha, cert.u)
 
 
 def _full_bytes(ws):

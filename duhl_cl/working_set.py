@@ -5,7 +5,8 @@ labels y of a primal model), a slot table (per resident coordinate: offset, leng
 coefficient, squared norm, label, visit order, u and gap), a small staging area for
 incoming data, and the pool that holds the coordinates' values (and indices when sparse).
 The pool is split into parts no larger than the profile's largest single allocation; each
-resident coordinate lives whole in one part, placed first-fit into free space.
+resident coordinate lives whole in one part: dense ones in fixed homes, sparse pieces placed
+by :func:`place_pieces` into the free space.
 
 Each round :meth:`DeviceWorkingSet.make_resident` evicts the coordinates that leave (their
 coefficients were read back at the end of the previous pass), places only the coordinates
@@ -295,7 +296,7 @@ class DeviceWorkingSet:
         self.coord_slot = np.full(store.n_coords, -1, dtype=np.int64)
         self.slot_part = np.zeros(S, dtype=np.int64)
         self.slot_off = np.zeros(S, dtype=np.int64)
-        # Sparse pieces vary in size: free slots and first-fit pool ranges (see _Part).
+        # Sparse pieces vary in size: each round places them in the free ranges (place_pieces).
         self.n_homes = S
         if not store.sparse:
             # Dense coordinates are all one size: each slot gets a fixed home in the pool, so
