@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from . import models
 from .data import CoordinateStore, check_X, check_y_binary, check_y_regression
 from .discovery import open_device
-from .profiles import DeviceProfile, parse_budget
+from .profiles import KERNEL_VARIANTS, DeviceProfile, parse_budget
 from .scheduler import POLICIES
 from .solver import host_threads, solve
 
@@ -139,6 +139,11 @@ class _Base:
             isinstance(ppr, bool) or not isinstance(ppr, (int, np.integer)) or ppr < 1
         ):
             raise ValueError(f"passes_per_round must be an integer >= 1 or 'auto', got {ppr!r}")
+        if self.kernel_variant not in (None, *KERNEL_VARIANTS):
+            raise ValueError(
+                f"kernel_variant must be None (the profile's) or one of "
+                f"{', '.join(map(repr, KERNEL_VARIANTS))}, got {self.kernel_variant!r}"
+            )
         if self.dtype not in (None, "float32", "float64", np.float32, np.float64):
             raise ValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
 
@@ -224,6 +229,7 @@ class _Base:
             budget=parse_budget(self.memory_budget, store.nbytes),
             policy=self.policy,
             passes_per_round=self.passes_per_round,
+            kernel_variant=self.kernel_variant,
         )
 
     def _decision(self, X):
@@ -310,6 +316,11 @@ _COMMON_DOC = """
         Coordinate-descent passes over the resident set per round. "auto" sets it each round
         so that the device works about as long as a round's fixed costs (launches, copies,
         read-backs) take, up to 16 passes: worth it when the resident set is small.
+    kernel_variant : None, "serial", "tpa" or "bucketed"
+        The device's coordinate-descent pass; None takes the profile's. "serial": one
+        work-item, exact sequential descent; "tpa": a work-group per coordinate, atomic
+        updates (GPUs); "bucketed": disjoint buckets with private copies of the shared
+        vector, merged safely (multi-core CPUs).
 
     Attributes
     ----------
@@ -337,6 +348,7 @@ class Lasso(_Regressor):
         self, alpha=1.0, *, fit_intercept=True, tol=1e-4, max_iter=1000, max_time=None,
         warm_start=False, random_state=None, verbose=0, device="pocl-cpu", emulate=False, dtype=None,
         memory_budget=None, policy="duhl", passes_per_round=1,
+        kernel_variant=None,
     ):  # fmt: skip
         _store_params(self, locals())
 
@@ -354,6 +366,7 @@ class ElasticNet(_Regressor):
         self, alpha=1.0, *, l1_ratio=0.5, fit_intercept=True, tol=1e-4, max_iter=1000,
         max_time=None, warm_start=False, random_state=None, verbose=0, device="pocl-cpu",
         emulate=False, dtype=None, memory_budget=None, policy="duhl", passes_per_round=1,
+        kernel_variant=None,
     ):  # fmt: skip
         _store_params(self, locals())
 
@@ -375,6 +388,7 @@ class Ridge(_Regressor):
         self, alpha=1.0, *, fit_intercept=True, tol=1e-4, max_iter=1000, max_time=None,
         warm_start=False, random_state=None, verbose=0, device="pocl-cpu", emulate=False, dtype=None,
         memory_budget=None, policy="duhl", passes_per_round=1,
+        kernel_variant=None,
     ):  # fmt: skip
         _store_params(self, locals())
 
@@ -422,6 +436,7 @@ class LinearSVC(_Classifier):
         tol=1e-4, max_iter=1000, max_time=None, warm_start=False, random_state=None, verbose=0,
         device="pocl-cpu", emulate=False, dtype=None,
         memory_budget=None, policy="duhl", passes_per_round=1,
+        kernel_variant=None,
     ):  # fmt: skip
         _store_params(self, locals())
 
@@ -446,6 +461,7 @@ class LogisticRegression(_Classifier):
         max_iter=1000, max_time=None, warm_start=False, random_state=None, verbose=0,
         device="pocl-cpu", emulate=False, dtype=None,
         memory_budget=None, policy="duhl", passes_per_round=1,
+        kernel_variant=None,
     ):  # fmt: skip
         _store_params(self, locals())
 

@@ -25,6 +25,7 @@ __all__ = [
     "SquaredHinge",
     "LogisticL2",
     "reference_pass",
+    "reference_bucketed_pass",
 ]
 
 
@@ -354,7 +355,7 @@ class LogisticL2(_Dual):
         return C * _log1pexp(-mu) + a * mu + xlogy(a, a) + xlogy(C - a, C - a) - xlogy(C, C)
 
 
-def reference_pass(model, store, alpha, v, order):
+def reference_pass(model, store, alpha, v, order, sigma=1.0):
     """NumPy reference of ``cd_pass``: exact sequential coordinate descent in float64.
 
     Parameters
@@ -368,6 +369,9 @@ def reference_pass(model, store, alpha, v, order):
         The shared vector, updated in place.
     order : ndarray of int
         The slots to visit, in order.
+    sigma : float
+        CoCoA's sigma': descent on the local subproblem ``(1/sigma) f(v + sigma X d)``
+        (curvature times sigma, v moves by sigma times the step); 1 is plain descent.
     """
     for s in order:
         rows, x = store.coordinate(s)
@@ -375,15 +379,36 @@ def reference_pass(model, store, alpha, v, order):
         a = alpha[s]
         if model.primal:
             u = x @ model.gradient(v[rows], rows)
-            a_new = model.step(a, u, store.sqnorm[s])
-            d = a_new - a
+            a_new = model.step(a, u, sigma * store.sqnorm[s])
+            d = sigma * (a_new - a)
             v[rows] += d * x
         else:
             yl = store.labels[s]
             mu = yl * (x @ v[rows] + model.bias * v[-1])
-            a_new = model.step(a, mu, store.sqnorm[s])
-            d = (a_new - a) * yl
+            a_new = model.step(a, mu, sigma * store.sqnorm[s])
+            d = sigma * (a_new - a) * yl
             v[rows] += d * x
             v[-1] += d * model.bias
         alpha[s] = a_new
+    return alpha, v
+
+
+def reference_bucketed_pass(model, store, alpha, v, order, n_buckets):
+    """NumPy reference of ``cd_pass_bucketed`` and ``merge_buckets`` (float64).
+
+    ``order`` is cut into ``B = min(n_buckets, len(order))`` consecutive buckets; each runs
+    :func:`reference_pass` with ``sigma = B`` on its own copy of ``v``; then
+    ``v += sum_b (v_b - v) / B``. ``alpha`` and ``v`` are updated in place.
+    """
+    n = len(order)
+    nb = min(n_buckets, n)
+    if nb == 0:
+        return alpha, v
+    v0 = v.copy()
+    acc = np.zeros_like(v0)
+    for b in range(nb):
+        vb = v0.copy()
+        reference_pass(model, store, alpha, vb, order[n * b // nb : n * (b + 1) // nb], sigma=nb)
+        acc += vb - v0
+    v[:] = v0 + acc / nb
     return alpha, v

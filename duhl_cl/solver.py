@@ -118,6 +118,7 @@ def solve(
     policy: str = "full",
     passes_per_round: int = 1,
     certify_every: int = 10,
+    kernel_variant: str | None = None,
 ) -> FitResult:
     """Fit ``model`` on ``store`` with the coordinates the policy keeps resident on ``device``.
 
@@ -146,6 +147,8 @@ def solve(
     certify_every : int
         Compute the exact certificate at least every this many rounds (and whenever the
         gap memory suggests the tolerance is reached).
+    kernel_variant : {None, "serial", "tpa", "bucketed"}
+        The device pass (duhl_cl.working_set); None takes the profile's.
     """
     rng = np.random.default_rng(random_state)
     t0 = time.perf_counter()
@@ -154,7 +157,9 @@ def solve(
     b0 = float(intercept0) if model.primal else 0.0
     target = tol * model.scale
     history: list = []
-    ws = DeviceWorkingSet(device, model, store, budget=budget, ledger=ledger)
+    ws = DeviceWorkingSet(
+        device, model, store, budget=budget, ledger=ledger, variant=kernel_variant
+    )
     refresher = None
     cert = None
     stop_reason = "max_iter"

@@ -17,7 +17,6 @@ that moves them into place; an empty region filled in order is written directly.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +27,35 @@ from .program import get_kernel
 
 __all__ = ["plan_capacity", "Capacity", "DeviceWorkingSet", "KERNEL_VARIANTS_AVAILABLE"]
 
-KERNEL_VARIANTS_AVAILABLE = ("serial",)
+KERNEL_VARIANTS_AVAILABLE = ("serial", "tpa", "bucketed")
+
+# The pass kernel of each variant: (file, kernel name).
+_PASS_KERNELS = {
+    "serial": ("cd_pass.cl", "cd_pass"),
+    "tpa": ("cd_pass_tpa.cl", "cd_pass_tpa"),
+    "bucketed": ("cd_pass_bucketed.cl", "cd_pass_bucketed"),
+}
+
+
+def n_buckets(device) -> int:
+    """Buckets of the "bucketed" variant: one per compute unit, and at least two.
+
+    At least two so that the merge is exercised (and the variant differs from "serial")
+    even on a one-unit sub-device.
+    """
+    return max(2, int(device.cl_device.max_compute_units))
+
+
+def tpa_group_size(device) -> int:
+    """Work-group size of the "tpa" variant: the profile's, else 64, as a power of two that
+    the device accepts."""
+    want = device.profile.work_group_size
+    want = want if want > 1 else 64
+    limit = int(device.cl_device.max_work_group_size)
+    g = 1
+    while g * 2 <= min(want, limit):
+        g *= 2
+    return g
 
 
 @dataclass(frozen=True)
@@ -81,9 +108,11 @@ def _slot_bytes(r: int, primal: bool) -> int:
 
 
 def plan_capacity(
-    store, model, dtype, budget: int, max_alloc: int, *, label="the device"
+    store, model, dtype, budget: int, max_alloc: int, *, label="the device", copies: int = 0
 ) -> Capacity:
     """Split ``budget`` between vectors, slot table, staging and pool.
+
+    ``copies`` private copies of the shared vector are paid for too (the "bucketed" variant).
 
     Raises MemoryBudgetError, with the minimum that would do, when the budget cannot hold the
     vectors plus one coordinate.
@@ -91,7 +120,7 @@ def plan_capacity(
     r = np.dtype(dtype).itemsize
     entry = r + (4 if store.sparse else 0)
     vdim = model.shared_dim()
-    fixed = 2 * r * vdim + (r * store.dim if model.primal else r)
+    fixed = (2 + copies) * r * vdim + (r * store.dim if model.primal else r)
     slot = _slot_bytes(r, model.primal) + _DESC_BYTES
     lens = store.lens.astype(np.int64)
     max_len = int(max(lens.max(initial=1), 1))
@@ -240,7 +269,7 @@ class DeviceWorkingSet:
     ledger : Ledger, optional
     """
 
-    def __init__(self, device, model, store, budget=None, ledger=None):
+    def __init__(self, device, model, store, budget=None, ledger=None, variant=None):
         import pyopencl as cl
 
         self.cl = cl
@@ -253,17 +282,22 @@ class DeviceWorkingSet:
             )
         self.dtype = store.dtype
         self.real = self.dtype.type
-        self.variant = device.profile.kernel_variant
+        self.variant = variant or device.profile.kernel_variant
         if self.variant not in KERNEL_VARIANTS_AVAILABLE:
-            # Per-device parameters are data with fallbacks: the exact serial pass runs on
-            # every device, so a profile asking for a variant not built yet still trains.
-            warnings.warn(
-                f"kernel variant {self.variant!r} of profile {device.profile.name!r} is not "
-                f"available in this version (available: {', '.join(KERNEL_VARIANTS_AVAILABLE)}); "
-                f"using 'serial'",
-                stacklevel=4,
+            raise ValueError(
+                f"kernel_variant must be one of {', '.join(map(repr, KERNEL_VARIANTS_AVAILABLE))}"
+                f" (or None for the profile's), got {self.variant!r}"
             )
-            self.variant = "serial"
+        if self.variant == "tpa" and self.dtype == np.float64:
+            ext = device.cl_device.extensions
+            if "cl_khr_int64_base_atomics" not in ext:
+                raise ValueError(
+                    f"kernel variant 'tpa' in float64 needs 64-bit atomics "
+                    f"(cl_khr_int64_base_atomics), which {device.info.name} lacks; use "
+                    f"dtype='float32' or kernel_variant='serial' or 'bucketed'"
+                )
+        self.n_buckets = n_buckets(device) if self.variant == "bucketed" else 0
+        self.group = tpa_group_size(device) if self.variant == "tpa" else 1
         self.cap = plan_capacity(
             store,
             model,
@@ -271,13 +305,18 @@ class DeviceWorkingSet:
             self.ledger.budget,
             self.ledger.max_alloc,
             label=device.profile.label(),
+            copies=self.n_buckets,
         )
         defines = {
             "MODEL": model.code,
             "USE_DOUBLE": int(self.dtype == np.float64),
             "SPARSE": int(store.sparse),
         }
-        self.k_pass = get_kernel(device, "cd_pass.cl", defines, "cd_pass")
+        pass_file, pass_name = _PASS_KERNELS[self.variant]
+        pass_defines = dict(defines, WG=self.group) if self.variant == "tpa" else defines
+        self.k_pass = get_kernel(device, pass_file, pass_defines, pass_name)
+        if self.variant == "bucketed":
+            self.k_merge = get_kernel(device, pass_file, defines, "merge_buckets")
         self.k_gap = get_kernel(device, "gap.cl", defines, "coord_gap")
         self.k_grad = get_kernel(device, "gap.cl", defines, "datafit_gradient")
         self.k_scatter_real = get_kernel(device, "scatter.cl", defines, "scatter_real")
@@ -309,6 +348,11 @@ class DeviceWorkingSet:
             self.n_homes = len(self.slot_part)
         self._order_flat = None  # the slot list last uploaded to b_order, if still valid
         self._starts = []
+        # The Oclgrind simulator's uninitialised-value tracking misses host writes at a
+        # buffer offset (a write of 8 floats at byte 64, then a kernel reading them: 8
+        # reports), so under it every incoming coordinate takes the staged path, whose copy
+        # is a kernel it can check; the direct path is host writes only.
+        self._direct_runs = 0 if "oclgrind" in device.info.platform.lower() else _DIRECT_RUNS
 
     # ------------------------------------------------------------------ allocation
     def _allocate(self):
@@ -327,6 +371,8 @@ class DeviceWorkingSet:
             self.b_order = L.alloc("visit order", 4 * S)
             self.b_u = L.alloc("slot u", r * S)
             self.b_gap = L.alloc("slot gaps", r * S)
+            if self.n_buckets:
+                self.b_copies = L.alloc("bucket copies of v", r * self.vdim * self.n_buckets)
             self.b_desc = L.alloc("staging descriptors", _DESC_BYTES * S + 64)
             self.b_stage_val = L.alloc("staging values", r * cap.stage_entries)
             self.b_stage_idx = (
@@ -488,7 +534,7 @@ class DeviceWorkingSet:
             # when there are only a few (a fresh or freshly emptied pool); a run of consecutive
             # coordinates is copied straight from the store, without gathering it first.
             breaks = np.flatnonzero(dst[1:] != dst[:-1] + ln[:-1]) + 1
-            if len(breaks) < _DIRECT_RUNS:
+            if len(breaks) < self._direct_runs:
                 src = np.concatenate([[0], np.cumsum(ln)])
                 vals = idx = None
                 for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(cs)], strict=True):
@@ -619,12 +665,25 @@ class DeviceWorkingSet:
         self._set_order(groups)
         for (p, g), start in self._starts:
             part = self.parts[p]
-            self.k_pass(
-                self.queue, (1,), (1,),
+            args = (
                 part.val, part.idx, self.b_offs, self.b_lens, self.b_order, np.int32(start), np.int32(len(g)),
                 self.b_alpha, self.b_sqnorm, self.b_label, self.b_v, np.int32(self.dim),
                 *self._params, self.inv_m,
             )  # fmt: skip
+            if self.variant == "serial":
+                self.k_pass(self.queue, (1,), (1,), *args)
+            elif self.variant == "tpa":
+                self.k_pass(self.queue, (len(g) * self.group,), (self.group,), *args)
+            else:
+                nb = min(self.n_buckets, len(g))
+                sigma = self.real(nb)
+                self.k_pass(
+                    self.queue, (nb,), (1,), *args, self.b_copies, np.int32(self.vdim), sigma
+                )
+                self.k_merge(
+                    self.queue, _grid(self.vdim), (_WG,), self.b_v, self.b_copies,
+                    np.int32(self.vdim), np.int32(nb), self.real(1.0 / nb),
+                )  # fmt: skip
         if order is not None:
             self._order_flat = None  # an explicit order need not cover the resident set
 

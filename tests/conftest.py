@@ -13,6 +13,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 SIMULATORS = ("oclgrind",)
+# Every device pass; a test that takes a `kernel_variant` argument runs with each.
+KERNEL_VARIANTS = ("serial", "tpa", "bucketed")
 
 
 def _devices():
@@ -33,6 +35,8 @@ def pytest_generate_tests(metafunc):
         params = DEVICES or [None]
         ids = [f"{d.name[:24]}" for d in DEVICES] or ["no-device"]
         metafunc.parametrize("device_info", params, ids=ids, scope="session")
+    if "kernel_variant" in metafunc.fixturenames:
+        metafunc.parametrize("kernel_variant", KERNEL_VARIANTS)
 
 
 @pytest.fixture(scope="session")

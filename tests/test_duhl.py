@@ -207,27 +207,37 @@ def budget_problems():
 _FULL = {}
 
 
-# Every model under every policy; sparse storage under DuHL (the baselines share its path).
+# Every model under every policy; sparse storage under DuHL (the baselines share its path);
+# DuHL with every other kernel variant, dense and sparse (the full fits stay serial).
 @pytest.mark.parametrize(
     "name, policy, storage",
     [(n, p, "dense") for n in CASES for p in POLICIES]
     + [(n, "duhl", "sparse") for n in CASES]
-    + [(n, "duhl", "dense, passes_per_round auto") for n in CASES],
+    + [(n, "duhl", "dense, passes_per_round auto") for n in CASES]
+    + [
+        (n, "duhl", f"{s}, {v}")
+        for n in CASES
+        for s in ("dense", "sparse")
+        for v in ("tpa", "bucketed")
+    ],
 )
 def test_every_policy_reaches_the_full_residency_objective(
     device, budget_problems, name, policy, storage
 ):
     make, kind = CASES[name]
     X, y = budget_problems[kind]
-    Xin = sp.csr_matrix(X) if storage == "sparse" else X
+    sparse = storage.startswith("sparse")
+    Xin = sp.csr_matrix(X) if sparse else X
     kw = dict(dtype="float64", tol=1e-8, max_iter=20000, random_state=0, device=device)
-    key = (name, storage == "sparse")
+    key = (name, sparse)
     if key not in _FULL:
         _FULL[key] = make(policy="full", **kw).fit(Xin, y)
     full = _FULL[key]
     if storage.endswith("auto"):
         kw["passes_per_round"] = "auto"
-    est = make(policy=policy, memory_budget="10%", **kw).fit(Xin, y)
+    variant = storage.split(", ")[1] if storage.endswith(("tpa", "bucketed")) else "serial"
+    est = make(policy=policy, memory_budget="10%", kernel_variant=variant, **kw).fit(Xin, y)
+    assert est.stats_["kernel_variant"] == variant
     assert est.converged_ and full.converged_
     assert all(1 <= r["passes"] <= (16 if storage.endswith("auto") else 1) for r in est.history_)
     assert est.history_[0]["n_resident"] < 0.2 * (X.shape[1] if kind != "clf" else X.shape[0])

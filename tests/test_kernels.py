@@ -1,8 +1,12 @@
 """The device kernels against NumPy references of the same computation.
 
-- cd_pass: one pass in a given permutation against models.reference_pass (float64, 1e-10),
-  on a list of slots that is a strict, shuffled subset of the coordinates (the solver works
-  on an explicit working set, never on "all columns");
+- the pass of every kernel variant, in a given permutation, against its NumPy reference
+  (float64, 1e-10), on a list of slots that is a strict, shuffled subset of the coordinates
+  (the solver works on an explicit working set, never on "all columns"): "serial" against
+  models.reference_pass; "bucketed" against models.reference_bucketed_pass; "tpa" against
+  models.reference_pass where the device runs its work-groups one after another (one compute
+  unit, as the pocl-cpu profile's sub-device), and on every device: the shared vector equals
+  the one recomputed from the coefficients (no atomic update lost);
 - coord_gap: u and the per-coordinate gaps against NumPy formulas written here;
 - every .cl file compiles on its own, with no -D defines.
 """
@@ -60,9 +64,15 @@ def make_store(model, target, Xs, dtype):
     )
 
 
+def _shared(model, X, target, alpha, b0):
+    if model.primal:
+        return model.shared_from(X @ alpha, b0)
+    return np.r_[X.T @ (alpha * target), model.bias * (alpha @ target)]
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("name", MODELS)
-def test_pass_matches_numpy_reference(device, problem, name, sparse):
+def test_pass_matches_numpy_reference(device, problem, name, sparse, kernel_variant):
     X, y = problem
     model, target = make_model(name, X, y)
     Xs = sp.csr_matrix(X) if sparse else X
@@ -74,11 +84,11 @@ def test_pass_matches_numpy_reference(device, problem, name, sparse):
         if not model.primal
         else 0.1 * rng.standard_normal(model.n_coords)
     )
-    if model.primal:
-        v = model.shared_from(X @ alpha, 0.3)
-    else:
-        v = np.r_[X.T @ (alpha * target), model.bias * (alpha @ target)]
-    dev = DeviceWorkingSet(device, model, store)
+    v = _shared(model, X, target, alpha, 0.3)
+    dev = DeviceWorkingSet(device, model, store, variant=kernel_variant)
+    sequential = kernel_variant == "serial" or (
+        kernel_variant == "tpa" and device.cl_device.max_compute_units == 1
+    )
     try:
         # A working set: a strict subset of the coordinates, resident in shuffled slots.
         resident = rng.permutation(model.n_coords)[: model.n_coords - 4]
@@ -87,11 +97,24 @@ def test_pass_matches_numpy_reference(device, problem, name, sparse):
         for _ in range(3):
             order = rng.permutation(resident)
             dev.run_pass(None, order=order)
-            models.reference_pass(model, store, alpha, v, order)
             got = dev.read_alpha(np.full(model.n_coords, np.nan))
-            np.testing.assert_allclose(got[resident], alpha[resident], rtol=1e-10, atol=1e-10)
             assert np.isnan(np.delete(got, resident)).all()  # nothing else was touched
-            np.testing.assert_allclose(dev.get_shared(), v, rtol=1e-10, atol=1e-10)
+            if kernel_variant == "bucketed":
+                models.reference_bucketed_pass(model, store, alpha, v, order, dev.n_buckets)
+            elif sequential:
+                models.reference_pass(model, store, alpha, v, order)
+            else:
+                # Work-groups in parallel: no sequential reference; the coefficients are taken
+                # as the device left them and the shared vector must match them exactly.
+                alpha[resident] = got[resident]
+                v = _shared(model, X, target, alpha, 0.3)
+            np.testing.assert_allclose(got[resident], alpha[resident], rtol=1e-10, atol=1e-10)
+            shared = dev.get_shared()
+            np.testing.assert_allclose(shared, v, rtol=1e-10, atol=1e-10)
+            # Every variant keeps the shared vector equal to the one its coefficients make.
+            np.testing.assert_allclose(
+                shared, _shared(model, X, target, alpha, 0.3), rtol=1e-9, atol=1e-9
+            )
     finally:
         dev.release()
     assert np.any(alpha != model.initial_alpha())  # the pass did move

@@ -1,4 +1,5 @@
-"""Every model x dense/sparse x float32/float64 x intercept on/off against scikit-learn.
+"""Every model x dense/sparse x float32/float64 x intercept on/off x kernel variant against
+scikit-learn.
 
 Objectives are computed here from coef_ and intercept_ with this file's own formulas (the
 scale of scikit-learn's objective, divided as documented), not from the package's.
@@ -131,21 +132,23 @@ def reference(kind, name, fit_intercept, X, y, make_ref):
 @pytest.mark.parametrize("storage", ["dense", "csr", "csc"])
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("name", ["lasso", "elasticnet", "ridge"])
-def test_regressors(device, regression_data, name, fit_intercept, storage, dtype):
+def test_regressors(device, regression_data, name, fit_intercept, storage, dtype, kernel_variant):
     X, y = regression_data
-    _check(device, cases, name, X, y, fit_intercept, storage, dtype)
+    _check(device, cases, name, X, y, fit_intercept, storage, dtype, kernel_variant)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("storage", ["dense", "csr"])
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("name", ["svm-hinge", "svm-squared-hinge", "logistic-l2", "logistic-l1"])
-def test_classifiers(device, classification_data, name, fit_intercept, storage, dtype):
+def test_classifiers(
+    device, classification_data, name, fit_intercept, storage, dtype, kernel_variant
+):
     X, y = classification_data
-    _check(device, clf_cases, name, X, y, fit_intercept, storage, dtype)
+    _check(device, clf_cases, name, X, y, fit_intercept, storage, dtype, kernel_variant)
 
 
-def _check(device, case_table, name, X, y, fit_intercept, storage, dtype):
+def _check(device, case_table, name, X, y, fit_intercept, storage, dtype, kernel_variant):
     # The problem solved is the one in the given precision: references see X rounded to it.
     Xref = X.astype(dtype).astype(np.float64)
     make, make_ref, objective, ratio = case_table(Xref, y)[name]
@@ -159,8 +162,10 @@ def _check(device, case_table, name, X, y, fit_intercept, storage, dtype):
         dtype=dtype,
         device=device,
         random_state=0,
+        kernel_variant=kernel_variant,
     )
     est.fit(Xin, y)
+    assert est.stats_["kernel_variant"] == kernel_variant
     coef_ref, b_ref = reference(name, dtype, fit_intercept, Xref, y, make_ref)
     f_ref = objective(coef_ref, b_ref)
     f = objective(est.coef_, est.intercept_)

@@ -1,0 +1,122 @@
+/* cd_pass_tpa.cl -- one asynchronous pass of coordinate descent, one work-group a coordinate.
+ *
+ * What it computes ("tpa" variant, TPA-SCD, Parnell et al. 2017): work-group g takes slot
+ * s = order[order_start + g]; its WG work-items each sum a strided part of u = a_s^T w(v),
+ * reduce the parts in local memory, work-item 0 takes the model's step alpha[s] -> alpha_new,
+ * and all of them add their part of (alpha_new - alpha[s]) * a_s into the shared vector v with
+ * atomic updates. Work-groups run asynchronously: a coordinate may read v while another's
+ * update is still landing (the TPA-SCD trade; the host's float64 certificate is what stops
+ * the fit). Arguments, storage and model defines as in cd_pass.cl.
+ * Launch: global size n_order * WG, local size WG (a power of two), one launch per pass.
+ *
+ * The device has no float atomics (OpenCL 1.2, PoCL 3.0), so the update is a compare-and-swap
+ * loop on the value's bit pattern (32-bit, or 64-bit with cl_khr_int64_base_atomics).
+ *
+ * NumPy equivalent (one coordinate; run over the list in any interleaving):
+ *     u = X[:, s] @ grad(v); b_new = step(b[s], u); v += (b_new - b[s]) * X[:, s]
+ */
+#include "model.h"
+
+#ifndef WG
+#define WG 64
+#endif
+
+#if USE_DOUBLE
+#pragma OPENCL EXTENSION cl_khr_int64_base_atomics : enable
+#endif
+
+/* *p += x, atomically: retry the compare-and-swap until no other update came in between. */
+inline void atomic_add_real(volatile __global real *p, const real x)
+{
+#if USE_DOUBLE
+    union { ulong u; double f; } seen, want;
+    seen.f = *p;
+    for (;;) {
+        want.f = seen.f + x;
+        const ulong prev = atom_cmpxchg((volatile __global ulong *)p, seen.u, want.u);
+        if (prev == seen.u)
+            break;
+        seen.u = prev;
+    }
+#else
+    union { uint u; float f; } seen, want;
+    seen.f = *p;
+    for (;;) {
+        want.f = seen.f + x;
+        const uint prev = atomic_cmpxchg((volatile __global uint *)p, seen.u, want.u);
+        if (prev == seen.u)
+            break;
+        seen.u = prev;
+    }
+#endif
+}
+
+__kernel void cd_pass_tpa(__global const real *val, __global const int *idx,
+                          __global const ulong *offs, __global const int *lens,
+                          __global const int *order, const int order_start, const int n_order,
+                          __global real *alpha,
+                          __global const real *sqnorm, __global const real *ylab,
+                          __global real *v, const int dim, const real l1, const real l2,
+                          const real bound, const real C, const real bias, const real inv_m)
+{
+    __local real part[WG];
+    __local real step;
+    const int lid = get_local_id(0);
+    const int g = get_group_id(0);
+    /* The whole group leaves together, so no work-item misses a barrier. */
+    if (g >= n_order)
+        return;
+    const int s = order[order_start + g];
+    const ulong o = offs[s];
+#if SPARSE
+    const int n = lens[s];
+#else
+    const int n = dim;
+#endif
+    real u = 0;
+    for (int t = lid; t < n; t += WG) {
+#if SPARSE
+        const int j = idx[o + t];
+#else
+        const int j = t;
+#endif
+#if PRIMAL
+        u += val[o + t] * datafit_grad(v[j], ylab[j], inv_m);
+#else
+        u += val[o + t] * v[j];
+#endif
+    }
+    part[lid] = u;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int h = WG / 2; h > 0; h >>= 1) {
+        if (lid < h)
+            part[lid] += part[lid + h];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) {
+        const real a_old = alpha[s];
+#if PRIMAL
+        const real a_new = primal_step(a_old, part[0], sqnorm[s], l1, l2, inv_m);
+        step = a_new - a_old;
+#else
+        const real yl = ylab[s];
+        const real a_new = dual_step(a_old, yl * (part[0] + bias * v[dim]), sqnorm[s], C);
+        step = (a_new - a_old) * yl;
+        if (a_new != a_old)
+            atomic_add_real(&v[dim], step * bias);
+#endif
+        alpha[s] = a_new;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const real d = step;
+    if (d == (real)0)
+        return;
+    for (int t = lid; t < n; t += WG) {
+#if SPARSE
+        const int j = idx[o + t];
+#else
+        const int j = t;
+#endif
+        atomic_add_real(&v[j], d * val[o + t]);
+    }
+}
