@@ -30,6 +30,7 @@ def _make_estimator(args):
         memory_budget=args.budget,
         policy=args.policy,
         passes_per_round=args.passes_per_round,
+        kernel_variant=args.kernel_variant,
     )
     m = args.model
     if m in ("lasso", "elasticnet", "ridge") and args.C is not None:
@@ -242,6 +243,27 @@ def cmd_devices(args):
     return 0
 
 
+def cmd_build_kernels(args):
+    from .binaries import build_binaries
+    from .discovery import open_device
+
+    device = open_device(args.device)
+    print(
+        f"duhl-cl build-kernels: {device.info.name} ({device.info.platform}), profile "
+        f"{device.profile.name}, into {args.out}",
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    n = build_binaries(
+        device, args.out, models=args.model, dtypes=args.dtype, variants=args.variant
+    )
+    print(
+        f"{n} programs built in {time.perf_counter() - t0:.1f} s; a profile loads them with "
+        f'build = "prebuilt" and binaries = "{args.out}" in its [kernel] section'
+    )
+    return 0
+
+
 def demo_problem(n_samples=2000, n_features=20000, seed=0):
     """The embedded default: a dense float32 Lasso with a sparse truth, made deterministically.
 
@@ -406,6 +428,11 @@ def build_parser():
         default=1,
         help="passes over the resident set per round: an integer >= 1, or 'auto'",
     )
+    q.add_argument(
+        "--kernel-variant",
+        choices=("serial", "tpa", "bucketed"),
+        help="the device pass (default: the profile's)",
+    )
     q.add_argument("--out", help="write the model (.npz)")
     q.add_argument("--log", help="write one JSON line per pass")
     q.set_defaults(func=cmd_train)
@@ -415,6 +442,23 @@ def build_parser():
     q.add_argument("--data", required=True)
     q.add_argument("--out", help="file for the predictions (default stdout)")
     q.set_defaults(func=cmd_predict)
+
+    q = sub.add_parser(
+        "build-kernels", help="compile every kernel for a device and save the binaries"
+    )
+    q.add_argument("--device", required=True, help="profile name or path of the device")
+    q.add_argument("--out", required=True, help="directory for the binaries and manifest.json")
+    q.add_argument("--model", action="append", choices=MODELS, help="only this model (repeatable)")
+    q.add_argument(
+        "--dtype", action="append", choices=("float32", "float64"), help="only this precision"
+    )
+    q.add_argument(
+        "--variant",
+        action="append",
+        choices=("serial", "tpa", "bucketed"),
+        help="only this kernel variant (repeatable)",
+    )
+    q.set_defaults(func=cmd_build_kernels)
 
     q = sub.add_parser("devices", help="list OpenCL platforms, devices and matching profiles")
     q.set_defaults(func=cmd_devices)
@@ -445,6 +489,7 @@ def _passes(text):
 
 
 def main(argv=None):
+    from .binaries import PrebuiltError
     from .discovery import DeviceError
     from .ledger import MemoryBudgetError
     from .profiles import ProfileError
@@ -452,7 +497,14 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ProfileError, DeviceError, MemoryBudgetError, ValueError, FileNotFoundError) as exc:
+    except (
+        ProfileError,
+        DeviceError,
+        MemoryBudgetError,
+        PrebuiltError,
+        ValueError,
+        FileNotFoundError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

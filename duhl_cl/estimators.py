@@ -203,6 +203,7 @@ class _Base:
             "bytes_h2d": result.bytes_h2d,
             "bytes_d2h": result.bytes_d2h,
             "ledger_peak": result.ledger_peak,
+            "bank_peak": result.bank_peak,
             "time": result.time,
             "dtype": str(dtype),
             "emulated": device.emulated,

@@ -2,14 +2,34 @@
 
 OpenCL drivers do not enforce a memory budget of their own (PoCL happily over-commits), so
 the package does: the sum of live allocations never exceeds the profile's budget, no single
-buffer exceeds the largest allocation, and the peak is recorded.
+buffer exceeds the largest allocation, and the peak is recorded. Memory comes in the
+profile's banks (HBM pseudo-channels, DDR banks: an FPGA kernel port sees one bank): each
+buffer lives in one bank, a bank never holds more than its size, and each bank's use and
+peak are accounted.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from .profiles import format_size
 
-__all__ = ["MemoryBudgetError", "Ledger", "live_ledgers_bytes"]
+__all__ = ["MemoryBudgetError", "Ledger", "live_ledgers_bytes", "aligned_empty"]
+
+
+def aligned_empty(shape, dtype, alignment: int) -> np.ndarray:
+    """An uninitialised host array whose data starts at a multiple of ``alignment`` bytes.
+
+    Host staging memory for device copies: XRT-style FPGA flows copy from 4 KiB-aligned host
+    memory directly and bounce anything else through an aligned copy of their own.
+    """
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape)) * dtype.itemsize
+    alignment = max(int(alignment), dtype.itemsize)
+    raw = np.empty(n + alignment, dtype=np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start : start + n].view(dtype).reshape(shape)
+
 
 _ALL_LEDGERS: list = []
 
@@ -31,7 +51,11 @@ class Ledger:
         self.device = device
         self.budget = device.profile.budget
         self.max_alloc = device.profile.max_alloc
-        self.live: dict[int, tuple[str, int, object]] = {}
+        self.banks = max(int(device.profile.banks), 1)
+        self.bank_size = int(device.profile.bank_size)
+        self.bank_used = [0] * self.banks
+        self.bank_peak = [0] * self.banks
+        self.live: dict[int, tuple[str, int, object, int]] = {}
         self.live_bytes = 0
         self.peak = 0
         self.bytes_h2d = 0
@@ -59,20 +83,48 @@ class Ledger:
                 f"least {format_size(self.live_bytes + total)} of budget"
             )
 
-    def alloc(self, name: str, nbytes: int, host=None):
-        """Allocate a device buffer of ``nbytes`` (copying ``host`` into it if given)."""
+    def _bank_for(self, name: str, nbytes: int, bank):
+        """The bank that takes a buffer: ``bank`` if given, else the fullest that fits (so
+        small buffers share a bank and whole banks stay free for the pool)."""
+        free = [self.bank_size - u for u in self.bank_used]
+        if bank is not None:
+            if not 0 <= bank < self.banks:
+                raise ValueError(f"bank {bank} of {self.banks}")
+            if nbytes > free[bank]:
+                raise MemoryBudgetError(
+                    f"the {name} buffer ({format_size(nbytes)}) does not fit in memory bank "
+                    f"{bank} of {self.device.profile.label()} ({format_size(free[bank])} free of "
+                    f"{format_size(self.bank_size)})"
+                )
+            return bank
+        fits = [b for b in range(self.banks) if free[b] >= nbytes]
+        if not fits:
+            raise MemoryBudgetError(
+                f"the {name} buffer ({format_size(nbytes)}) fits in no memory bank of "
+                f"{self.device.profile.label()} ({self.banks} x {format_size(self.bank_size)}, "
+                f"at most {format_size(max(free))} free in one); use a profile with larger banks "
+                f"or a smaller problem"
+            )
+        return min(fits, key=lambda b: (free[b], b))
+
+    def alloc(self, name: str, nbytes: int, host=None, *, bank=None):
+        """Allocate a device buffer of ``nbytes`` in a memory bank (``bank``, or the fullest
+        one that holds it), copying ``host`` into it if given."""
         import pyopencl as cl
 
         nbytes = max(int(nbytes), 1)  # OpenCL refuses zero-sized buffers
         self.check({name: nbytes})
+        b = self._bank_for(name, nbytes, bank)
         mf = cl.mem_flags
         ctx = self.device.context
         buf = cl.Buffer(ctx, mf.READ_WRITE, size=nbytes)
         if host is not None:
             self.upload(buf, host, wait=True)
-        self.live[id(buf)] = (name, nbytes, buf)
+        self.live[id(buf)] = (name, nbytes, buf, b)
         self.live_bytes += nbytes
         self.peak = max(self.peak, self.live_bytes)
+        self.bank_used[b] += nbytes
+        self.bank_peak[b] = max(self.bank_peak[b], self.bank_used[b])
         return buf
 
     def upload(self, buf, host, *, wait=False, dst_offset=0) -> None:
@@ -93,16 +145,18 @@ class Ledger:
         self.bytes_d2h += host.nbytes
 
     def free(self, buf) -> None:
-        name, nbytes, _ = self.live.pop(id(buf))
+        name, nbytes, _, bank = self.live.pop(id(buf))
         self.live_bytes -= nbytes
+        self.bank_used[bank] -= nbytes
         buf.release()
 
     def free_all(self) -> None:
         self.device.queue.finish()
-        for _, _, buf in list(self.live.values()):
+        for _, _, buf, _ in list(self.live.values()):
             buf.release()
         self.live.clear()
         self.live_bytes = 0
+        self.bank_used = [0] * self.banks
         if self in _ALL_LEDGERS:
             _ALL_LEDGERS.remove(self)
 

@@ -39,6 +39,14 @@ def defines_to_options(defines: dict) -> list[str]:
     return [f"-D{k}={int(v) if isinstance(v, bool) else v}" for k, v in sorted(defines.items())]
 
 
+def _origin(device):
+    """Where a device's programs come from: source, or a directory of prebuilt binaries (one
+    context can serve both, e.g. PoCL under two profiles)."""
+    if device.profile.build == "prebuilt" and not device.emulated:
+        return ("prebuilt", device.profile.binaries, device.profile.path)
+    return ("source",)
+
+
 def build_program(device, name: str, defines: dict):
     """Build ``kernels_cl/<name>`` for ``device`` with ``-D`` defines; cached.
 
@@ -54,9 +62,21 @@ def build_program(device, name: str, defines: dict):
 
     src = kernel_source(name)
     options = defines_to_options(defines)
-    key = (id(device.context), hashlib.sha1(src.encode()).hexdigest(), tuple(options))
+    key = (
+        id(device.context),
+        _origin(device),
+        hashlib.sha1(src.encode()).hexdigest(),
+        tuple(options),
+    )
     prog = _CACHE.get(key)
     if prog is not None:
+        return prog
+    if device.profile.build == "prebuilt" and not device.emulated:
+        # Emulated on PoCL, a prebuilt (FPGA) profile compiles source: its binaries are
+        # for the real device.
+        from .binaries import load_program
+
+        prog = _CACHE[key] = load_program(device, name, src, options)
         return prog
     try:
         prog = cl.Program(device.context, src).build(options=options)
@@ -76,7 +96,7 @@ def get_kernel(device, name: str, defines: dict, kernel: str):
 
     pyopencl makes a new kernel object on every attribute lookup, so these are kept too.
     """
-    key = (id(device.context), name, tuple(sorted(defines.items())), kernel)
+    key = (id(device.context), _origin(device), name, tuple(sorted(defines.items())), kernel)
     k = _KERNELS.get(key)
     if k is None:
         import pyopencl as cl

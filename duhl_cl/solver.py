@@ -61,6 +61,7 @@ class FitResult:
     bytes_h2d: int = 0
     bytes_d2h: int = 0
     ledger_peak: int = 0
+    bank_peak: list = field(default_factory=list)  # bytes, per memory bank
     time: float = 0.0
     kernel_variant: str = "serial"
     budget: int = 0
@@ -307,6 +308,7 @@ def solve(
                     except BaseException:  # noqa: BLE001 -- stopping already; keep the model
                         pass
             h2d, d2h, peak = ws.ledger.bytes_h2d, ws.ledger.bytes_d2h, ws.ledger.peak
+            bank_peak = list(ws.ledger.bank_peak)
         finally:
             ws.release()
     converged = cert.gap <= target
@@ -336,6 +338,7 @@ def solve(
         bytes_h2d=h2d,
         bytes_d2h=d2h,
         ledger_peak=peak,
+        bank_peak=bank_peak,
         time=time.perf_counter() - t0,
         kernel_variant=ws.variant,
         budget=ws.ledger.budget,

@@ -17,11 +17,12 @@ that moves them into place; an empty region filled in order is written directly.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
-from .ledger import Ledger, MemoryBudgetError
+from .ledger import Ledger, MemoryBudgetError, aligned_empty
 from .profiles import format_size
 from .program import get_kernel
 
@@ -71,6 +72,7 @@ class Capacity:
     part_entries: int  # largest part, entries
     stage_entries: int  # staging area, entries
     minimum: int  # smallest budget that holds the vectors plus one coordinate
+    parts: tuple = ()  # (bank, entries) of each pool part, in allocation order
 
     @property
     def total(self) -> int:
@@ -108,11 +110,24 @@ def _slot_bytes(r: int, primal: bool) -> int:
 
 
 def plan_capacity(
-    store, model, dtype, budget: int, max_alloc: int, *, label="the device", copies: int = 0
+    store,
+    model,
+    dtype,
+    budget: int,
+    max_alloc: int,
+    *,
+    label="the device",
+    copies: int = 0,
+    banks: int = 1,
+    bank_size: int | None = None,
 ) -> Capacity:
     """Split ``budget`` between vectors, slot table, staging and pool.
 
     ``copies`` private copies of the shared vector are paid for too (the "bucketed" variant).
+    With ``banks`` memory banks of ``bank_size`` bytes (HBM pseudo-channels, DDR banks), the
+    pool is cut into parts that each fit in one bank with its values and indices: the
+    vectors, slot table and staging go to bank 0, pool parts fill bank 0's remainder and
+    then the other banks (the ledger places each buffer in its bank).
 
     Raises MemoryBudgetError, with the minimum that would do, when the budget cannot hold the
     vectors plus one coordinate.
@@ -133,11 +148,13 @@ def plan_capacity(
             f"{format_size(slot + 2 * entry * max_len)} with its staging); {label} needs at "
             f"least {format_size(minimum)} ({minimum} bytes)"
         )
-    part_cap = max(max_alloc // max(r, 4 if store.sparse else r), 1)
+    bank_size = int(bank_size or budget)
+    part_cap = max(min(max_alloc // max(r, 4 if store.sparse else r), bank_size // entry), 1)
     if part_cap < max_len:
         raise MemoryBudgetError(
-            f"the largest coordinate has {max_len} entries ({format_size(max_len * r)}), more "
-            f"than the largest single allocation of {label} ({format_size(max_alloc)})"
+            f"the largest coordinate has {max_len} entries ({format_size(max_len * entry)}), "
+            f"more than the largest single allocation ({format_size(max_alloc)}) or memory "
+            f"bank ({format_size(bank_size)}) of {label}"
         )
     if not store.sparse:
         # Dense slots have fixed homes: a pool buffer holds whole slots only.
@@ -148,9 +165,10 @@ def plan_capacity(
     if avail >= n * slot + (total_entries + max_len) * entry:
         # Everything fits: a staging area of one coordinate is enough for later swaps.
         stage = max_len
-        return Capacity(
+        cap = Capacity(
             budget, fixed, slot - _DESC_BYTES, n, entry, total_entries, part_cap, stage, minimum
         )
+        return _bank_parts(cap, store, banks, bank_size, max_len, label)
     # Staging: an eighth of the budget (at most 64 MiB) keeps a round's copies to a few
     # batches; it must hold the largest coordinate.
     stage = int(min(max(max_len, avail // 8 // entry), max(max_len, (64 << 20) // entry)))
@@ -161,9 +179,46 @@ def plan_capacity(
     while pool < max_len and n_slots > 1:
         n_slots = max(1, n_slots // 2)
         pool = (rest - n_slots * slot) // entry
-    return Capacity(
+    cap = Capacity(
         budget, fixed, slot - _DESC_BYTES, n_slots, entry, int(pool), part_cap, stage, minimum
     )
+    return _bank_parts(cap, store, banks, bank_size, max_len, label)
+
+
+def _bank_parts(cap, store, banks, bank_size, max_len, label):
+    """Cut the pool into parts that fit the banks: bank 0 after the small buffers, then the
+    others, each part at most ``part_entries`` (whole dense coordinates). The pool shrinks
+    to what the banks hold."""
+    small = cap.total - cap.pool_entries * cap.entry_bytes  # vectors, slots, staging, desc
+    if small > bank_size:
+        raise MemoryBudgetError(
+            f"the shared vectors, slot table and staging area need {format_size(small)}, more "
+            f"than one memory bank of {label} ({format_size(bank_size)}); use a smaller budget "
+            f"or fewer samples"
+        )
+    unit = 1 if store.sparse else max(max_len, 1)
+    left = cap.pool_entries
+    parts = []
+    for bank in range(banks):
+        room = (bank_size - (small if bank == 0 else 0)) // cap.entry_bytes
+        while left > 0 and room >= max_len:
+            n = min(left, cap.part_entries, room)
+            n -= n % unit
+            if n < max_len:
+                break
+            parts.append((bank, int(n)))
+            left -= n
+            room -= n
+        if left <= 0:
+            break
+    pool = sum(n for _, n in parts)
+    if pool < max_len:
+        raise MemoryBudgetError(
+            f"no memory bank of {label} ({banks} x {format_size(bank_size)}) has room for one "
+            f"coordinate ({max_len} entries) beside the vectors and tables "
+            f"({format_size(small)}); use a larger budget or banks"
+        )
+    return dataclasses.replace(cap, pool_entries=int(pool), parts=tuple(parts))
 
 
 class _Part:
@@ -306,6 +361,8 @@ class DeviceWorkingSet:
             self.ledger.max_alloc,
             label=device.profile.label(),
             copies=self.n_buckets,
+            banks=device.profile.banks,
+            bank_size=device.profile.bank_size,
         )
         defines = {
             "MODEL": model.code,
@@ -379,17 +436,15 @@ class DeviceWorkingSet:
                 L.alloc("staging indices", 4 * cap.stage_entries) if self.store.sparse else None
             )
             self.parts = []
-            left = cap.pool_entries
-            while left > 0:
-                n = min(left, cap.part_entries)
-                val = L.alloc(f"pool part {len(self.parts)} values", r * n)
+            for bank, n in cap.parts:
+                k = len(self.parts)
+                val = L.alloc(f"pool part {k} values", r * n, bank=bank)
                 idx = (
-                    L.alloc(f"pool part {len(self.parts)} indices", 4 * n)
+                    L.alloc(f"pool part {k} indices", 4 * n, bank=bank)
                     if self.store.sparse
                     else val
                 )
                 self.parts.append(_Part(val, idx, n))
-                left -= n
         except BaseException:
             self.release()
             raise
@@ -488,7 +543,8 @@ class DeviceWorkingSet:
         for f in fields:
             offsets.append(pos)
             pos += -(-f.nbytes // 8) * 8
-        packed = np.zeros(max(pos, 8), dtype=np.uint8)
+        packed = aligned_empty(max(pos, 8), np.uint8, self.device.profile.host_alignment)
+        packed[:] = 0
         for f, o in zip(fields, offsets, strict=True):
             packed[o : o + f.nbytes] = np.ascontiguousarray(f).view(np.uint8)
         if packed.nbytes > self.b_desc.size:
@@ -597,20 +653,28 @@ class DeviceWorkingSet:
         return st.val[a:b], (st.idx[a:b] if st.sparse else None)
 
     def _gather(self, cs, ln):
+        """The values (and indices) of coordinates ``cs``, back to back in host staging memory
+        aligned as the profile says."""
         st = self.store
+        align = self.device.profile.host_alignment
         if not st.sparse:
-            vals = st.val.reshape(st.n_coords, st.dim)[cs].ravel()
-            return np.ascontiguousarray(vals, dtype=self.dtype), None
+            vals = aligned_empty((len(cs), st.dim), self.dtype, align)
+            np.take(st.val.reshape(st.n_coords, st.dim), cs, axis=0, out=vals)
+            return vals.ravel(), None
         starts = st.offs[cs].astype(np.int64)
         total = int(ln.sum())
         # index of every entry: start of its piece plus its rank inside the piece
         rep = np.repeat(starts - np.concatenate([[0], np.cumsum(ln)[:-1]]), ln) + np.arange(total)
         real_len = st.lens[cs].astype(np.int64)
+        vals = aligned_empty(total, self.dtype, align)
+        idx = aligned_empty(total, np.int32, align)
         if np.all(real_len == ln):
-            return st.val[rep].astype(self.dtype, copy=False), st.idx[rep]
+            np.take(st.val, rep, out=vals)
+            np.take(st.idx, rep, out=idx)
+            return vals, idx
         # empty coordinates occupy one entry (OpenCL has no zero-length pieces): pad them
-        vals = np.zeros(total, dtype=self.dtype)
-        idx = np.zeros(total, dtype=np.int32)
+        vals[:] = 0
+        idx[:] = 0
         mask = np.repeat(real_len > 0, ln)
         vals[mask] = st.val[rep[mask]]
         idx[mask] = st.idx[rep[mask]]

@@ -288,9 +288,9 @@ def test_pool_split_over_several_buffers(device, tmp_path):
 
     orig = ledger.Ledger.alloc
 
-    def spy(self, name, nbytes, host=None):
+    def spy(self, name, nbytes, host=None, **kw):
         sizes.append((name, nbytes))
-        return orig(self, name, nbytes, host)
+        return orig(self, name, nbytes, host, **kw)
 
     ledger.Ledger.alloc = spy
     try:
@@ -307,6 +307,63 @@ def test_pool_split_over_several_buffers(device, tmp_path):
     full = dc.Lasso(alpha=alpha, dtype="float64", tol=1e-10, device=str(p), policy="full")
     full.fit(X, y)
     assert full.history_[0]["n_resident"] == X.shape[1] and full.converged_
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_banks_hold_their_buffers_and_staging_is_aligned(device, tmp_path, sparse):
+    """A profile with 4 banks: no bank holds more than its size, the pool spreads over the
+    banks, every staged host copy starts at the profile's alignment, and the fit reaches the
+    objective of an unconstrained one."""
+    X, y, alpha = lasso_problem(n=100, d=300)
+    Xin = sp.csr_matrix(X) if sparse else X
+    text = open(dc.load_profile("pocl-cpu").path).read()
+    for old, new in [
+        ('budget = "2 GiB"', 'budget = "200 KiB"'),
+        ("banks = 1", "banks = 4"),
+        ('bank_size = "2 GiB"', 'bank_size = "64 KiB"'),
+        ("host_alignment = 64", "host_alignment = 4096"),
+    ]:
+        assert old in text
+        text = text.replace(old, new)
+    p = tmp_path / "banked.toml"
+    p.write_text(text)
+    from duhl_cl import ledger
+
+    banks, staged = [], []
+    orig_alloc, orig_upload = ledger.Ledger.alloc, ledger.Ledger.upload
+
+    def spy_alloc(self, name, nbytes, host=None, **kw):
+        buf = orig_alloc(self, name, nbytes, host, **kw)
+        banks.append((name, nbytes, self.live[id(buf)][3]))
+        return buf
+
+    def spy_upload(self, buf, host, **kw):
+        name = self.live[id(buf)][0] if id(buf) in self.live else "?"
+        if name.startswith("staging"):
+            staged.append(host.ctypes.data % 4096)
+        return orig_upload(self, buf, host, **kw)
+
+    ledger.Ledger.alloc, ledger.Ledger.upload = spy_alloc, spy_upload
+    try:
+        est = dc.Lasso(alpha=alpha, dtype="float64", tol=1e-10, device=str(p), random_state=0)
+        est.fit(Xin, y)
+    finally:
+        ledger.Ledger.alloc, ledger.Ledger.upload = orig_alloc, orig_upload
+    assert all(n <= 64 * 1024 for _, n, _ in banks)
+    assert all(peak <= 64 * 1024 for peak in est.stats_["bank_peak"])
+    assert len(est.stats_["bank_peak"]) == 4
+    pool_banks = {b for name, _, b in banks if name.startswith("pool part")}
+    assert len(pool_banks) >= 3, banks
+    if sparse:  # a part's values and indices share a bank
+        by_part = {}
+        for name, _, b in banks:
+            if name.startswith("pool part"):
+                by_part.setdefault(name.split()[2], set()).add(b)
+        assert all(len(v) == 1 for v in by_part.values())
+    assert staged and all(off == 0 for off in staged)
+    ref = dc.Lasso(alpha=alpha, dtype="float64", tol=1e-10, device=device, random_state=0).fit(X, y)
+    assert est.converged_ and abs(est.objective_ - ref.objective_) <= 1e-9 * ref.objective_
+    assert est.history_[0]["n_resident"] < X.shape[1]  # the banks hold part of the data
 
 
 def test_duhl_selects_largest_gaps_and_leaves_zero_gaps_out():
