@@ -35,6 +35,7 @@ import scipy.sparse as sp
 
 import duhl_cl as dc
 from duhl_cl.io import load_svmlight
+from duhl_cl.projection import project
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -89,13 +90,15 @@ def file_svm(name):
     return X.astype(np.float32), y, lambda **kw: dc.LinearSVC(C=1.0, loss="hinge", **kw)
 
 
-def run(make, X, y, policy, budget, target_gap, repeats, max_time, passes=1):
+def run(make, X, y, policy, budget, target_gap, repeats, max_time, passes=1, variant=None,
+        project_on=()):  # fmt: skip
     times, moved, rounds, gaps, objs = [], [], [], [], []
+    projected = {name: [] for name in project_on}
     for rep in range(repeats):
         if rep and not np.isfinite(times[0]):
             break  # did not reach the target within max_time: once is enough to say so
         est = make(policy=policy, memory_budget=budget, tol=target_gap, max_iter=100000,
-                   max_time=max_time, random_state=rep,
+                   max_time=max_time, random_state=rep, kernel_variant=variant,
                    passes_per_round=passes if policy == "duhl" else 1)  # fmt: skip
         t = time.perf_counter()
         with warnings.catch_warnings():
@@ -108,6 +111,12 @@ def run(make, X, y, policy, budget, target_gap, repeats, max_time, passes=1):
                 f"after {est.n_iter_} rounds, {time.perf_counter() - t:.1f} s, gap "
                 f"{est.dual_gap_:.3e}, objective {est.objective_:.10g}, last record {h})")  # fmt: skip
         moved.append(est.stats_["bytes_h2d"])
+        r_bytes = 4  # float32 on the device
+        for name in project_on:
+            p = project(est.history_, dc.load_profile(name), real_bytes=r_bytes,
+                        entry_bytes=r_bytes + (4 if sp.issparse(X) else 0),
+                        bytes_moved=est.stats_["bytes_h2d"] + est.stats_["bytes_d2h"])  # fmt: skip
+            projected[name].append(p.total if est.converged_ else float("inf"))
         rounds.append(est.n_iter_)
         gaps.append(est.dual_gap_)
         objs.append(est.objective_)
@@ -117,6 +126,8 @@ def run(make, X, y, policy, budget, target_gap, repeats, max_time, passes=1):
         "rounds": statistics.median(rounds),
         "gap": max(gaps),
         "objective": statistics.median(objs),
+        "variant": est.stats_["kernel_variant"],
+        "projected": {k: statistics.median(v) for k, v in projected.items()},
         "history": est.history_,
     }
 
@@ -152,8 +163,21 @@ def main():
     ap.add_argument(
         "--passes-per-round", default="1", help="duhl's passes per round: an integer or 'auto'"
     )
+    ap.add_argument(
+        "--variants",
+        default="",
+        help="comma list of kernel variants to run each policy with (default: the profile's)",
+    )
+    ap.add_argument(
+        "--project",
+        default="",
+        help="comma list of profiles to project each run's time onto (bandwidth model, "
+        "duhl_cl.projection), e.g. gpu-8gb,fpga-u280-hbm",
+    )
     ap.add_argument("--out", default="duhl_vs_baselines")
     args = ap.parse_args()
+    variants = [v for v in args.variants.split(",") if v] or [None]
+    project_on = [p for p in args.project.split(",") if p]
     q = args.quick
     problems = {}
     for p in args.problems.split(","):
@@ -201,35 +225,38 @@ def main():
               f"{ref.objective_:.10g} (gap {ref.dual_gap_:.1e}, {time.perf_counter() - t:.1f} s)")  # fmt: skip
         # A run stops when its certified gap <= target * |f*|: then objective - f* <= that.
         say(
-            f"{'budget':>7s} {'policy':>11s} {'time s':>8s} {'MiB moved':>10s} {'rounds':>7s} {'gap':>9s}"
+            f"{'budget':>7s} {'policy':>11s} {'variant':>9s} {'time s':>8s} {'MiB moved':>10s} "
+            f"{'rounds':>7s} {'gap':>9s}" + "".join(f" {'proj. ' + p:>22s}" for p in project_on)
         )
-        for b in budgets:
-            for pol in policies:
-                if (pol == "full") != (b >= 100):
-                    continue  # at 100% every policy keeps everything resident: that is "full"
-                tol = args.target * abs(f_star) / _scale(make(), X, y)
-                try:
-                    # 100% means all of it resident (the data plus the slot table and vectors).
-                    budget = None if b >= 100 else f"{b}%"
-                    ppr = args.passes_per_round
-                    ppr = ppr if ppr == "auto" else int(ppr)
-                    r = run(make, X, y, pol, budget, tol, args.repeats, args.max_time, ppr)
-                except dc.MemoryBudgetError as exc:
-                    say(f"{b:6d}% {pol:>11s}  refused: {exc}")
-                    continue
-                r.update(
-                    problem=pname,
-                    budget_percent=b,
-                    policy=pol,
-                    data_bytes=data_bytes,
-                    f_star=f_star,
-                )
-                results.append(r)
-                say(
-                    f"{b:6d}% {pol:>11s} {r['time']:8.2f} {r['bytes_h2d'] / 2**20:10.1f} {r['rounds']:7.0f} {r['gap']:9.2e}",
-                    flush=True,
-                )
-                save(results, args.out)
+        for b, pol, var in [(b, p, v) for b in budgets for p in policies for v in variants]:
+            if (pol == "full") != (b >= 100):
+                continue  # at 100% every policy keeps everything resident: that is "full"
+            tol = args.target * abs(f_star) / _scale(make(), X, y)
+            try:
+                # 100% means all of it resident (the data plus the slot table and vectors).
+                budget = None if b >= 100 else f"{b}%"
+                ppr = args.passes_per_round
+                ppr = ppr if ppr == "auto" else int(ppr)
+                r = run(make, X, y, pol, budget, tol, args.repeats, args.max_time, ppr,
+                        variant=var, project_on=project_on)  # fmt: skip
+            except dc.MemoryBudgetError as exc:
+                say(f"{b:6d}% {pol:>11s}  refused: {exc}")
+                continue
+            r.update(
+                problem=pname,
+                budget_percent=b,
+                policy=pol,
+                data_bytes=data_bytes,
+                f_star=f_star,
+            )
+            results.append(r)
+            say(
+                f"{b:6d}% {pol:>11s} {r['variant']:>9s} {r['time']:8.2f} "
+                f"{r['bytes_h2d'] / 2**20:10.1f} {r['rounds']:7.0f} {r['gap']:9.2e}"
+                + "".join(f" {r['projected'][p]:20.3f} s" for p in project_on),
+                flush=True,
+            )
+            save(results, args.out)
     summary(results)
     save(results, args.out)
     plots(results, args.out)
@@ -268,7 +295,8 @@ def summary(results):
     say("\nratios at each budget (sequential / duhl, full / duhl):")
     by = {}
     for r in results:
-        by.setdefault((r["problem"], r["budget_percent"]), {})[r["policy"]] = r
+        # with several variants, the ratios compare the first one run (the profile's)
+        by.setdefault((r["problem"], r["budget_percent"]), {}).setdefault(r["policy"], r)
     for (p, b), d in by.items():
         if "duhl" in d and "sequential" in d:
             s, u = d["sequential"], d["duhl"]

@@ -149,9 +149,16 @@ def cmd_train(args):
         print(f"warning: {w.message}", file=sys.stderr)
     dt = time.perf_counter() - t0
     print(
-        f"device      {est.device_}, policy {est.policy}, time {dt:.2f} s, converged {est.converged_}"
+        f"device      {est.device_}, policy {est.policy}, kernel variant "
+        f"{est.stats_['kernel_variant']}, time {dt:.2f} s, converged {est.converged_}"
     )
     _summary(est)
+    if est.stats_["emulated"]:
+        from .projection import Projection
+
+        proj = Projection(**est.stats_["projected"])
+        print(f"measured    {dt:.2f} s on PoCL (emulating {proj.profile})")
+        print(f"projected   {proj.describe()}")
     print(f"objective   {est.objective_:.12g}")
     print(f"certified duality gap {est.dual_gap_:.3e}  (objective - optimum <= gap)")
     if args.model in ("lasso", "elasticnet", "ridge"):

@@ -26,6 +26,7 @@ solves (Ridge: the objective above divided by 2m; L1-logistic: divided by C m).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import numpy as np
@@ -35,6 +36,7 @@ from . import models
 from .data import CoordinateStore, check_X, check_y_binary, check_y_regression
 from .discovery import open_device
 from .profiles import KERNEL_VARIANTS, DeviceProfile, parse_budget
+from .projection import project
 from .scheduler import POLICIES
 from .solver import host_threads, solve
 
@@ -210,6 +212,16 @@ class _Base:
             "kernel_variant": result.kernel_variant,
             "budget": result.budget,
             "policy": self.policy,
+            # The same rounds on the profile's bandwidths: a model, labelled as one.
+            "projected": dataclasses.asdict(
+                project(
+                    result.history,
+                    device.profile,
+                    entry_bytes=dtype.itemsize + (4 if store.sparse else 0),
+                    real_bytes=dtype.itemsize,
+                    bytes_moved=result.bytes_h2d + result.bytes_d2h,
+                )
+            ),
         }
         self.n_features_in_ = X.shape[1]
         return self
@@ -334,8 +346,12 @@ _COMMON_DOC = """
         Rounds run.
     history_ : list of dict
         One record per round: round, time, gap (certified, or None), gap_estimate, objective,
-        n_resident, n_swapped_in, bytes_h2d, bytes_d2h, n_gap_refreshes, device_time,
-        host_time, ledger_peak.
+        n_resident, nnz_resident, n_swapped_in, bytes_h2d, bytes_d2h, n_gap_refreshes, passes,
+        device_time, host_time, cert_time, ledger_peak.
+    stats_ : dict
+        bytes_h2d, bytes_d2h, ledger_peak, bank_peak (per memory bank), time, dtype,
+        emulated, kernel_variant, budget, policy, and projected: the time the same rounds
+        would take on the profile's device by its bandwidths (duhl_cl.projection; a model).
 """
 
 

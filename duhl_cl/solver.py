@@ -166,6 +166,8 @@ def solve(
     stop_reason = "max_iter"
     n_iter = 0
     z = np.full(n, np.inf)  # gap memory: never evaluated ranks first
+    start_cert_time = 0.0  # the start's certificate, counted in the first round's record
+    lens1 = np.maximum(store.lens, 1).astype(np.int64)  # device entries of each coordinate
     u_mem = np.full(n, np.nan)
     last_cert, cert_wait = 0, 1
     auto_passes = passes_per_round == "auto"
@@ -187,7 +189,9 @@ def solve(
             # One host pass evaluates every gap at the start, so that the first working set
             # is already gap-ranked instead of an arbitrary fill of never-evaluated ones; it
             # is a certificate (exact u of every coordinate), which the gap memory takes.
+            t_cert = time.perf_counter()
             start = certificate(model, store, alpha, b0)
+            start_cert_time = time.perf_counter() - t_cert
             b0, v = start.intercept, start.shared
             _remember(model, start, z, u_mem)
         else:
@@ -200,7 +204,9 @@ def solve(
             h2d0, d2h0 = ws.ledger.bytes_h2d, ws.ledger.bytes_d2h
             t_round = time.perf_counter()
             sw = ws.make_resident(pol.select(z, n_iter), alpha)
-            n_resident = int(np.count_nonzero(ws.slot_coord >= 0))
+            resident = ws.slot_coord[ws.slot_coord >= 0]
+            n_resident = len(resident)
+            nnz_resident = int(lens1[resident].sum())
             t_pass = time.perf_counter()
             for _ in range(passes):
                 ws.run_pass(rng)
@@ -237,6 +243,7 @@ def solve(
                 "gap_estimate": float(estimate),
                 "objective": float(model.objective(alpha, v)) if model.primal else None,
                 "n_resident": n_resident,
+                "nnz_resident": nnz_resident,
                 "n_swapped_in": sw.n_swapped_in,
                 "bytes_swapped_in": sw.bytes_swapped_in,
                 "bytes_h2d": 0,
@@ -245,13 +252,16 @@ def solve(
                 "passes": round_passes,
                 "device_time": device_time,
                 "host_time": host_time,
+                "cert_time": start_cert_time if n_iter == 1 else 0.0,
                 "ledger_peak": ws.ledger.peak,
             }
             since = n_iter - last_cert
             if (estimate <= target and since >= cert_wait) or since >= certify_every:
                 # The certificate is an exact host pass over all the data; when the estimate
                 # (partly stale) was too hopeful, wait twice as long before the next one.
+                t_cert = time.perf_counter()
                 cert = certificate(model, store, alpha, b0)
+                record["cert_time"] += time.perf_counter() - t_cert
                 last_cert = n_iter
                 cert_wait = 1 if cert.gap <= target else min(2 * cert_wait, certify_every)
                 b0 = cert.intercept
@@ -286,16 +296,21 @@ def solve(
             if stop_reason != "converged":
                 if n_iter and ws.resident.size:
                     ws.read_alpha(alpha)
+                t_cert = time.perf_counter()
                 cert = certificate(model, store, alpha, b0)
+                cert_time = time.perf_counter() - t_cert
                 # The stop's certificate completes the last round's record.
                 if history and history[-1]["round"] == n_iter:
                     last = history[-1]
                 else:
-                    last = {"round": n_iter, "gap_estimate": None, "n_resident": 0, "n_swapped_in": 0,
-                            "bytes_swapped_in": 0, "bytes_h2d": 0, "bytes_d2h": 0, "n_gap_refreshes": 0, "passes": 0,
-                            "device_time": 0.0, "host_time": 0.0, "ledger_peak": ws.ledger.peak}  # fmt: skip
+                    last = {"round": n_iter, "gap_estimate": None, "n_resident": 0, "nnz_resident": 0,
+                            "n_swapped_in": 0, "bytes_swapped_in": 0, "bytes_h2d": 0, "bytes_d2h": 0,
+                            "n_gap_refreshes": 0, "passes": 0, "device_time": 0.0, "host_time": 0.0,
+                            "cert_time": start_cert_time if n_iter == 0 else 0.0,
+                            "ledger_peak": ws.ledger.peak}  # fmt: skip
                     history.append(last)
                 last.update(
+                    cert_time=last.get("cert_time", 0.0) + cert_time,
                     gap=cert.gap,
                     objective=cert.objective,
                     time=time.perf_counter() - t0,

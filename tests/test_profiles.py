@@ -7,7 +7,21 @@ import duhl_cl as dc
 from duhl_cl.discovery import enumerate_devices, matches, open_device
 from duhl_cl.profiles import ProfileError, format_size, load_profile, parse_size
 
-SHIPPED = ["pocl-cpu", "gpu-8gb", "fpga-u280-hbm"]
+SHIPPED = [
+    "pocl-cpu",
+    "gpu-8gb",
+    "gpu-16gb",
+    "gpu-80gb",
+    "fpga-u280-hbm",
+    "fpga-u250-ddr",
+    "fpga-onchip",
+    "fpga-intel-d5005",
+    "oclgrind",
+]
+
+
+def test_every_shipped_profile_is_listed():
+    assert sorted(SHIPPED) == dc.list_profiles()
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -15,6 +29,19 @@ def test_shipped_profiles_load(name):
     p = load_profile(name)
     assert p.name == name and p.budget > 0 and p.max_alloc <= p.budget
     assert p.kernel_variant in ("serial", "tpa", "bucketed")
+    assert p.banks * p.bank_size >= p.budget and p.source
+    if name.startswith("fpga"):  # FPGA profiles: float32, serial pipelines, prebuilt
+        assert (p.precision, p.kernel_variant, p.build) == ("float32", "serial", "prebuilt")
+
+
+@pytest.mark.parametrize("name", ["fpga-u250-ddr", "fpga-onchip", "fpga-intel-d5005"])
+def test_fpga_profiles_emulate_with_their_banks(name, regression_data):
+    X, y = regression_data
+    est = dc.Lasso(alpha=0.05, device=name, emulate=True, memory_budget="30%").fit(X, y)
+    p = load_profile(name)
+    assert est.stats_["emulated"] and len(est.stats_["bank_peak"]) == p.banks
+    assert est.stats_["kernel_variant"] == "serial" and est.stats_["dtype"] == "float32"
+    assert est.converged_ and est.device_.startswith(f"{name} (emulated on PoCL)")
 
 
 def test_u280_banks():
