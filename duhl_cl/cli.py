@@ -243,9 +243,10 @@ def cmd_devices(args):
         )
     print("\nprofiles shipped:")
     for p in profiles:
+        banks = f"{p.banks} x {format_size(p.bank_size)}" if p.banks > 1 else "1 bank"
         print(
-            f"  {p.name:16s} budget {format_size(p.budget):>10s}  variant {p.kernel_variant:8s} "
-            f"{p.precision}  {p.description}"
+            f"  {p.name:16s} budget {format_size(p.budget):>10s}  {banks:16s} variant "
+            f"{p.kernel_variant:8s} {p.precision}  {p.build:8s}  {p.description}"
         )
     return 0
 
