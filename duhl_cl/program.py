@@ -26,13 +26,22 @@ class KernelBuildError(RuntimeError):
 
 
 def kernel_source(name: str) -> str:
-    """The text of ``kernels_cl/<name>`` with its local ``#include "x.h"`` lines inlined."""
+    """The text of ``kernels_cl/<name>`` with its local ``#include "x.h"`` lines inlined
+    (recursively, each header once: they have include guards, this keeps the text short)."""
     root = kernels_dir()
+    seen: set = set()
 
-    def inline(match):
-        return (root / match.group(1)).read_text()
+    def expand(text):
+        def inline(match):
+            header = match.group(1)
+            if header in seen:
+                return ""
+            seen.add(header)
+            return expand((root / header).read_text())
 
-    return _INCLUDE.sub(inline, (root / name).read_text())
+        return _INCLUDE.sub(inline, text)
+
+    return expand((root / name).read_text())
 
 
 def defines_to_options(defines: dict) -> list[str]:

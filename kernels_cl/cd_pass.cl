@@ -19,7 +19,7 @@
  *         b_new = soft(q[s] * b[s] - u, l1) / (q[s] + l2);  v += (b_new - b[s]) * X[:, s]
  * (duhl_cl/models.py, reference_pass, is the exact reference used in the tests.)
  */
-#include "model.h"
+#include "slot.h"
 
 __kernel void cd_pass(__global const real *val, __global const int *idx,
                       __global const ulong *offs, __global const int *lens,
@@ -34,24 +34,8 @@ __kernel void cd_pass(__global const real *val, __global const int *idx,
     for (int k = order_start; k < order_start + n_order; ++k) {
         const int s = order[k];
         const ulong o = offs[s];
-#if SPARSE
-        const int n = lens[s];
-#else
-        const int n = dim;
-#endif
-        real u = 0;
-        for (int t = 0; t < n; ++t) {
-#if SPARSE
-            const int j = idx[o + t];
-#else
-            const int j = t;
-#endif
-#if PRIMAL
-            u += val[o + t] * datafit_grad(v[j], ylab[j], inv_m);
-#else
-            u += val[o + t] * v[j];
-#endif
-        }
+        const int n = slot_len(lens, s, dim);
+        const real u = slot_dot(val, idx, o, n, 0, 1, v, ylab, inv_m, 1);
         const real a_old = alpha[s];
 #if PRIMAL
         const real a_new = primal_step(a_old, u, sqnorm[s], l1, l2, inv_m);
@@ -64,14 +48,7 @@ __kernel void cd_pass(__global const real *val, __global const int *idx,
         if (a_new == a_old)
             continue;
         alpha[s] = a_new;
-        for (int t = 0; t < n; ++t) {
-#if SPARSE
-            const int j = idx[o + t];
-#else
-            const int j = t;
-#endif
-            v[j] += d * val[o + t];
-        }
+        slot_axpy(val, idx, o, n, d, v);
 #if !PRIMAL
         v[dim] += d * bias;
 #endif

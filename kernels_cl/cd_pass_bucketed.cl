@@ -19,7 +19,7 @@
  *                         vb += sigma * (b_new - b[s]) * X[:, s]
  *     v += sum(vb - v for each b) / sigma
  */
-#include "model.h"
+#include "slot.h"
 
 __kernel void cd_pass_bucketed(__global const real *val, __global const int *idx,
                                __global const ulong *offs, __global const int *lens,
@@ -42,24 +42,8 @@ __kernel void cd_pass_bucketed(__global const real *val, __global const int *idx
     for (int k = lo; k < hi; ++k) {
         const int s = order[k];
         const ulong o = offs[s];
-#if SPARSE
-        const int n = lens[s];
-#else
-        const int n = dim;
-#endif
-        real u = 0;
-        for (int t = 0; t < n; ++t) {
-#if SPARSE
-            const int j = idx[o + t];
-#else
-            const int j = t;
-#endif
-#if PRIMAL
-            u += val[o + t] * datafit_grad(vb[j], ylab[j], inv_m);
-#else
-            u += val[o + t] * vb[j];
-#endif
-        }
+        const int n = slot_len(lens, s, dim);
+        const real u = slot_dot(val, idx, o, n, 0, 1, vb, ylab, inv_m, 1);
         const real a_old = alpha[s];
 #if PRIMAL
         const real a_new = primal_step(a_old, u, sigma * sqnorm[s], l1, l2, inv_m);
@@ -72,14 +56,7 @@ __kernel void cd_pass_bucketed(__global const real *val, __global const int *idx
         if (a_new == a_old)
             continue;
         alpha[s] = a_new;
-        for (int t = 0; t < n; ++t) {
-#if SPARSE
-            const int j = idx[o + t];
-#else
-            const int j = t;
-#endif
-            vb[j] += d * val[o + t];
-        }
+        slot_axpy(val, idx, o, n, d, vb);
 #if !PRIMAL
         vb[dim] += d * bias;
 #endif

@@ -15,7 +15,7 @@
  * NumPy equivalent (one coordinate; run over the list in any interleaving):
  *     u = X[:, s] @ grad(v); b_new = step(b[s], u); v += (b_new - b[s]) * X[:, s]
  */
-#include "model.h"
+#include "slot.h"
 
 #ifndef WG
 #define WG 64
@@ -68,24 +68,8 @@ __kernel void cd_pass_tpa(__global const real *val, __global const int *idx,
         return;
     const int s = order[order_start + g];
     const ulong o = offs[s];
-#if SPARSE
-    const int n = lens[s];
-#else
-    const int n = dim;
-#endif
-    real u = 0;
-    for (int t = lid; t < n; t += WG) {
-#if SPARSE
-        const int j = idx[o + t];
-#else
-        const int j = t;
-#endif
-#if PRIMAL
-        u += val[o + t] * datafit_grad(v[j], ylab[j], inv_m);
-#else
-        u += val[o + t] * v[j];
-#endif
-    }
+    const int n = slot_len(lens, s, dim);
+    const real u = slot_dot(val, idx, o, n, lid, WG, v, ylab, inv_m, 1);
     part[lid] = u;
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int h = WG / 2; h > 0; h >>= 1) {
@@ -111,12 +95,6 @@ __kernel void cd_pass_tpa(__global const real *val, __global const int *idx,
     const real d = step;
     if (d == (real)0)
         return;
-    for (int t = lid; t < n; t += WG) {
-#if SPARSE
-        const int j = idx[o + t];
-#else
-        const int j = t;
-#endif
-        atomic_add_real(&v[j], d * val[o + t]);
-    }
+    for (int t = lid; t < n; t += WG)
+        atomic_add_real(&v[slot_row(idx, o, t)], d * val[o + t]);
 }

@@ -8,7 +8,7 @@
  * NumPy equivalent (primal, dense): u = X[:, slots].T @ w;
  *     gap = b*u + l1*|b| + l2/2*b**2 + g*(-u)        (duhl_cl/models.py, Model.gaps)
  */
-#include "model.h"
+#include "slot.h"
 
 __kernel void datafit_gradient(__global const real *v, __global const real *y,
                                __global real *w, const int dim, const real inv_m)
@@ -31,19 +31,8 @@ __kernel void coord_gap(__global const real *val, __global const int *idx,
         return;
     const int s = list[k];
     const ulong o = offs[s];
-#if SPARSE
-    const int n = lens[s];
-#else
-    const int n = dim;
-#endif
-    real u = 0;
-    for (int t = 0; t < n; ++t) {
-#if SPARSE
-        u += val[o + t] * w[idx[o + t]];
-#else
-        u += val[o + t] * w[t];
-#endif
-    }
+    /* w is already the gradient here (datafit_gradient ran first): a plain dot product. */
+    const real u = slot_dot(val, idx, o, slot_len(lens, s, dim), 0, 1, w, ylab, (real)0, 0);
 #if PRIMAL
     u_out[k] = u;
     gap_out[k] = primal_gap(alpha[s], u, l1, l2, bound);
