@@ -1,0 +1,430 @@
+"""duhl-cl against the CPU solvers people use: time to the same objective, benchopt-style.
+
+Peers (each with 2 threads where it can use them): scikit-learn (Lasso, ElasticNet with
+l1_ratio=1, LinearSVC hinge dual, LogisticRegression liblinear dual), celer (Lasso), Snap ML
+(LinearRegression l1 primal, SupportVectorMachine, LogisticRegression); duhl-cl with all data
+resident and at a 10% budget. `pip install '.[bench]'` installs the peers; an absent peer is
+reported as such and left out.
+
+Problems (no intercept anywhere, so that every solver solves the same problem):
+  lasso     dense 8000 x 40000 float32 with a sparse truth, alpha = 0.05 alpha_max
+  svm       dense hinge SVM 200000 x 1000 float32, rows of unit expected norm, C = 1
+  a9a, w8a  hinge SVM and L2 logistic regression, C = 1 (from ../shared/data when present)
+  cal_housing, casp   Lasso on standardised features and centred target, alpha = 0.01 alpha_max
+The objective of every run is computed here by one function per problem, in float64, from the
+coefficients the solver returns. Metric: each solver runs with a tightening tolerance (its own
+parameter, from loose to tight) until its objective is within --target (default 1e-5)
+relative of the best objective any solver reached; the wall time of the first such run
+counts (a run that never gets there is reported as not reached). The best objective is
+that of a float64 duhl-cl fit whose certified gap is 1/100 of the target. Median of --repeats;
+every solver in this one process. Writes JSON, the table, and a PNG of the times.
+
+It also prints the device's pass bandwidth on a resident dense working set (bytes of the
+resident data read by one pass of the "serial" kernel, divided by its time) next to a plain
+copy kernel's bandwidth (bytes read plus written) on the same device in the same run.
+
+    python benchmarks/peers.py --quick                  # small sizes, a smoke run
+    python benchmarks/peers.py --problems lasso,a9a --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import platform
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+import duhl_cl as dc
+from duhl_cl.io import load_svmlight
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+THREADS = 2
+
+
+# ----------------------------------------------------------------------------- objectives
+def lasso_objective(X, y, w, alpha):
+    r = y - X @ w
+    return 0.5 * float(r @ r) / len(y) + alpha * float(np.abs(w).sum())
+
+
+def svm_objective(X, y, w, C):
+    return 0.5 * float(w @ w) + C * float(np.maximum(0.0, 1.0 - y * (X @ w)).sum())
+
+
+def logistic_objective(X, y, w, C):
+    return 0.5 * float(w @ w) + C * float(np.logaddexp(0.0, -y * (X @ w)).sum())
+
+
+# ----------------------------------------------------------------------------- problems
+def make_lasso(n, d, seed=0):
+    rng = np.random.default_rng(seed)
+    X = np.asfortranarray(rng.standard_normal((n, d), dtype=np.float32))
+    truth = np.zeros(d)
+    k = max(10, d // 400)
+    truth[rng.choice(d, k, replace=False)] = rng.choice([-1.0, 1.0], k) * rng.uniform(0.5, 2.0, k)
+    y = X @ truth + 0.5 * rng.standard_normal(n)
+    y -= y.mean()
+    return X, y, 0.05 * _alpha_max(X, y)
+
+
+def make_svm(n, d, seed=1):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d), dtype=np.float32) * np.float32(1 / np.sqrt(d))
+    y = np.where(X @ rng.standard_normal(d) > 0, 1.0, -1.0)
+    y[rng.random(n) < 0.05] *= -1
+    return X, y
+
+
+def load_regression(name):
+    path = DATA / name
+    with gzip.open(path, "rt") as f:
+        A = np.loadtxt(f, delimiter=",", skiprows=1)
+    y, X = (A[:, 0], A[:, 1:]) if name.startswith("casp") else (A[:, -1], A[:, :-1])
+    X = (X - X.mean(0)) / np.where(X.std(0) > 0, X.std(0), 1)
+    y = y - y.mean()
+    y = y / y.std()
+    X = np.asfortranarray(X.astype(np.float32))
+    return X, y, 0.01 * _alpha_max(X, y)
+
+
+def _alpha_max(X, y):
+    return float(np.max(np.abs(X.T @ y.astype(X.dtype)))) / X.shape[0]
+
+
+# ----------------------------------------------------------------------------- solvers
+# Each solver: name -> fit(X, y, reg, tol) -> coefficients (float64). A tolerance ladder per
+# solver, loose to tight, in that solver's own units.
+LADDER = [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10]
+
+
+def duhl_solvers(kind, budget_label):
+    budget = None if budget_label == "all resident" else budget_label
+    common = dict(fit_intercept=False, max_iter=100000, random_state=0, memory_budget=budget)
+
+    def fit(X, y, reg, tol):
+        if kind == "lasso":
+            est = dc.Lasso(alpha=reg, tol=tol, **common)
+        elif kind == "svm":
+            est = dc.LinearSVC(C=reg, loss="hinge", tol=tol, **common)
+        else:
+            est = dc.LogisticRegression(C=reg, tol=tol, **common)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dc.ConvergenceWarning)
+            est.fit(X, y)
+        return est.coef_
+
+    return {f"duhl-cl ({budget_label})": fit}
+
+
+def peer_solvers(kind):
+    out, missing = {}, []
+    try:
+        import sklearn.linear_model as lm
+        import sklearn.svm as sksvm
+
+        if kind == "lasso":
+            out["scikit-learn Lasso"] = lambda X, y, a, tol: (
+                lm.Lasso(alpha=a, fit_intercept=False, tol=tol, max_iter=100000).fit(X, y).coef_
+            )
+            out["scikit-learn ElasticNet"] = lambda X, y, a, tol: (
+                lm.ElasticNet(alpha=a, l1_ratio=1.0, fit_intercept=False, tol=tol, max_iter=100000)
+                .fit(X, y)
+                .coef_
+            )
+        elif kind == "svm":
+            out["scikit-learn LinearSVC"] = lambda X, y, C, tol: (
+                sksvm.LinearSVC(
+                    C=C, loss="hinge", dual=True, fit_intercept=False, tol=tol, max_iter=10**6
+                )
+                .fit(X, y)
+                .coef_.ravel()
+            )
+        else:
+            out["scikit-learn LogisticRegression"] = lambda X, y, C, tol: (
+                lm.LogisticRegression(
+                    C=C, solver="liblinear", dual=True, fit_intercept=False, tol=tol, max_iter=10**6
+                )
+                .fit(X, y)
+                .coef_.ravel()
+            )
+    except ImportError:
+        missing.append("scikit-learn")
+    if kind == "lasso":
+        try:
+            import celer
+
+            out["celer Lasso"] = lambda X, y, a, tol: (
+                celer.Lasso(alpha=a, fit_intercept=False, tol=tol, max_iter=100).fit(X, y).coef_
+            )
+        except ImportError:
+            missing.append("celer")
+    try:
+        import snapml
+
+        n_jobs = dict(n_jobs=THREADS)
+        if kind == "lasso":
+            # Snap ML's objective is 1/2 ||y - Xw||^2 + regularizer ||w||_1: alpha times n.
+            out["Snap ML LinearRegression"] = lambda X, y, a, tol: snapml.LinearRegression(
+                penalty="l1", dual=False, regularizer=a * X.shape[0], fit_intercept=False,
+                tol=tol, max_iter=100000, **n_jobs
+            ).fit(X, y).coef_.ravel()  # fmt: skip
+        elif kind == "svm":
+            # regularizer/2 ||w||^2 + sum hinge: our objective divided by C.
+            out["Snap ML SupportVectorMachine"] = lambda X, y, C, tol: (
+                snapml.SupportVectorMachine(
+                    regularizer=1.0 / C, fit_intercept=False, tol=tol, max_iter=100000, **n_jobs
+                )
+                .fit(X, y)
+                .coef_.ravel()
+            )
+        else:
+            out["Snap ML LogisticRegression"] = lambda X, y, C, tol: snapml.LogisticRegression(
+                regularizer=1.0 / C, penalty="l2", fit_intercept=False, tol=tol,
+                max_iter=100000, **n_jobs
+            ).fit(X, y).coef_.ravel()  # fmt: skip
+    except ImportError:
+        missing.append("Snap ML")
+    return out, missing
+
+
+# ----------------------------------------------------------------------------- the metric
+def reference_objective(kind, X, y, reg, target, objective):
+    """(objective, certified gap) of a float64 duhl-cl fit to a gap of target / 100."""
+    make = {
+        "lasso": lambda **k: dc.Lasso(alpha=reg, **k),
+        "svm": lambda **k: dc.LinearSVC(C=reg, loss="hinge", **k),
+        "logistic": lambda **k: dc.LogisticRegression(C=reg, **k),
+    }[kind]
+    # A first fit gives the objective's size, a second one the certified reference.
+    tol = 1e-4
+    for _ in range(2):
+        est = make(fit_intercept=False, dtype="float64", tol=tol, max_iter=10**6, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dc.ConvergenceWarning)
+            est.fit(X, y)
+        f = objective(X, y, est.coef_)
+        tol = target / 100 * abs(f) / _tol_scale(est, X, y)
+    return f, est.dual_gap_
+
+
+def _tol_scale(est, X, y):
+    """The estimator's tol scale (duhl_cl.estimators): gap target = tol x scale."""
+    n = X.shape[0]
+    if isinstance(est, dc.LinearSVC):
+        return est.C * n
+    if isinstance(est, dc.LogisticRegression):
+        return est.C * n * np.log(2)
+    return float(y @ y) / n  # no intercept: the scale of ||y||^2 / n
+
+
+def first_to_target(fit, X, y, reg, objective, f_best, target, max_time):
+    """Walk the ladder loose to tight; (seconds of the first run within target, objective)."""
+    spent = 0.0
+    for tol in LADDER:
+        t = time.perf_counter()
+        w = np.asarray(fit(X, y, reg, tol), dtype=np.float64)
+        dt = time.perf_counter() - t
+        spent += dt
+        f = objective(X, y, w)
+        if f - f_best <= target * abs(f_best):
+            return dt, f, tol
+        if spent > max_time:
+            break
+    return float("inf"), f, None
+
+
+def device_bandwidths(n=4000, d=8000):
+    """(pass GB/s, copy GB/s) on the default device: a resident dense Lasso working set of
+    n x d float32 (one pass of the "serial" kernel reads every resident entry), and a plain
+    copy kernel over the same bytes (read plus write)."""
+    import pyopencl as cl
+
+    from duhl_cl import models
+    from duhl_cl.data import CoordinateStore
+    from duhl_cl.working_set import DeviceWorkingSet
+
+    dev = dc.open_device()
+    rng = np.random.default_rng(0)
+    X = np.asfortranarray(rng.standard_normal((n, d), dtype=np.float32))
+    y = rng.standard_normal(n)
+    model = models.SquaredL1L2(0.01, 0.0)
+    model.setup(X, y, False)
+    store = CoordinateStore(X, primal=True, dtype=np.float32)
+    ws = DeviceWorkingSet(dev, model, store, variant="serial")
+    try:
+        ws.make_resident(np.arange(d), np.zeros(d))
+        ws.set_shared(model.shared_from(np.zeros(n), 0.0))
+        rng2 = np.random.default_rng(1)
+        ws.run_pass(rng2)
+        ws.finish()
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            ws.run_pass(rng2)
+            ws.finish()
+            times.append(time.perf_counter() - t)
+        pass_gbs = X.nbytes / statistics.median(times) / 1e9
+    finally:
+        ws.release()
+    src = "__kernel void copy(__global const float4 *a, __global float4 *b) " \
+          "{ const size_t i = get_global_id(0); b[i] = a[i]; }"  # fmt: skip
+    prg = cl.Program(dev.context, src).build()
+    mf = cl.mem_flags
+    a = cl.Buffer(dev.context, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=X.ravel(order="F"))
+    b = cl.Buffer(dev.context, mf.READ_WRITE, X.nbytes)
+    k = cl.Kernel(prg, "copy")
+    k(dev.queue, (X.size // 4,), None, a, b)
+    dev.queue.finish()
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        k(dev.queue, (X.size // 4,), None, a, b)
+        dev.queue.finish()
+        times.append(time.perf_counter() - t)
+    a.release()
+    b.release()
+    copy_gbs = 2 * X.nbytes / statistics.median(times) / 1e9
+    return pass_gbs, copy_gbs, dev.label()
+
+
+# ----------------------------------------------------------------------------- main
+_LINES: list = []
+
+
+def say(text=""):
+    _LINES.append(text)
+    print(text, flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--problems", default="lasso,svm,a9a,w8a,cal_housing,casp")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--target", type=float, default=1e-5, help="relative suboptimality")
+    ap.add_argument("--max-time", type=float, default=300.0, help="per solver and ladder, s")
+    ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    ap.add_argument("--out", default="peers")
+    args = ap.parse_args()
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(THREADS)
+    except ImportError:
+        pass
+    q = args.quick
+    problems = {}
+    for p in args.problems.split(","):
+        if p == "lasso":
+            problems["lasso dense"] = (
+                "lasso",
+                *make_lasso(*((1000, 4000) if q else (8000, 40000))),
+            )
+        elif p == "svm":
+            X, y = make_svm(*((20000, 200) if q else (200000, 1000)))
+            problems["svm dense"] = ("svm", X, y, 1.0)
+        elif p in ("a9a", "w8a"):
+            if (DATA / f"{p}.svm.gz").exists():
+                X, y = load_svmlight(DATA / f"{p}.svm.gz")
+                X = X.astype(np.float32)
+                problems[f"svm {p}"] = ("svm", X, y, 1.0)
+                problems[f"logistic {p}"] = ("logistic", X, y, 1.0)
+            else:
+                say(f"({p}: {DATA / f'{p}.svm.gz'} not present, left out)")
+        elif p in ("cal_housing", "casp"):
+            f = f"{p}.csv.gz"
+            if (DATA / f).exists():
+                problems[f"lasso {p}"] = ("lasso", *load_regression(f))
+            else:
+                say(f"({p}: {DATA / f} not present, left out)")
+        else:
+            ap.error(f"unknown problem {p!r}")
+    pass_gbs, copy_gbs, label = device_bandwidths(*((1000, 2000) if q else (4000, 8000)))
+    say(f"machine: {platform.machine()} {platform.processor()}, {THREADS} threads for every "
+        f"solver; duhl-cl on {label}, float32; target relative suboptimality {args.target:g}; "
+        f"median of {args.repeats}")  # fmt: skip
+    say(f"device bandwidth: pass over a resident dense working set {pass_gbs:.2f} GB/s, copy "
+        f"kernel {copy_gbs:.2f} GB/s ({100 * pass_gbs / copy_gbs:.0f}%)")  # fmt: skip
+    results = {"bandwidth": {"pass_GBps": pass_gbs, "copy_GBps": copy_gbs}, "problems": {}}
+    for pname, (kind, X, y, reg) in problems.items():
+        objective = {
+            "lasso": lambda X, y, w, r=reg: lasso_objective(X, y, w, r),
+            "svm": lambda X, y, w, r=reg: svm_objective(X, y, w, r),
+            "logistic": lambda X, y, w, r=reg: logistic_objective(X, y, w, r),
+        }[kind]
+        solvers, missing = peer_solvers(kind)
+        for b in ("all resident", "10%"):
+            solvers.update(duhl_solvers(kind, b))
+        shape = f"{X.shape[0]} x {X.shape[1]}{' sparse' if sp.issparse(X) else ''}"
+        say(f"\n{pname}: {shape}, {'alpha' if kind == 'lasso' else 'C'} = {reg:.4g}"
+            + (f"; not installed: {', '.join(missing)}" if missing else ""))  # fmt: skip
+        # The best known objective: a float64 duhl-cl fit with a certified gap far below the
+        # target (objective - optimum <= gap); a solver that goes lower still sets it.
+        f_best, gap = reference_objective(kind, X, y, reg, args.target, objective)
+        say(f"  reference objective {f_best:.10g}, certified gap {gap:.1e} (duhl-cl, float64)")
+        say(f"  {'solver':34s} {'time s':>9s} {'tol':>8s} {'rel. subopt.':>13s}")
+        rows = {}
+        for name, fit in solvers.items():
+            times, subs, tols = [], [], []
+            for _ in range(args.repeats):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    t, f, tol = first_to_target(
+                        fit, X, y, reg, objective, f_best, args.target, args.max_time
+                    )
+                times.append(t)
+                subs.append((f - f_best) / abs(f_best))
+                tols.append(tol)
+                if not np.isfinite(t):
+                    break
+            med = statistics.median(times)
+            rows[name] = {"time": med, "tol": tols[-1], "rel_subopt": max(subs)}
+            shown = f"{med:9.3f}" if np.isfinite(med) else "  not reached"
+            say(f"  {name:34s} {shown:>9s} {tols[-1] if tols[-1] else '-':>8} {max(subs):13.2e}")
+        peers = [r["time"] for n, r in rows.items() if not n.startswith("duhl")]
+        best_peer = min(peers) if peers else float("nan")
+        for n, r in rows.items():
+            if n.startswith("duhl") and np.isfinite(r["time"]):
+                say(f"  {n}: {r['time'] / best_peer:.2f}x the best peer's time")
+        results["problems"][pname] = {"f_best": f_best, "solvers": rows}
+        Path(args.out + ".json").write_text(json.dumps(results, indent=1))
+        Path(args.out + ".txt").write_text("\n".join(_LINES) + "\n")
+    plot(results, args.out)
+
+
+def plot(results, out):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(no plot: matplotlib is not installed)")
+        return
+    probs = results["problems"]
+    fig, axes = plt.subplots(len(probs), 1, figsize=(8, 1.2 + 1.6 * len(probs)), squeeze=False)
+    for ax, (pname, res) in zip(axes[:, 0], probs.items(), strict=True):
+        names = list(res["solvers"])
+        t = [res["solvers"][n]["time"] for n in names]
+        finite = [x if np.isfinite(x) else np.nan for x in t]
+        colors = ["C0" if n.startswith("duhl") else "C7" for n in names]
+        ax.barh(names, finite, color=colors)
+        ax.set_xscale("log")
+        ax.set_title(pname, fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes[-1, 0].set_xlabel("seconds to the target objective (log)")
+    fig.tight_layout()
+    fig.savefig(out + ".png", dpi=100)
+    print(f"plot written to {out}.png")
+
+
+if __name__ == "__main__":
+    main()
