@@ -374,6 +374,14 @@ def main():
         rows = {}
         for name, fit in solvers.items():
             times, subs, tols = [], [], []
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fit(X, y, reg, LADDER[0])  # a budget too small is refused at once
+            except dc.MemoryBudgetError as exc:
+                rows[name] = {"time": None, "refused": str(exc)}
+                say(f"  {name:34s}   refused: {str(exc).split(';')[0]}")
+                continue
             for _ in range(args.repeats):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -392,7 +400,7 @@ def main():
         peers = [r["time"] for n, r in rows.items() if not n.startswith("duhl")]
         best_peer = min(peers) if peers else float("nan")
         for n, r in rows.items():
-            if n.startswith("duhl") and np.isfinite(r["time"]):
+            if n.startswith("duhl") and r["time"] is not None and np.isfinite(r["time"]):
                 say(f"  {n}: {r['time'] / best_peer:.2f}x the best peer's time")
         results["problems"][pname] = {"f_best": f_best, "solvers": rows}
         Path(args.out + ".json").write_text(json.dumps(results, indent=1))
@@ -414,7 +422,7 @@ def plot(results, out):
     for ax, (pname, res) in zip(axes[:, 0], probs.items(), strict=True):
         names = list(res["solvers"])
         t = [res["solvers"][n]["time"] for n in names]
-        finite = [x if np.isfinite(x) else np.nan for x in t]
+        finite = [x if x is not None and np.isfinite(x) else np.nan for x in t]
         colors = ["C0" if n.startswith("duhl") else "C7" for n in names]
         ax.barh(names, finite, color=colors)
         ax.set_xscale("log")
