@@ -105,8 +105,11 @@ LADDER = [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10]
 
 
 def duhl_solvers(kind, budget_label):
-    budget = None if budget_label == "all resident" else budget_label
-    common = dict(fit_intercept=False, max_iter=100000, random_state=0, memory_budget=budget)
+    # All resident: policy "full" (DuHL itself would leave zero-gap coordinates out even when
+    # everything fits, and bring them back when their gap turns positive).
+    budget, policy = (None, "full") if budget_label == "all resident" else (budget_label, "duhl")
+    common = dict(fit_intercept=False, max_iter=100000, random_state=0, memory_budget=budget,
+                  policy=policy)  # fmt: skip
 
     def fit(X, y, reg, tol):
         if kind == "lasso":
