@@ -23,12 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .ledger import Ledger, MemoryBudgetError, aligned_empty
-from .profiles import format_size
+from .profiles import KERNEL_VARIANTS, format_size
 from .program import get_kernel
 
 __all__ = ["plan_capacity", "Capacity", "DeviceWorkingSet", "KERNEL_VARIANTS_AVAILABLE"]
 
-KERNEL_VARIANTS_AVAILABLE = ("serial", "tpa", "bucketed")
+KERNEL_VARIANTS_AVAILABLE = KERNEL_VARIANTS  # every variant a profile may name is built
 
 # The pass kernel of each variant: (file, kernel name).
 _PASS_KERNELS = {
