@@ -468,6 +468,9 @@ class DeviceWorkingSet:
         """
         coords = np.asarray(coords, dtype=np.int64)
         stats = SwapStats()
+        n_resident = int(np.count_nonzero(self.slot_coord >= 0))
+        if n_resident == len(coords) and np.all(self.coord_slot[coords] >= 0):
+            return stats  # the same set (every round of policy "full"): nothing to move
         self._order_flat = None  # the visit list on the device no longer matches
         want = np.zeros(self.store.n_coords, dtype=bool)
         want[coords] = True
