@@ -32,12 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from common import DATA, pyplot, say, tol_scale, write_table  # benchmarks/common.py
 
 import duhl_cl as dc
 from duhl_cl.io import load_svmlight
-from duhl_cl.projection import project
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from duhl_cl.projection import project_fit
 
 
 def make_lasso(n, d, seed=0):
@@ -111,11 +110,8 @@ def run(make, X, y, policy, budget, target_gap, repeats, max_time, passes=1, var
                 f"after {est.n_iter_} rounds, {time.perf_counter() - t:.1f} s, gap "
                 f"{est.dual_gap_:.3e}, objective {est.objective_:.10g}, last record {h})")  # fmt: skip
         moved.append(est.stats_["bytes_h2d"])
-        r_bytes = 4  # float32 on the device
         for name in project_on:
-            p = project(est.history_, dc.load_profile(name), real_bytes=r_bytes,
-                        entry_bytes=r_bytes + (4 if sp.issparse(X) else 0),
-                        bytes_moved=est.stats_["bytes_h2d"] + est.stats_["bytes_d2h"])  # fmt: skip
+            p = project_fit(est.history_, est.stats_, dc.load_profile(name))
             projected[name].append(p.total if est.converged_ else float("inf"))
         rounds.append(est.n_iter_)
         gaps.append(est.dual_gap_)
@@ -130,17 +126,6 @@ def run(make, X, y, policy, budget, target_gap, repeats, max_time, passes=1, var
         "projected": {k: statistics.median(v) for k, v in projected.items()},
         "history": est.history_,
     }
-
-
-_LINES: list = []
-
-
-def say(*args, **kw):
-    """Print, and keep the line for the table file."""
-    kw.pop("flush", None)
-    text = " ".join(str(x) for x in args)
-    _LINES.append(text)
-    print(text, flush=True)
 
 
 def main():
@@ -212,7 +197,7 @@ def main():
         # builds the kernels, so that no timed run pays for compilation.
         ref = make(
             policy="duhl",
-            tol=args.target * (abs(_f0(make(), X, y)) / _scale(make(), X, y)),
+            tol=args.target * (abs(_f0(make(), X, y)) / tol_scale(make(), X, y)),
             max_iter=20000,
             max_time=args.max_time,
             random_state=0,
@@ -221,6 +206,11 @@ def main():
             warnings.simplefilter("ignore", dc.ConvergenceWarning)
             ref.fit(X, y)
         f_star = ref.objective_ - ref.dual_gap_  # a lower bound on the optimum
+        for var in variants:
+            if var is not None:  # build every variant's kernels too, outside the timed runs
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", dc.ConvergenceWarning)
+                    make(kernel_variant=var, memory_budget="10%", max_iter=1).fit(X, y)
         say(f"\n{pname}: {X.shape[0]} x {X.shape[1]}, {data_bytes / 2**20:.0f} MiB; reference objective "
               f"{ref.objective_:.10g} (gap {ref.dual_gap_:.1e}, {time.perf_counter() - t:.1f} s)")  # fmt: skip
         # A run stops when its certified gap <= target * |f*|: then objective - f* <= that.
@@ -231,7 +221,7 @@ def main():
         for b, pol, var in [(b, p, v) for b in budgets for p in policies for v in variants]:
             if (pol == "full") != (b >= 100):
                 continue  # at 100% every policy keeps everything resident: that is "full"
-            tol = args.target * abs(f_star) / _scale(make(), X, y)
+            tol = args.target * abs(f_star) / tol_scale(make(), X, y)
             try:
                 # 100% means all of it resident (the data plus the slot table and vectors).
                 budget = None if b >= 100 else f"{b}%"
@@ -267,7 +257,7 @@ def save(results, out):
     Path(out + ".json").write_text(
         json.dumps([{k: v for k, v in r.items() if k != "history"} for r in results], indent=1)
     )
-    Path(out + ".txt").write_text("\n".join(_LINES) + "\n")
+    write_table(out + ".txt")
 
 
 def _size(text):
@@ -278,17 +268,7 @@ def _size(text):
 def _f0(est, X, y):
     """The objective at zero coefficients: a first guess at the optimum's size."""
     # The SVM's tol scale is its objective at zero (C n); the Lasso's is twice it (||y||^2/n).
-    return _scale(est, X, y) * (1.0 if isinstance(est, dc.LinearSVC) else 0.5)
-
-
-def _scale(est, X, y):
-    """The estimator's tol scale (see duhl_cl.estimators), to turn a gap target into tol."""
-    n = X.shape[0]
-    if isinstance(est, dc.LinearSVC):
-        return est.C * n
-    yc = np.asarray(y, dtype=np.float64)
-    yc = yc - yc.mean()
-    return (yc @ yc) / n
+    return tol_scale(est, X, y) * (1.0 if isinstance(est, dc.LinearSVC) else 0.5)
 
 
 def summary(results):
@@ -308,13 +288,8 @@ def summary(results):
 
 
 def plots(results, out):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("(no plots: matplotlib is not installed; pip install '.[bench]')")
+    plt = pyplot()
+    if plt is None:
         return
     for p in sorted({r["problem"] for r in results}):
         rs = [r for r in results if r["problem"] == p and r["budget_percent"] in (10, 100)]

@@ -40,11 +40,11 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from common import DATA, pyplot, say, tol_scale, write_table  # benchmarks/common.py
 
 import duhl_cl as dc
 from duhl_cl.io import load_svmlight
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 THREADS = 2
 
 
@@ -213,18 +213,8 @@ def reference_objective(kind, X, y, reg, target, objective):
             warnings.simplefilter("ignore", dc.ConvergenceWarning)
             est.fit(X, y)
         f = objective(X, y, est.coef_)
-        tol = target / 100 * abs(f) / _tol_scale(est, X, y)
+        tol = target / 100 * abs(f) / tol_scale(est, X, y)
     return f, est.dual_gap_
-
-
-def _tol_scale(est, X, y):
-    """The estimator's tol scale (duhl_cl.estimators): gap target = tol x scale."""
-    n = X.shape[0]
-    if isinstance(est, dc.LinearSVC):
-        return est.C * n
-    if isinstance(est, dc.LogisticRegression):
-        return est.C * n * np.log(2)
-    return float(y @ y) / n  # no intercept: the scale of ||y||^2 / n
 
 
 def first_to_target(fit, X, y, reg, objective, f_best, target, max_time):
@@ -298,14 +288,6 @@ def device_bandwidths(n=4000, d=8000):
 
 
 # ----------------------------------------------------------------------------- main
-_LINES: list = []
-
-
-def say(text=""):
-    _LINES.append(text)
-    print(text, flush=True)
-
-
 def main():
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -407,18 +389,13 @@ def main():
                 say(f"  {n}: {r['time'] / best_peer:.2f}x the best peer's time")
         results["problems"][pname] = {"f_best": f_best, "solvers": rows}
         Path(args.out + ".json").write_text(json.dumps(results, indent=1))
-        Path(args.out + ".txt").write_text("\n".join(_LINES) + "\n")
+        write_table(args.out + ".txt")
     plot(results, args.out)
 
 
 def plot(results, out):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("(no plot: matplotlib is not installed)")
+    plt = pyplot()
+    if plt is None:
         return
     probs = results["problems"]
     fig, axes = plt.subplots(len(probs), 1, figsize=(8, 1.2 + 1.6 * len(probs)), squeeze=False)

@@ -36,7 +36,7 @@ from . import models
 from .data import CoordinateStore, check_X, check_y_binary, check_y_regression
 from .discovery import open_device
 from .profiles import KERNEL_VARIANTS, DeviceProfile, parse_budget
-from .projection import project
+from .projection import project_fit
 from .scheduler import POLICIES
 from .solver import host_threads, solve
 
@@ -212,17 +212,12 @@ class _Base:
             "kernel_variant": result.kernel_variant,
             "budget": result.budget,
             "policy": self.policy,
-            # The same rounds on the profile's bandwidths: a model, labelled as one.
-            "projected": dataclasses.asdict(
-                project(
-                    result.history,
-                    device.profile,
-                    entry_bytes=dtype.itemsize + (4 if store.sparse else 0),
-                    real_bytes=dtype.itemsize,
-                    bytes_moved=result.bytes_h2d + result.bytes_d2h,
-                )
-            ),
+            "entry_bytes": result.entry_bytes,
         }
+        # The same rounds on the profile's bandwidths: a model, labelled as one.
+        self.stats_["projected"] = dataclasses.asdict(
+            project_fit(result.history, self.stats_, device.profile)
+        )
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -350,7 +345,8 @@ _COMMON_DOC = """
         device_time, host_time, cert_time, ledger_peak.
     stats_ : dict
         bytes_h2d, bytes_d2h, ledger_peak, bank_peak (per memory bank), time, dtype,
-        emulated, kernel_variant, budget, policy, and projected: the time the same rounds
+        emulated, kernel_variant, budget, policy, entry_bytes (device bytes of a stored
+        entry), and projected: the time the same rounds
         would take on the profile's device by its bandwidths (duhl_cl.projection; a model).
 """
 

@@ -50,7 +50,8 @@ def defines_to_options(defines: dict) -> list[str]:
 
 def _origin(device):
     """Where a device's programs come from: source, or a directory of prebuilt binaries (one
-    context can serve both, e.g. PoCL under two profiles)."""
+    context can serve both, e.g. PoCL under two profiles). Emulated on PoCL, a prebuilt
+    (FPGA) profile compiles source: its binaries are for the real device."""
     if device.profile.build == "prebuilt" and not device.emulated:
         return ("prebuilt", device.profile.binaries, device.profile.path)
     return ("source",)
@@ -71,18 +72,17 @@ def build_program(device, name: str, defines: dict):
 
     src = kernel_source(name)
     options = defines_to_options(defines)
+    origin = _origin(device)
     key = (
         id(device.context),
-        _origin(device),
+        origin,
         hashlib.sha1(src.encode()).hexdigest(),
         tuple(options),
     )
     prog = _CACHE.get(key)
     if prog is not None:
         return prog
-    if device.profile.build == "prebuilt" and not device.emulated:
-        # Emulated on PoCL, a prebuilt (FPGA) profile compiles source: its binaries are
-        # for the real device.
+    if origin[0] == "prebuilt":
         from .binaries import load_program
 
         prog = _CACHE[key] = load_program(device, name, src, options)

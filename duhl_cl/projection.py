@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Projection", "project"]
+__all__ = ["Projection", "project", "project_fit"]
 
 
 @dataclass(frozen=True)
@@ -73,3 +73,17 @@ def project(
         mem += reads * nnz * (entry_bytes + real_bytes) / profile.device_memory_bandwidth
         host += rec.get("cert_time", 0.0)
     return Projection(profile.name, link + mem + host, link, mem, host)
+
+
+def project_fit(history, stats, profile) -> Projection:
+    """:func:`project` for a fitted estimator: its ``history_`` and ``stats_`` (which carry
+    the bytes moved, the precision and the device bytes of a stored entry)."""
+    import numpy as np
+
+    return project(
+        history,
+        profile,
+        entry_bytes=stats["entry_bytes"],
+        real_bytes=np.dtype(stats["dtype"]).itemsize,
+        bytes_moved=stats["bytes_h2d"] + stats["bytes_d2h"],
+    )

@@ -65,6 +65,7 @@ class FitResult:
     time: float = 0.0
     kernel_variant: str = "serial"
     budget: int = 0
+    entry_bytes: int = 0  # device bytes of one stored entry (value, and index when sparse)
 
 
 def certificate(model, store: CoordinateStore, alpha, intercept=0.0) -> Certificate:
@@ -204,7 +205,7 @@ def solve(
             h2d0, d2h0 = ws.ledger.bytes_h2d, ws.ledger.bytes_d2h
             t_round = time.perf_counter()
             sw = ws.make_resident(pol.select(z, n_iter), alpha)
-            resident = ws.slot_coord[ws.slot_coord >= 0]
+            resident = ws.resident
             n_resident = len(resident)
             nnz_resident = int(lens1[resident].sum())
             t_pass = time.perf_counter()
@@ -357,6 +358,7 @@ def solve(
         time=time.perf_counter() - t0,
         kernel_variant=ws.variant,
         budget=ws.ledger.budget,
+        entry_bytes=ws.cap.entry_bytes,
     )
 
 

@@ -21,34 +21,28 @@
 #define WG 64
 #endif
 
+/* The value's bit pattern, and the compare-and-swap on it, for either precision. */
 #if USE_DOUBLE
 #pragma OPENCL EXTENSION cl_khr_int64_base_atomics : enable
+typedef ulong real_bits;
+#define CMPXCHG_BITS atom_cmpxchg
+#else
+typedef uint real_bits;
+#define CMPXCHG_BITS atomic_cmpxchg
 #endif
 
 /* *p += x, atomically: retry the compare-and-swap until no other update came in between. */
 inline void atomic_add_real(volatile __global real *p, const real x)
 {
-#if USE_DOUBLE
-    union { ulong u; double f; } seen, want;
+    union { real_bits u; real f; } seen, want;
     seen.f = *p;
     for (;;) {
         want.f = seen.f + x;
-        const ulong prev = atom_cmpxchg((volatile __global ulong *)p, seen.u, want.u);
+        const real_bits prev = CMPXCHG_BITS((volatile __global real_bits *)p, seen.u, want.u);
         if (prev == seen.u)
             break;
         seen.u = prev;
     }
-#else
-    union { uint u; float f; } seen, want;
-    seen.f = *p;
-    for (;;) {
-        want.f = seen.f + x;
-        const uint prev = atomic_cmpxchg((volatile __global uint *)p, seen.u, want.u);
-        if (prev == seen.u)
-            break;
-        seen.u = prev;
-    }
-#endif
 }
 
 __kernel void cd_pass_tpa(__global const real *val, __global const int *idx,

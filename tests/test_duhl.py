@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from helpers import edited_profile
 
 import duhl_cl as dc
 from duhl_cl import models
@@ -276,13 +277,9 @@ def test_interrupt_under_budget_returns_a_valid_certificate(device, policy):
 def test_pool_split_over_several_buffers(device, tmp_path):
     """A profile's largest single allocation splits the pool; each buffer stays within it."""
     X, y, alpha = lasso_problem(n=100, d=300)
-    text = (
-        open(dc.load_profile("pocl-cpu").path)
-        .read()
-        .replace('max_alloc = "1 GiB"', 'max_alloc = "32 KiB"')
+    p = edited_profile(
+        tmp_path, [('max_alloc = "1 GiB"', 'max_alloc = "32 KiB"')], name="small-alloc.toml"
     )
-    p = tmp_path / "small-alloc.toml"
-    p.write_text(text)
     sizes = []
     from duhl_cl import ledger
 
@@ -316,17 +313,16 @@ def test_banks_hold_their_buffers_and_staging_is_aligned(device, tmp_path, spars
     objective of an unconstrained one."""
     X, y, alpha = lasso_problem(n=100, d=300)
     Xin = sp.csr_matrix(X) if sparse else X
-    text = open(dc.load_profile("pocl-cpu").path).read()
-    for old, new in [
-        ('budget = "2 GiB"', 'budget = "200 KiB"'),
-        ("banks = 1", "banks = 4"),
-        ('bank_size = "2 GiB"', 'bank_size = "64 KiB"'),
-        ("host_alignment = 64", "host_alignment = 4096"),
-    ]:
-        assert old in text
-        text = text.replace(old, new)
-    p = tmp_path / "banked.toml"
-    p.write_text(text)
+    p = edited_profile(
+        tmp_path,
+        [
+            ('budget = "2 GiB"', 'budget = "200 KiB"'),
+            ("banks = 1", "banks = 4"),
+            ('bank_size = "2 GiB"', 'bank_size = "64 KiB"'),
+            ("host_alignment = 64", "host_alignment = 4096"),
+        ],
+        name="banked.toml",
+    )
     from duhl_cl import ledger
 
     banks, staged = [], []

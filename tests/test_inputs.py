@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from helpers import edited_profile
 
 import duhl_cl as dc
 
@@ -183,9 +184,7 @@ def test_complex_and_object(device, Xy):
 
 def test_memory_budget_refused_with_the_amount_needed(device, Xy, tmp_path):
     X, y = Xy
-    text = open(dc.load_profile("pocl-cpu").path).read().replace('budget = "2 GiB"', "budget = 500")
-    p = tmp_path / "tiny.toml"
-    p.write_text(text)
+    p = edited_profile(tmp_path, [('budget = "2 GiB"', "budget = 500")], name="tiny.toml")
     with pytest.raises(
         dc.MemoryBudgetError,
         match=r"a memory budget of 500 B cannot hold the shared vectors \(\d+ B\) plus one "

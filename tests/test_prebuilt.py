@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import edited_profile
 
 import duhl_cl as dc
 from duhl_cl import binaries
@@ -12,18 +13,16 @@ from duhl_cl.binaries import PrebuiltError
 from duhl_cl.cli import main
 
 
-def _profile(tmp_path, binaries_dir):
-    text = open(dc.load_profile("pocl-cpu").path).read()
-    for old, new in [
-        ('name = "pocl-cpu"', 'name = "pocl-prebuilt"'),
-        ('build = "source"', 'build = "prebuilt"'),
-        ('binaries = ""', f'binaries = "{binaries_dir}"'),
-    ]:
-        assert old in text
-        text = text.replace(old, new)
-    p = tmp_path / "pocl-prebuilt.toml"
-    p.write_text(text)
-    return p
+def _profile(directory, binaries_dir):
+    return edited_profile(
+        directory,
+        [
+            ('name = "pocl-cpu"', 'name = "pocl-prebuilt"'),
+            ('build = "source"', 'build = "prebuilt"'),
+            ('binaries = ""', f'binaries = "{binaries_dir}"'),
+        ],
+        name="pocl-prebuilt.toml",
+    )
 
 
 @pytest.fixture(scope="module")

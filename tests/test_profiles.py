@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import edited_profile
 
 import duhl_cl as dc
 from duhl_cl.discovery import enumerate_devices, matches, open_device
@@ -71,11 +72,7 @@ def test_bad_sizes(bad):
 
 
 def _edit(tmp_path, old, new):
-    text = open(load_profile("pocl-cpu").path).read()
-    assert old in text
-    p = tmp_path / "edited.toml"
-    p.write_text(text.replace(old, new))
-    return p
+    return edited_profile(tmp_path, [(old, new)])
 
 
 def test_unknown_key_names_file_key_and_allowed(tmp_path):

@@ -1,0 +1,16 @@
+"""Helpers the test modules share (not fixtures)."""
+
+import duhl_cl as dc
+
+
+def edited_profile(directory, replacements, name="edited.toml", base="pocl-cpu"):
+    """A copy of a shipped profile with each (old, new) text replaced, written to
+    ``directory / name``; every ``old`` must be in the profile (so an edit cannot silently
+    miss)."""
+    text = open(dc.load_profile(base).path).read()
+    for old, new in replacements:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = directory / name
+    path.write_text(text)
+    return path
