@@ -2,8 +2,9 @@
 
 Peers (each with 2 threads where it can use them): scikit-learn (Lasso, ElasticNet with
 l1_ratio=1, LinearSVC hinge dual, LogisticRegression liblinear dual), celer (Lasso), Snap ML
-(LinearRegression l1 primal, SupportVectorMachine, LogisticRegression); duhl-cl with all data
-resident and at a 10% budget. `pip install '.[bench]'` installs the peers; an absent peer is
+(LinearRegression l1 primal, SupportVectorMachine, LogisticRegression); duhl-cl with a budget
+that holds all the data (the default: "all fits") and at a 10% budget, default settings
+otherwise. `pip install '.[bench]'` installs the peers; an absent peer is
 reported as such and left out.
 
 Problems (no intercept anywhere, so that every solver solves the same problem):
@@ -105,11 +106,10 @@ LADDER = [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10]
 
 
 def duhl_solvers(kind, budget_label):
-    # All resident: policy "full" (DuHL itself would leave zero-gap coordinates out even when
-    # everything fits, and bring them back when their gap turns positive).
-    budget, policy = (None, "full") if budget_label == "all resident" else (budget_label, "duhl")
-    common = dict(fit_intercept=False, max_iter=100000, random_state=0, memory_budget=budget,
-                  policy=policy)  # fmt: skip
+    # "all fits": the default budget (the device's), which holds all the data; DuHL copies in
+    # what it visits and keeps it (policy "full" would visit every coordinate every pass).
+    budget = None if budget_label == "all fits" else budget_label
+    common = dict(fit_intercept=False, max_iter=100000, random_state=0, memory_budget=budget)
 
     def fit(X, y, reg, tol):
         if kind == "lasso":
@@ -346,7 +346,7 @@ def main():
             "logistic": lambda X, y, w, r=reg: logistic_objective(X, y, w, r),
         }[kind]
         solvers, missing = peer_solvers(kind)
-        for b in ("all resident", "10%"):
+        for b in ("all fits", "10%"):
             solvers.update(duhl_solvers(kind, b))
         shape = f"{X.shape[0]} x {X.shape[1]}{' sparse' if sp.issparse(X) else ''}"
         say(f"\n{pname}: {shape}, {'alpha' if kind == 'lasso' else 'C'} = {reg:.4g}"

@@ -30,7 +30,7 @@ class _Policy:
     def __init__(self, n_coords, fits, rng):
         self.n, self.fits, self.rng = n_coords, fits, rng
 
-    def select(self, z, round_index):
+    def select(self, z, round_index, alpha=None):
         raise NotImplementedError
 
 
@@ -50,8 +50,9 @@ class Duhl(_Policy):
     name = "duhl"
     ranks_by_gap = True
 
-    def __init__(self, n, fits, rng, *, limit=None, groups=None):
+    def __init__(self, n, fits, rng, *, limit=None, groups=None, grow=0):
         super().__init__(n, fits, rng)
+        self.grow = int(grow)
         self.tiebreak = rng.permutation(n)
         self.limit = n if limit is None else max(1, min(int(limit), n))
         self.members = None
@@ -74,7 +75,7 @@ class Duhl(_Policy):
         top = top[np.argsort(zt[top], kind="stable")]
         return members[top], int(np.count_nonzero(zt[top] < 0))
 
-    def select(self, z, round_index):
+    def select(self, z, round_index, alpha=None):
         z = np.asarray(z)
         # A coordinate whose gap is zero (a zero Lasso weight with |u| <= lambda, an SVM
         # sample at its bound on the right side of the margin) gains nothing from a pass:
@@ -90,6 +91,14 @@ class Duhl(_Policy):
             order, positive = self._ranked(z, self.tiebreak)
             if positive:
                 order = order[:positive]
+        if self.grow and alpha is not None:
+            # A sparse model (l1 penalty): celer's working-set growth (Massias et al. 2018),
+            # twice the coordinates already in the model (they go first), at least `grow`.
+            # Memory that would hold more goes unused: a pass over thousands of coordinates
+            # that stay zero costs more than the rounds it saves.
+            inside = alpha[order] != 0
+            size = max(self.grow, 2 * int(np.count_nonzero(alpha)))
+            order = np.concatenate([order[inside], order[~inside]])[:size]
         return order[: self.fits(order)]
 
 
@@ -115,7 +124,7 @@ class Sequential(_Policy):
             start += k
         self.cycle = np.arange(len(self.blocks))
 
-    def select(self, z, round_index):
+    def select(self, z, round_index, alpha=None):
         nb = len(self.blocks)
         if round_index % nb == 0:
             self.cycle = self.rng.permutation(nb)
@@ -125,7 +134,7 @@ class Sequential(_Policy):
 class Random(_Policy):
     name = "random"
 
-    def select(self, z, round_index):
+    def select(self, z, round_index, alpha=None):
         order = self.rng.permutation(self.n)
         return order[: self.fits(order)]
 
@@ -144,7 +153,7 @@ class Full(_Policy):
             )
         self.all = np.arange(n)
 
-    def select(self, z, round_index):
+    def select(self, z, round_index, alpha=None):
         return self.all
 
 
@@ -155,8 +164,9 @@ def make_policy(name, n_coords, fits, rng, **kw):
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {name!r}")
     limit = kw.pop("limit", None)
     groups = kw.pop("groups", None)
+    grow = kw.pop("grow", 0)
     if name == "full":
         return Full(n_coords, fits, rng, **kw)
     if name == "duhl":
-        return Duhl(n_coords, fits, rng, limit=limit, groups=groups)
+        return Duhl(n_coords, fits, rng, limit=limit, groups=groups, grow=grow)
     return table[name](n_coords, fits, rng)

@@ -31,6 +31,9 @@ from .working_set import DeviceWorkingSet
 __all__ = ["ConvergenceWarning", "FitResult", "certificate", "solve"]
 
 
+GROW_FROM = 100  # a sparse model's smallest working set (celer's p0)
+
+
 class ConvergenceWarning(UserWarning):
     """The solver stopped before its certified gap reached the tolerance."""
 
@@ -184,6 +187,7 @@ def solve(
             limit=ws.n_homes,
             # Dual classifiers with a bias feature: the classes take turns (see Duhl).
             groups=store.labels if (not model.primal and getattr(model, "bias", 0) > 0) else None,
+            grow=GROW_FROM if (model.primal and getattr(model, "l1", 0) > 0) else 0,
         )
         refresher = HostRefresher(model, store, z, u_mem)
         if pol.ranks_by_gap:
@@ -204,7 +208,7 @@ def solve(
                 break
             h2d0, d2h0 = ws.ledger.bytes_h2d, ws.ledger.bytes_d2h
             t_round = time.perf_counter()
-            sw = ws.make_resident(pol.select(z, n_iter), alpha)
+            sw = ws.make_resident(pol.select(z, n_iter, alpha), alpha)
             resident = ws.resident
             n_resident = len(resident)
             nnz_resident = int(lens1[resident].sum())

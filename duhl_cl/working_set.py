@@ -607,21 +607,20 @@ class DeviceWorkingSet:
                     if run[1] is not None:
                         L.upload(part.idx, run[1], dst_offset=int(dst[a]) * 4)
                 continue
-            vals, idx = self._gather(cs, ln)
-            src = np.concatenate([[0], np.cumsum(ln)[:-1]])
             start = 0
             while start < len(cs):
-                # As many pieces as the staging area holds (at least one: it holds the largest).
+                # As many pieces as the staging area holds (at least one: it holds the largest),
+                # gathered on their own so that every staged copy starts aligned.
                 fit = np.searchsorted(np.cumsum(ln[start:]), self.cap.stage_entries, side="right")
                 end = start + max(1, int(fit))
-                a, b = int(src[start]), int(src[end - 1] + ln[end - 1])
-                L.upload(self.b_stage_val, vals[a:b])
+                vals, idx = self._gather(cs[start:end], ln[start:end])
+                L.upload(self.b_stage_val, vals)
                 if idx is not None:
-                    L.upload(self.b_stage_idx, idx[a:b])
+                    L.upload(self.b_stage_idx, idx)
                 k = end - start
                 packed, o = self._pack(
                     [
-                        (src[start:end] - a).astype(np.uint64),
+                        np.concatenate([[0], np.cumsum(ln[start:end])[:-1]]).astype(np.uint64),
                         dst[start:end].astype(np.uint64),
                         ln[start:end].astype(np.int32),
                     ]

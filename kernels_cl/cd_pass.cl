@@ -31,11 +31,13 @@ __kernel void cd_pass(__global const real *val, __global const int *idx,
 {
     if (get_global_id(0) != 0)
         return;
-    for (int k = order_start; k < order_start + n_order; ++k) {
+    const int end = order_start + n_order;
+    for (int k = order_start; k < end; ++k) {
         const int s = order[k];
         const ulong o = offs[s];
         const int n = slot_len(lens, s, dim);
-        const real u = slot_dot(val, idx, o, n, 0, 1, v, ylab, inv_m, 1);
+        __global const real *next = val + offs[order[k + 1 < end ? k + 1 : k]];
+        const real u = slot_dot(val, idx, o, n, 0, 1, v, ylab, inv_m, 1, next);
         const real a_old = alpha[s];
 #if PRIMAL
         const real a_new = primal_step(a_old, u, sqnorm[s], l1, l2, inv_m);

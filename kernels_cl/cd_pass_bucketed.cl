@@ -43,7 +43,8 @@ __kernel void cd_pass_bucketed(__global const real *val, __global const int *idx
         const int s = order[k];
         const ulong o = offs[s];
         const int n = slot_len(lens, s, dim);
-        const real u = slot_dot(val, idx, o, n, 0, 1, vb, ylab, inv_m, 1);
+        __global const real *next = val + offs[order[k + 1 < hi ? k + 1 : k]];
+        const real u = slot_dot(val, idx, o, n, 0, 1, vb, ylab, inv_m, 1, next);
         const real a_old = alpha[s];
 #if PRIMAL
         const real a_new = primal_step(a_old, u, sigma * sqnorm[s], l1, l2, inv_m);

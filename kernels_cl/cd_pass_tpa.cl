@@ -63,7 +63,7 @@ __kernel void cd_pass_tpa(__global const real *val, __global const int *idx,
     const int s = order[order_start + g];
     const ulong o = offs[s];
     const int n = slot_len(lens, s, dim);
-    const real u = slot_dot(val, idx, o, n, lid, WG, v, ylab, inv_m, 1);
+    const real u = slot_dot(val, idx, o, n, lid, WG, v, ylab, inv_m, 1, val + o);
     part[lid] = u;
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int h = WG / 2; h > 0; h >>= 1) {

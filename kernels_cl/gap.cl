@@ -31,8 +31,9 @@ __kernel void coord_gap(__global const real *val, __global const int *idx,
         return;
     const int s = list[k];
     const ulong o = offs[s];
+    __global const real *next = val + offs[list[k + 1 < list_start + n_list ? k + 1 : k]];
     /* w is already the gradient here (datafit_gradient ran first): a plain dot product. */
-    const real u = slot_dot(val, idx, o, slot_len(lens, s, dim), 0, 1, w, ylab, (real)0, 0);
+    const real u = slot_dot(val, idx, o, slot_len(lens, s, dim), 0, 1, w, ylab, (real)0, 0, next);
 #if PRIMAL
     u_out[k] = u;
     gap_out[k] = primal_gap(alpha[s], u, l1, l2, bound);

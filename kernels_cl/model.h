@@ -35,12 +35,13 @@
 
 #if USE_DOUBLE
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
-typedef double real;
+#define REAL_T double
 #define INNER_EPS 1e-12
 #else
-typedef float real;
+#define REAL_T float
 #define INNER_EPS 1e-6f
 #endif
+typedef REAL_T real;
 
 #define MODEL_SQUARED 1
 #define MODEL_LOGISTIC_L1 2
