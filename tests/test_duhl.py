@@ -400,21 +400,6 @@ def test_duhl_classes_take_turns():
     assert sorted(pol.select(np.zeros(8), 0)) == list(range(8))  # none positive: everything
 
 
-def test_duhl_grows_a_sparse_models_working_set_from_its_support():
-    # celer's rule: the coordinates in the model first, then the largest gaps, 2 x support in
-    # all (at least `grow`), whatever the memory would hold.
-    rng = np.random.default_rng(0)
-    z = np.array([5.0, 0.5, 4.0, 3.0, 0.0, 2.0, 1.0, 6.0, 0.2, 0.1])
-    alpha = np.zeros(10)
-    alpha[[1, 8]] = 1.0
-    pol = make_policy("duhl", len(z), lambda o: len(o), rng, grow=3)
-    sel = pol.select(z, 0, alpha)
-    assert sorted(sel[:2]) == [1, 8] and list(sel[2:]) == [7, 0]
-    assert list(pol.select(z, 0, np.zeros(10))) == [7, 0, 2]  # an empty model: `grow`
-    alpha[[0, 2, 3, 5, 6, 7]] = 1.0  # 8 in the model: 16 > the 9 positive gaps
-    assert sorted(pol.select(z, 0, alpha)) == [0, 1, 2, 3, 5, 6, 7, 8, 9]
-
-
 def test_sparse_placement_never_overlaps_and_reuses_holes():
     """Sparse pieces go into free ranges only: no overlap, inside the pool, exact fits first."""
     from duhl_cl.working_set import _free_ranges, place_pieces
