@@ -343,7 +343,8 @@ _COMMON_DOC = """
         Rounds run.
     history_ : list of dict
         One record per round: round, time, gap (certified, or None), gap_estimate, objective,
-        n_resident, nnz_resident, n_swapped_in, bytes_h2d, bytes_d2h, n_gap_refreshes, passes,
+        n_resident (on the device), n_visited (the selection the passes visit) and
+        nnz_visited (its stored entries), n_swapped_in, bytes_h2d, bytes_d2h, n_gap_refreshes, passes,
         device_time, host_time, cert_time, ledger_peak.
     stats_ : dict
         bytes_h2d, bytes_d2h, ledger_peak, bank_peak (per memory bank), time, dtype,

@@ -58,6 +58,11 @@ class Ledger:
         self.live: dict[int, tuple[str, int, object, int]] = {}
         self.live_bytes = 0
         self.peak = 0
+        # Events of non-blocking uploads still in flight: deleting one of pyopencl's
+        # NannyEvents waits for its copy, which in an in-order queue means for every kernel
+        # before it (each pass's visit-list upload waited for the previous pass: 1 ms a pass
+        # on PoCL). They are dropped once the queue is known to be idle.
+        self._in_flight = []
         self.bytes_h2d = 0
         self.bytes_d2h = 0
         _ALL_LEDGERS.append(self)
@@ -134,7 +139,9 @@ class Ledger:
         """
         import pyopencl as cl
 
-        cl.enqueue_copy(self.device.queue, buf, host, is_blocking=wait, dst_offset=dst_offset)
+        evt = cl.enqueue_copy(self.device.queue, buf, host, is_blocking=wait, dst_offset=dst_offset)
+        if not wait:
+            self._in_flight.append(evt)
         self.bytes_h2d += host.nbytes
 
     def download(self, host, buf) -> None:
@@ -142,7 +149,12 @@ class Ledger:
         import pyopencl as cl
 
         cl.enqueue_copy(self.device.queue, host, buf, is_blocking=True)
+        self.settled()  # a blocking copy in an in-order queue: everything before it is done
         self.bytes_d2h += host.nbytes
+
+    def settled(self) -> None:
+        """The queue has finished everything enqueued so far: forget the uploads' events."""
+        self._in_flight.clear()
 
     def free(self, buf) -> None:
         name, nbytes, _, bank = self.live.pop(id(buf))
@@ -152,6 +164,7 @@ class Ledger:
 
     def free_all(self) -> None:
         self.device.queue.finish()
+        self.settled()
         for _, _, buf, _ in list(self.live.values()):
             buf.release()
         self.live.clear()

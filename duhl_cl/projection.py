@@ -52,7 +52,7 @@ def project(
     Parameters
     ----------
     history : list of dict
-        The fit's ``history_`` (records with bytes_h2d, bytes_d2h, passes, nnz_resident,
+        The fit's ``history_`` (records with bytes_h2d, bytes_d2h, passes, nnz_visited,
         cert_time).
     profile : duhl_cl.profiles.DeviceProfile
     entry_bytes : int
@@ -68,7 +68,7 @@ def project(
         bytes_moved = sum(r.get("bytes_h2d", 0) + r.get("bytes_d2h", 0) for r in history)
     link = bytes_moved / profile.host_link_bandwidth
     for rec in history:
-        nnz = rec.get("nnz_resident", 0)
+        nnz = rec.get("nnz_visited", 0)
         reads = 2 * rec.get("passes", 0) + (1 if nnz else 0)
         mem += reads * nnz * (entry_bytes + real_bytes) / profile.device_memory_bandwidth
         host += rec.get("cert_time", 0.0)

@@ -209,20 +209,20 @@ def solve(
             h2d0, d2h0 = ws.ledger.bytes_h2d, ws.ledger.bytes_d2h
             t_round = time.perf_counter()
             sw = ws.make_resident(pol.select(z, n_iter, alpha), alpha)
-            resident = ws.resident
-            n_resident = len(resident)
-            nnz_resident = int(lens1[resident].sum())
+            n_resident = len(ws.resident)  # on the device
+            visited = ws.visited  # what the passes visit: the selection
+            nnz_visited = int(lens1[visited].sum())
             t_pass = time.perf_counter()
             for _ in range(passes):
                 ws.run_pass(rng)
             # Unit A works on the previous round's alpha and v while unit B runs the pass.
-            all_resident = n_resident == n
-            if not all_resident:
+            all_visited = len(visited) == n
+            if not all_visited:
                 refresher.start(alpha.copy(), v.copy())
             ws.finish()
             pass_time = time.perf_counter() - t_pass
             device_time = time.perf_counter() - t_round
-            n_refreshed, host_time = refresher.stop() if not all_resident else (0, 0.0)
+            n_refreshed, host_time = refresher.stop() if not all_visited else (0, 0.0)
             n_iter += 1
             ws.read_alpha(alpha)
             v = ws.get_shared().astype(np.float64)
@@ -231,6 +231,11 @@ def solve(
                 ws.set_shared(v)
             coords, u, _ = ws.resident_gaps(gaps=False)
             u_mem[coords] = u
+            if all_visited:
+                # Every gap is fresh from the device and none is refreshed on the host: the gap
+                # memory takes them all, so that the next selection leaves out the coordinates
+                # the passes settled.
+                z[coords] = model.gaps(alpha[coords], u_mem[coords])
             # The device's fresh gaps of the resident set feed the estimate only: ranking
             # fresh (small, just optimised) gaps against the host's one-round-stale ones would
             # evict the resident set every round; z stays the host's, equally stale for all.
@@ -248,7 +253,8 @@ def solve(
                 "gap_estimate": float(estimate),
                 "objective": float(model.objective(alpha, v)) if model.primal else None,
                 "n_resident": n_resident,
-                "nnz_resident": nnz_resident,
+                "n_visited": len(visited),
+                "nnz_visited": nnz_visited,
                 "n_swapped_in": sw.n_swapped_in,
                 "bytes_swapped_in": sw.bytes_swapped_in,
                 "bytes_h2d": 0,
@@ -308,7 +314,7 @@ def solve(
                 if history and history[-1]["round"] == n_iter:
                     last = history[-1]
                 else:
-                    last = {"round": n_iter, "gap_estimate": None, "n_resident": 0, "nnz_resident": 0,
+                    last = {"round": n_iter, "gap_estimate": None, "n_resident": 0, "n_visited": 0, "nnz_visited": 0,
                             "n_swapped_in": 0, "bytes_swapped_in": 0, "bytes_h2d": 0, "bytes_d2h": 0,
                             "n_gap_refreshes": 0, "passes": 0, "device_time": 0.0, "host_time": 0.0,
                             "cert_time": start_cert_time if n_iter == 0 else 0.0,

@@ -389,6 +389,7 @@ class DeviceWorkingSet:
         # Resident-set bookkeeping on the host.
         S = self.cap.n_slots
         self.slot_coord = np.full(S, -1, dtype=np.int64)  # coordinate in each slot
+        self.slot_active = np.zeros(S, dtype=bool)  # visited by the passes
         self.coord_slot = np.full(store.n_coords, -1, dtype=np.int64)
         self.slot_part = np.zeros(S, dtype=np.int64)
         self.slot_off = np.zeros(S, dtype=np.int64)
@@ -452,8 +453,13 @@ class DeviceWorkingSet:
     # ------------------------------------------------------------------ residency
     @property
     def resident(self) -> np.ndarray:
-        """Coordinates resident now (ascending slot order)."""
+        """Coordinates on the device now (ascending slot order)."""
         return self.slot_coord[self.slot_coord >= 0]
+
+    @property
+    def visited(self) -> np.ndarray:
+        """The resident coordinates the passes visit: the last selection (ascending slot order)."""
+        return self.slot_coord[self.slot_active]
 
     def fits(self, coords) -> int:
         """How many of ``coords``, taken in order, fit the slots and pool (ignoring placement)."""
@@ -462,31 +468,65 @@ class DeviceWorkingSet:
         return int(min(by_size, self.n_homes, len(coords)))
 
     def make_resident(self, coords, alpha) -> SwapStats:
-        """Make exactly ``coords`` (as far as placement allows) the resident set.
+        """Make ``coords`` (as far as placement allows) resident, and the set the passes visit.
 
+        Coordinates no longer selected stay on the device while their room is not needed:
+        a coordinate that comes back (a gap that turns positive again) costs no copy. Room is
+        made by evicting unselected coordinates only when the incoming ones do not fit.
         ``alpha`` (float64, all coordinates) gives the coefficients of incoming coordinates.
         """
         coords = np.asarray(coords, dtype=np.int64)
         stats = SwapStats()
-        n_resident = int(np.count_nonzero(self.slot_coord >= 0))
-        if n_resident == len(coords) and np.all(self.coord_slot[coords] >= 0):
-            return stats  # the same set (every round of policy "full"): nothing to move
-        self._order_flat = None  # the visit list on the device no longer matches
-        want = np.zeros(self.store.n_coords, dtype=bool)
-        want[coords] = True
-        if not self.store.sparse:
-            return self._make_resident_dense(coords, want, alpha, stats)
-        return self._make_resident_sparse(coords, want, alpha, stats)
+        if np.all(self.coord_slot[coords] >= 0):
+            stats = SwapStats()  # all there: only the visit set may change
+        else:
+            want = np.zeros(self.store.n_coords, dtype=bool)
+            want[coords] = True
+            if not self.store.sparse:
+                stats = self._make_resident_dense(coords, want, alpha, stats)
+            else:
+                stats = self._make_resident_sparse(coords, want, alpha, stats)
+        active = np.zeros_like(self.slot_active)
+        slots = self.coord_slot[coords]
+        active[slots[slots >= 0]] = True
+        if not np.array_equal(active, self.slot_active):
+            self.slot_active = active
+            self._order_flat = None  # the visit list on the device no longer matches
+        return stats
 
-    def _make_resident_sparse(self, coords, want, alpha, stats) -> SwapStats:
+    def _evict_unwanted(self, want, stats, count=None):
+        """Evict resident coordinates not in ``want`` (the first ``count`` in slot order, or
+        all); their coefficients were read back after the last pass."""
         sc = self.slot_coord
-        lens = np.maximum(self.store.lens.astype(np.int64), 1)  # an empty piece takes one entry
-        # Evict: their coefficients were read back after the last pass.
         evict = np.flatnonzero((sc >= 0) & ~want[np.maximum(sc, 0)])
+        if count is not None:
+            evict = evict[: max(int(count), 0)]
         self.coord_slot[sc[evict]] = -1
         sc[evict] = -1
-        stats.n_evicted = len(evict)
+        self.slot_active[evict] = False
+        stats.n_evicted += len(evict)
+
+    def _make_resident_sparse(self, coords, want, alpha, stats) -> SwapStats:
         entering = coords[self.coord_slot[coords] < 0]
+        # First into the room that is free; when that is not enough, evict every unselected
+        # coordinate and place the rest (pieces vary in size: no cheaper exact choice).
+        placed = [self._place_sparse(entering)]
+        left = entering[self.coord_slot[entering] < 0]
+        if len(left):
+            self._evict_unwanted(want, stats)
+            placed.append(self._place_sparse(left))
+        placed = np.concatenate(placed)
+        stats.n_refused = len(entering) - len(placed)
+        if len(placed):
+            stats.n_swapped_in = len(placed)
+            stats.bytes_swapped_in = self._upload(placed, alpha)
+        return stats
+
+    def _place_sparse(self, entering):
+        """Place what fits of ``entering`` into free slots and ranges; (coord, slot, part,
+        offset) rows of those placed."""
+        sc = self.slot_coord
+        lens = np.maximum(self.store.lens.astype(np.int64), 1)  # an empty piece takes one entry
         free_slots = np.flatnonzero(sc < 0)
         occ = np.flatnonzero(sc >= 0)
         free = _free_ranges(
@@ -495,34 +535,31 @@ class DeviceWorkingSet:
             self.slot_off[occ].astype(np.int64),
             lens[sc[occ]],
         )
-        cand = entering[: len(free_slots)]
+        cand = np.sort(entering[: len(free_slots)])  # storage order: see the dense case
         part, off = place_pieces(lens[cand], *free)
         ok = part >= 0
         cs = cand[ok]
-        stats.n_refused = len(entering) - len(cs)
-        if len(cs):
-            slots = free_slots[: len(cs)]
-            sc[slots] = cs
-            self.coord_slot[cs] = slots
-            self.slot_part[slots], self.slot_off[slots] = part[ok], off[ok]
-            placed = np.column_stack([cs, slots, part[ok], off[ok]])
-            stats.n_swapped_in = len(cs)
-            stats.bytes_swapped_in = self._upload(placed, alpha)
-        return stats
+        slots = free_slots[: len(cs)]
+        sc[slots] = cs
+        self.coord_slot[cs] = slots
+        self.slot_part[slots], self.slot_off[slots] = part[ok], off[ok]
+        return np.column_stack([cs, slots, part[ok], off[ok]]).astype(np.int64).reshape(-1, 4)
 
     def _make_resident_dense(self, coords, want, alpha, stats) -> SwapStats:
         H = self.n_homes
         sc = self.slot_coord
-        evict = np.flatnonzero((sc >= 0) & ~want[np.maximum(sc, 0)])
-        self.coord_slot[sc[evict]] = -1
-        sc[evict] = -1
-        stats.n_evicted = len(evict)
         entering = coords[self.coord_slot[coords] < 0]
+        # Dense homes are all one size: evict just as many unselected coordinates as needed.
+        short = len(entering) - int(np.count_nonzero(sc[:H] < 0))
+        if short > 0:
+            self._evict_unwanted(want, stats, count=short)
         free = np.flatnonzero(sc[:H] < 0)
         k = min(len(entering), len(free))
         stats.n_refused = len(entering) - k
         if k:
-            cs, slots = entering[:k], free[:k]
+            # In storage order: consecutive coordinates into consecutive homes go up as one
+            # copy straight from the store (the visit order is shuffled per pass anyway).
+            cs, slots = np.sort(entering[:k]), free[:k]
             sc[slots] = cs
             self.coord_slot[cs] = slots
             placed = np.column_stack([cs, slots, self.slot_part[slots], self.slot_off[slots]])
@@ -702,8 +739,8 @@ class DeviceWorkingSet:
 
     # ------------------------------------------------------------------ kernels
     def _by_part(self, rng=None):
-        """Resident slots grouped by pool part (shuffled within and across parts if rng)."""
-        occ = np.flatnonzero(self.slot_coord >= 0)
+        """Visited slots grouped by pool part (shuffled within and across parts if rng)."""
+        occ = np.flatnonzero(self.slot_active)
         groups = []
         part_ids = np.unique(self.slot_part[occ])
         if rng is not None:
@@ -762,7 +799,7 @@ class DeviceWorkingSet:
         self._starts = list(zip(groups, offsets.tolist(), strict=True))
 
     def resident_gaps(self, gaps=True):
-        """(coordinates, u, gap) of every resident coordinate, in device precision.
+        """(coordinates, u, gap) of every visited coordinate, in device precision.
 
         ``gaps=False`` leaves the gaps on the device (None is returned for them): the round
         loop needs only u.
@@ -808,6 +845,7 @@ class DeviceWorkingSet:
 
     def finish(self):
         self.queue.finish()
+        self.ledger.settled()
 
     def release(self):
         self.ledger.free_all()

@@ -36,7 +36,17 @@ __kernel void cd_pass(__global const real *val, __global const int *idx,
         const int s = order[k];
         const ulong o = offs[s];
         const int n = slot_len(lens, s, dim);
-        __global const real *next = val + offs[order[k + 1 < end ? k + 1 : k]];
+        __global const real *next = val + offs[order[k + 2 < end ? k + 2 : k]];
+        if (k + 3 < end) {
+            /* The slot after next: its descriptors, so that finding its data does not wait. */
+            const int s2 = order[k + 3];
+            SLOT_PREFETCH(offs + s2);
+            SLOT_PREFETCH(alpha + s2);
+            SLOT_PREFETCH(sqnorm + s2);
+#if !PRIMAL
+            SLOT_PREFETCH(ylab + s2);
+#endif
+        }
         const real u = slot_dot(val, idx, o, n, 0, 1, v, ylab, inv_m, 1, next);
         const real a_old = alpha[s];
 #if PRIMAL

@@ -79,8 +79,12 @@ inline real primal_step(const real b, const real u, const real sqnorm, const rea
     if (den <= (real)0)
         return (real)0; /* an all-zero column: only the penalty depends on b */
     const real z = q * b - u;
-    const real s = fabs(z) - l1;
-    return s > (real)0 ? copysign(s, z) / den : (real)0;
+    /* Comparisons, not fabs/copysign: PoCL calls those out of line, once per coordinate. */
+    if (z > l1)
+        return (z - l1) / den;
+    if (z < -l1)
+        return (z + l1) / den;
+    return (real)0;
 }
 
 /* gap_i = b u + l1|b| + l2/2 b^2 + g*(-u); with l2 = 0 the l1 term is Lipschitzed with the
@@ -103,10 +107,12 @@ inline real dual_step(const real a, const real mu, const real Q, const real C)
 #if MODEL == MODEL_HINGE
     if (Q <= (real)0)
         return mu < (real)1 ? C : (real)0;
-    return clamp(a - (mu - (real)1) / Q, (real)0, C);
+    const real t = a - (mu - (real)1) / Q;
+    return t < (real)0 ? (real)0 : (t > C ? C : t); /* clamp, inline (see primal_step) */
 #elif MODEL == MODEL_SQHINGE
     const real D = (real)0.5 / C;
-    return fmax(a - (mu - (real)1 + a * D) / (Q + D), (real)0);
+    const real t = a - (mu - (real)1 + a * D) / (Q + D);
+    return t > (real)0 ? t : (real)0;
 #else
     /* Logistic: minimise Q/2 (z-a)^2 + mu (z-a) + z log z + (C-z) log(C-z) over 0 < z < C
      * by Newton's method in whichever of z, C-z is nearer zero (liblinear, Yu et al. 2011). */

@@ -23,8 +23,14 @@
 
 #include "model.h"
 
+/* VW: entries per vector access of a dense slot; default one 256-bit vector (8 floats or 4
+ * doubles), the AVX2 width: a wider vector passed between functions changes the x86 ABI. */
 #ifndef VW
+#if USE_DOUBLE
+#define VW 4
+#else
 #define VW 8
+#endif
 #endif
 #if VW == 2 || VW == 4 || VW == 8 || VW == 16
 #define SLOT_VEC 1
@@ -47,8 +53,9 @@ typedef realv realv_u __attribute__((aligned(sizeof(real))));
 #define VSTORE SLOT_CAT(vstore, VW)
 #endif
 
-inline real vsum(const realv a)
+inline real vsum(const realv *pa)
 {
+    const realv a = *pa;
 #if !SLOT_CPU
     /* Oclgrind's uninitialised-value check crashed on the halving shuffles below. */
     real lanes[VW];
@@ -131,7 +138,12 @@ inline real slot_dot(__global const real *val, __global const int *idx, const ul
 #if SLOT_VEC && !SPARSE
     /* The logistic gradient's exp on vectors crashed PoCL 3.0 (segmentation fault in the
      * pass): that model sums its gradient terms in the scalar loop. */
-    if (dt == 1 && !(grad && MODEL == MODEL_LOGISTIC_L1)) {
+#if MODEL == MODEL_LOGISTIC_L1
+    const int vec = dt == 1 && !grad;
+#else
+    const int vec = dt == 1;
+#endif
+    if (vec) {
         /* Two accumulators: consecutive vector adds do not wait on each other. */
         realv acc0 = (realv)(0), acc1 = (realv)(0);
         __global const real *x = val + o;
@@ -147,7 +159,8 @@ inline real slot_dot(__global const real *val, __global const int *idx, const ul
             acc1 += VLOAD(0, x + t + VW) * VLOAD(0, v + t + VW);
 #endif
         }
-        u = vsum(acc0 + acc1);
+        acc0 += acc1;
+        u = vsum(&acc0);
         t0v = t;
     }
 #endif

@@ -106,8 +106,12 @@ def test_bytes_moved_are_the_new_coordinates_and_land_in_place(device, sparse):
             # Beyond the coordinates' bytes, only placement descriptors (a few bytes each) moved.
             assert 0 <= ws.ledger.bytes_h2d - h2d - stats.bytes_swapped_in <= 64 + 48 * len(new)
             resident = set(ws.resident.tolist())
-            # The data landed where the slots say: device gaps match NumPy for the resident set.
+            # The passes visit exactly the selection that was placed; what else stays resident
+            # was selected before (kept while its room is not needed).
+            assert set(ws.visited.tolist()) == set(want) & resident
+            # The data landed where the slots say: device gaps match NumPy for the visited set.
             coords, u, _ = ws.resident_gaps()
+            assert sorted(coords.tolist()) == sorted(ws.visited.tolist())
             np.testing.assert_allclose(
                 u, Xd[:, coords].T @ model.gradient(v), rtol=1e-10, atol=1e-12
             )

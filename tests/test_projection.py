@@ -20,11 +20,11 @@ def test_projection_from_counted_rounds(device, regression_data, sparse):
     # Every column of the data once in the full-residency sense: the entries counted per
     # round are those of the resident coordinates (an empty column takes one entry).
     lens = np.maximum((X != 0).sum(axis=0), 1) if sparse else np.full(X.shape[1], X.shape[0])
-    assert all(0 < r["nnz_resident"] <= lens.sum() for r in h if r["n_resident"])
-    assert max(r["nnz_resident"] for r in h) < lens.sum()  # a budget: never all of it
+    assert all(0 < r["nnz_visited"] <= lens.sum() for r in h if r["n_resident"])
+    assert max(r["nnz_visited"] for r in h) < lens.sum()  # a budget: never all of it
     e, r = (8, 4) if sparse else (4, 4)
     link = (est.stats_["bytes_h2d"] + est.stats_["bytes_d2h"]) / 12e9
-    mem = sum((2 * x["passes"] + 1) * x["nnz_resident"] * (e + r) for x in h) / 460e9
+    mem = sum((2 * x["passes"] + 1) * x["nnz_visited"] * (e + r) for x in h) / 460e9
     host = sum(x["cert_time"] for x in h)
     p = est.stats_["projected"]
     assert prof.host_link_bandwidth == 12e9 and prof.device_memory_bandwidth == 460e9
