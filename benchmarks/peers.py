@@ -269,9 +269,13 @@ def device_bandwidths(n=4000, d=8000):
     src = "__kernel void copy(__global const float4 *a, __global float4 *b) " \
           "{ const size_t i = get_global_id(0); b[i] = a[i]; }"  # fmt: skip
     prg = cl.Program(dev.context, src).build()
-    mf = cl.mem_flags
-    a = cl.Buffer(dev.context, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=X.ravel(order="F"))
-    b = cl.Buffer(dev.context, mf.READ_WRITE, X.nbytes)
+    # The copy's buffers are allocated as the working set's pool is (host-backed where the
+    # device shares the host's memory), so that both see the same pages.
+    from duhl_cl.ledger import Ledger
+
+    ledger = Ledger(dev)
+    a = ledger.alloc("copy source", X.nbytes, X.ravel(order="F"), host_backed=True)
+    b = ledger.alloc("copy destination", X.nbytes, host_backed=True)
     k = cl.Kernel(prg, "copy")
     k(dev.queue, (X.size // 4,), None, a, b)
     dev.queue.finish()
@@ -281,8 +285,7 @@ def device_bandwidths(n=4000, d=8000):
         k(dev.queue, (X.size // 4,), None, a, b)
         dev.queue.finish()
         times.append(time.perf_counter() - t)
-    a.release()
-    b.release()
+    ledger.free_all()
     copy_gbs = 2 * X.nbytes / statistics.median(times) / 1e9
     return pass_gbs, copy_gbs, dev.label()
 

@@ -63,6 +63,7 @@ class Ledger:
         # before it (each pass's visit-list upload waited for the previous pass: 1 ms a pass
         # on PoCL). They are dropped once the queue is known to be idle.
         self._in_flight = []
+        self._backing = {}  # host memory of host_backed buffers, by id(buffer)
         self.bytes_h2d = 0
         self.bytes_d2h = 0
         _ALL_LEDGERS.append(self)
@@ -112,9 +113,17 @@ class Ledger:
             )
         return min(fits, key=lambda b: (free[b], b))
 
-    def alloc(self, name: str, nbytes: int, host=None, *, bank=None):
+    def alloc(self, name: str, nbytes: int, host=None, *, bank=None, host_backed=False):
         """Allocate a device buffer of ``nbytes`` in a memory bank (``bank``, or the fullest
-        one that holds it), copying ``host`` into it if given."""
+        one that holds it), copying ``host`` into it if given.
+
+        ``host_backed``: on a device that shares the host's memory (CL_DEVICE_HOST_UNIFIED_
+        MEMORY: CPUs, integrated GPUs) the buffer lives in page-aligned memory the package
+        allocates (CL_MEM_USE_HOST_PTR), as vendors advise for zero-copy buffers. On PoCL
+        the driver's own allocation is touched page by page on the first write: filling an
+        800 MB pool took 0.60 s, against 0.13-0.15 s in NumPy-allocated memory (which asks the
+        kernel for huge pages). Still counted in the budget as device memory.
+        """
         import pyopencl as cl
 
         nbytes = max(int(nbytes), 1)  # OpenCL refuses zero-sized buffers
@@ -122,7 +131,12 @@ class Ledger:
         b = self._bank_for(name, nbytes, bank)
         mf = cl.mem_flags
         ctx = self.device.context
-        buf = cl.Buffer(ctx, mf.READ_WRITE, size=nbytes)
+        if host_backed and self.device.cl_device.host_unified_memory:
+            backing = aligned_empty(nbytes, np.uint8, 4096)
+            buf = cl.Buffer(ctx, mf.READ_WRITE | mf.USE_HOST_PTR, hostbuf=backing)
+            self._backing[id(buf)] = backing  # the buffer's memory: alive as long as it
+        else:
+            buf = cl.Buffer(ctx, mf.READ_WRITE, size=nbytes)
         if host is not None:
             self.upload(buf, host, wait=True)
         self.live[id(buf)] = (name, nbytes, buf, b)
@@ -161,6 +175,7 @@ class Ledger:
         self.live_bytes -= nbytes
         self.bank_used[bank] -= nbytes
         buf.release()
+        self._backing.pop(id(buf), None)
 
     def free_all(self) -> None:
         self.device.queue.finish()
@@ -168,6 +183,7 @@ class Ledger:
         for _, _, buf, _ in list(self.live.values()):
             buf.release()
         self.live.clear()
+        self._backing.clear()
         self.live_bytes = 0
         self.bank_used = [0] * self.banks
         if self in _ALL_LEDGERS:

@@ -381,6 +381,7 @@ class DeviceWorkingSet:
         self.k_scatter_slots = get_kernel(device, "scatter.cl", defines, "scatter_slots")
         self.dim = store.dim
         self.vdim = model.shared_dim()
+        self._simulated = "oclgrind" in device.info.platform.lower()
         self._allocate()
         p = model.kernel_params()
         R = self.real
@@ -410,7 +411,7 @@ class DeviceWorkingSet:
         # buffer offset (a write of 8 floats at byte 64, then a kernel reading them: 8
         # reports), so under it every incoming coordinate takes the staged path, whose copy
         # is a kernel it can check; the direct path is host writes only.
-        self._direct_runs = 0 if "oclgrind" in device.info.platform.lower() else _DIRECT_RUNS
+        self._direct_runs = 0 if self._simulated else _DIRECT_RUNS
 
     # ------------------------------------------------------------------ allocation
     def _allocate(self):
@@ -437,11 +438,14 @@ class DeviceWorkingSet:
                 L.alloc("staging indices", 4 * cap.stage_entries) if self.store.sparse else None
             )
             self.parts = []
+            # Not under the simulator: host-backed memory reads as written (initialised) to
+            # Oclgrind's uninitialised-value check, which the pool must not escape.
+            backed = not self._simulated
             for bank, n in cap.parts:
                 k = len(self.parts)
-                val = L.alloc(f"pool part {k} values", r * n, bank=bank)
+                val = L.alloc(f"pool part {k} values", r * n, bank=bank, host_backed=backed)
                 idx = (
-                    L.alloc(f"pool part {k} indices", 4 * n, bank=bank)
+                    L.alloc(f"pool part {k} indices", 4 * n, bank=bank, host_backed=backed)
                     if self.store.sparse
                     else val
                 )

@@ -116,6 +116,11 @@ def test_bytes_moved_are_the_new_coordinates_and_land_in_place(device, sparse):
                 u, Xd[:, coords].T @ model.gradient(v), rtol=1e-10, atol=1e-12
             )
         assert ws.ledger.peak <= budget
+        # A device sharing the host's memory keeps the pool in host-allocated pages (the
+        # data checks above ran on them); any other device in its own.
+        backed = {ws.ledger.live[i][0] for i in ws.ledger._backing}
+        pool = {name for name, *_ in ws.ledger.live.values() if name.startswith("pool part")}
+        assert backed == (pool if device.cl_device.host_unified_memory else set())
     finally:
         ws.release()
 
