@@ -433,7 +433,7 @@ def build_parser():
     q.add_argument(
         "--passes-per-round",
         type=_passes,
-        default=4,
+        default=8,
         help="passes over the resident set per round: an integer >= 1, or 'auto'",
     )
     q.add_argument(

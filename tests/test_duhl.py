@@ -252,7 +252,7 @@ def test_every_policy_reaches_the_full_residency_objective(
     if storage.endswith("auto"):
         assert all(1 <= r["passes"] <= 16 for r in est.history_)
     else:  # the default, every round
-        assert all(r["passes"] == est.passes_per_round == 4 for r in est.history_)
+        assert all(r["passes"] == est.passes_per_round == 8 for r in est.history_)
     assert est.history_[0]["n_resident"] < 0.2 * (X.shape[1] if kind != "clf" else X.shape[0])
     assert abs(est.objective_ - full.objective_) <= 1e-6 * abs(full.objective_)
     # Valid certificates: each objective minus the other's is within its own gap.
