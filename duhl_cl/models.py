@@ -334,12 +334,15 @@ class LogisticL2(_Dual):
 
     def step(self, a, mu, Q, iters=50, eps=1e-12):
         C = self.C
+        zmin = C * 2.0**-50  # z and C - z kept off 0, as the kernel does (model.h)
         zold, sgn = a, 1.0
         if 0.5 * Q * ((C - a) - a) + mu < 0:
             zold, sgn = C - a, -1.0
+        zold = max(zold, zmin)
         z = zold
         if C - z < 0.5 * C:
             z *= 0.1
+        z = min(max(z, zmin), C - zmin)
         gp = Q * (z - zold) + sgn * mu + np.log(z / (C - z))
         for _ in range(iters):
             if abs(gp) < eps:
@@ -347,6 +350,7 @@ class LogisticL2(_Dual):
             gpp = Q + C / ((C - z) * z)
             tz = z - gp / gpp
             z = z * 0.1 if tz <= 0 else tz
+            z = min(max(z, zmin), C - zmin)
             gp = Q * (z - zold) + sgn * mu + np.log(z / (C - z))
         return z if sgn > 0 else C - z
 

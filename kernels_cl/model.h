@@ -37,9 +37,11 @@
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
 #define REAL_T double
 #define INNER_EPS 1e-12
+#define INNER_ZMIN 8.8817841970012523e-16 /* 2^-50 */
 #else
 #define REAL_T float
 #define INNER_EPS 1e-6f
+#define INNER_ZMIN 2.38418579e-7f /* 2^-22 */
 #endif
 typedef REAL_T real;
 
@@ -115,20 +117,27 @@ inline real dual_step(const real a, const real mu, const real Q, const real C)
     return t > (real)0 ? t : (real)0;
 #else
     /* Logistic: minimise Q/2 (z-a)^2 + mu (z-a) + z log z + (C-z) log(C-z) over 0 < z < C
-     * by Newton's method in whichever of z, C-z is nearer zero (liblinear, Yu et al. 2011). */
+     * by Newton's method in whichever of z, C-z is nearer zero (liblinear, Yu et al. 2011).
+     * z and C - z stay at least zmin = C INNER_ZMIN (a few units of the precision): in float32
+     * an alpha within C's rounding of 0 or C made zold 0, log(0) -inf and every later step NaN
+     * (w8a, 8 passes a round). */
+    const real zmin = C * INNER_ZMIN, zmax = C - zmin;
     real zold = a, sgn = (real)1;
     if ((real)0.5 * Q * ((C - a) - a) + mu < (real)0) {
         zold = C - a;
         sgn = (real)-1;
     }
+    zold = zold < zmin ? zmin : zold;
     real z = zold;
     if (C - z < (real)0.5 * C)
         z *= (real)0.1;
+    z = z < zmin ? zmin : (z > zmax ? zmax : z);
     real gp = Q * (z - zold) + sgn * mu + log(z / (C - z));
     for (int it = 0; it < INNER_ITERS && fabs(gp) >= INNER_EPS; ++it) {
         const real gpp = Q + C / ((C - z) * z);
         const real tz = z - gp / gpp;
         z = tz <= (real)0 ? z * (real)0.1 : tz;
+        z = z < zmin ? zmin : (z > zmax ? zmax : z);
         gp = Q * (z - zold) + sgn * mu + log(z / (C - z));
     }
     return sgn > (real)0 ? z : C - z;

@@ -120,6 +120,36 @@ def test_pass_matches_numpy_reference(device, problem, name, sparse, kernel_vari
     assert np.any(alpha != model.initial_alpha())  # the pass did move
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logistic_dual_step_stays_inside_the_box(device, problem, dtype, kernel_variant):
+    """Coefficients at (or within rounding of) 0 and C: every step stays finite and strictly
+    inside (0, C). In float32, alpha = 1e-8 with C = 1 makes C - alpha round to C; the
+    Newton step then took log(0) and every later step was NaN (w8a, 8 passes a round)."""
+    X, y = problem
+    model, target = make_model("logistic-l2", X, y)
+    C = model.C
+    store = make_store(model, target, X, dtype)
+    n = model.n_coords
+    alpha = np.resize([0.0, C, 1e-8 * C, C - 1e-8 * C, 0.5 * C], n).astype(np.float64)
+    v = _shared(model, X, target, alpha, 0.0)
+    dev = DeviceWorkingSet(device, model, store, variant=kernel_variant)
+    try:
+        dev.make_resident(np.arange(n), alpha)
+        dev.set_shared(v)
+        rng = np.random.default_rng(0)
+        for _ in range(20):
+            dev.run_pass(rng)
+        got = dev.read_alpha(np.zeros(n))
+        w = dev.get_shared()
+    finally:
+        dev.release()
+    assert np.isfinite(got).all() and np.isfinite(w).all()
+    assert np.all(got > 0) and np.all(got < C), (got.min(), got.max())
+    # The same step in float64 on the host, from the same (boundary) points: finite too.
+    ref = [model.step(a, mu, Q) for a, mu, Q in [(0.0, 5.0, 1.0), (C, -5.0, 1.0), (C, 0.0, 0.0)]]
+    assert all(0 < r < C for r in ref)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("name", MODELS)
