@@ -481,9 +481,7 @@ class DeviceWorkingSet:
         """
         coords = np.asarray(coords, dtype=np.int64)
         stats = SwapStats()
-        if np.all(self.coord_slot[coords] >= 0):
-            stats = SwapStats()  # all there: only the visit set may change
-        else:
+        if not np.all(self.coord_slot[coords] >= 0):  # else only the visit set may change
             want = np.zeros(self.store.n_coords, dtype=bool)
             want[coords] = True
             if not self.store.sparse:
@@ -539,7 +537,8 @@ class DeviceWorkingSet:
             self.slot_off[occ].astype(np.int64),
             lens[sc[occ]],
         )
-        cand = np.sort(entering[: len(free_slots)])  # storage order: see the dense case
+        # In the policy's order: when fragmentation refuses some, the lowest ranked go without.
+        cand = entering[: len(free_slots)]
         part, off = place_pieces(lens[cand], *free)
         ok = part >= 0
         cs = cand[ok]
