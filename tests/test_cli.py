@@ -100,8 +100,13 @@ def test_devices_and_demo_scripts(device):
         if line.startswith(("duhl ", "sequential "))
     }
     assert set(table) == {"duhl", "sequential"}
-    # Both certified to the same objective; DuHL moved fewer bytes at the same budget.
-    assert table["duhl"][5] == table["sequential"][5]
+    # Both certified on the same problem: each objective lies in [optimum, optimum + its gap],
+    # so they differ by at most the larger gap (plus the printed rounding, 8 decimals). Equal
+    # printed objectives are not implied (a clean-clone run printed 6.42183458 and 6.42175865).
+    f_d, f_s = float(table["duhl"][5]), float(table["sequential"][5])
+    gap = max(float(table["duhl"][4]), float(table["sequential"][4]))
+    assert abs(f_d - f_s) <= gap + 1e-8
+    # DuHL moved fewer bytes at the same budget.
     assert float(table["duhl"][3]) * 3 < float(table["sequential"][3])
 
 
