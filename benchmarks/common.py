@@ -1,5 +1,6 @@
-"""What the benchmark scripts share: the data directory, a printer that keeps the table for
-its file, pyplot (when installed), and the estimators' tolerance scale."""
+"""What the benchmark scripts share: the data directory, the synthetic Lasso problem, a
+printer that keeps the table for its file, pyplot (when installed), and the estimators'
+tolerance scale."""
 
 from __future__ import annotations
 
@@ -13,6 +14,24 @@ import duhl_cl as dc
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 _LINES: list = []
+
+
+def lasso_problem(n, d, seed=0):
+    """Dense n x d float32 X (column-major, as a primal solver's host store keeps it: no copy
+    inside fit), y from a sparse truth plus noise (not centred), and alpha = 0.05 alpha_max
+    of the centred y."""
+    rng = np.random.default_rng(seed)
+    X = np.asfortranarray(rng.standard_normal((n, d), dtype=np.float32))
+    truth = np.zeros(d)
+    k = max(10, d // 400)
+    truth[rng.choice(d, k, replace=False)] = rng.choice([-1.0, 1.0], k) * rng.uniform(0.5, 2.0, k)
+    y = X @ truth + 0.5 * rng.standard_normal(n)
+    return X, y, 0.05 * alpha_max(X, y - y.mean())
+
+
+def alpha_max(X, y):
+    """The smallest Lasso alpha with an all-zero solution (no intercept), for centred y."""
+    return float(np.max(np.abs(X.T @ y.astype(X.dtype)))) / X.shape[0]
 
 
 def say(*args, **kw):

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from common import DATA, pyplot, say, tol_scale, write_table  # benchmarks/common.py
+from common import DATA, lasso_problem, pyplot, say, tol_scale, write_table  # benchmarks/common.py
 
 import duhl_cl as dc
 from duhl_cl.io import load_svmlight
@@ -40,14 +40,7 @@ from duhl_cl.projection import project_fit
 
 
 def make_lasso(n, d, seed=0):
-    rng = np.random.default_rng(seed)
-    # Column-major, as a primal solver's host store keeps it (no copy inside fit).
-    X = np.asfortranarray(rng.standard_normal((n, d), dtype=np.float32))
-    truth = np.zeros(d)
-    k = max(10, d // 400)
-    truth[rng.choice(d, k, replace=False)] = rng.choice([-1.0, 1.0], k) * rng.uniform(0.5, 2.0, k)
-    y = X @ truth + 0.5 * rng.standard_normal(n)
-    alpha = 0.05 * float(np.max(np.abs(X.T @ (y - y.mean()).astype(np.float32)))) / n
+    X, y, alpha = lasso_problem(n, d, seed)
     return X, y, lambda **kw: dc.Lasso(alpha=alpha, **kw)
 
 

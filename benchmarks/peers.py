@@ -41,7 +41,15 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from common import DATA, pyplot, say, tol_scale, write_table  # benchmarks/common.py
+from common import (
+    DATA,
+    alpha_max,
+    lasso_problem,
+    pyplot,
+    say,
+    tol_scale,
+    write_table,
+)  # benchmarks/common.py
 
 import duhl_cl as dc
 from duhl_cl.io import load_svmlight
@@ -65,14 +73,8 @@ def logistic_objective(X, y, w, C):
 
 # ----------------------------------------------------------------------------- problems
 def make_lasso(n, d, seed=0):
-    rng = np.random.default_rng(seed)
-    X = np.asfortranarray(rng.standard_normal((n, d), dtype=np.float32))
-    truth = np.zeros(d)
-    k = max(10, d // 400)
-    truth[rng.choice(d, k, replace=False)] = rng.choice([-1.0, 1.0], k) * rng.uniform(0.5, 2.0, k)
-    y = X @ truth + 0.5 * rng.standard_normal(n)
-    y -= y.mean()
-    return X, y, 0.05 * _alpha_max(X, y)
+    X, y, alpha = lasso_problem(n, d, seed)
+    return X, y - y.mean(), alpha
 
 
 def make_svm(n, d, seed=1):
@@ -92,11 +94,7 @@ def load_regression(name):
     y = y - y.mean()
     y = y / y.std()
     X = np.asfortranarray(X.astype(np.float32))
-    return X, y, 0.01 * _alpha_max(X, y)
-
-
-def _alpha_max(X, y):
-    return float(np.max(np.abs(X.T @ y.astype(X.dtype)))) / X.shape[0]
+    return X, y, 0.01 * alpha_max(X, y)
 
 
 # ----------------------------------------------------------------------------- solvers

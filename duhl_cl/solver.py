@@ -171,7 +171,6 @@ def solve(
     n_iter = 0
     z = np.full(n, np.inf)  # gap memory: never evaluated ranks first
     start_cert_time = 0.0  # the start's certificate, counted in the first round's record
-    lens1 = np.maximum(store.lens, 1).astype(np.int64)  # device entries of each coordinate
     u_mem = np.full(n, np.nan)
     last_cert, cert_wait = 0, 1
     auto_passes = passes_per_round == "auto"
@@ -211,7 +210,7 @@ def solve(
             sw = ws.make_resident(pol.select(z, n_iter, alpha), alpha)
             n_resident = len(ws.resident)  # on the device
             visited = ws.visited  # what the passes visit: the selection
-            nnz_visited = int(lens1[visited].sum())
+            nnz_visited = int(ws.entries[visited].sum())
             t_pass = time.perf_counter()
             for _ in range(passes):
                 ws.run_pass(rng)
@@ -396,9 +395,7 @@ def _remember(model, cert, z, u_mem):
 def _full_bytes(ws):
     st = ws.store
     return (
-        ws.cap.fixed
-        + st.n_coords * ws.cap.slot_bytes
-        + int(np.maximum(st.lens, 1).sum()) * ws.cap.entry_bytes
+        ws.cap.fixed + st.n_coords * ws.cap.slot_bytes + int(ws.entries.sum()) * ws.cap.entry_bytes
     )
 
 

@@ -391,6 +391,9 @@ class DeviceWorkingSet:
         S = self.cap.n_slots
         self.slot_coord = np.full(S, -1, dtype=np.int64)  # coordinate in each slot
         self.slot_active = np.zeros(S, dtype=bool)  # visited by the passes
+        # Device entries of each coordinate: an empty piece takes one (OpenCL has no
+        # zero-length pieces).
+        self.entries = np.maximum(store.lens.astype(np.int64), 1)
         self.coord_slot = np.full(store.n_coords, -1, dtype=np.int64)
         self.slot_part = np.zeros(S, dtype=np.int64)
         self.slot_off = np.zeros(S, dtype=np.int64)
@@ -528,7 +531,7 @@ class DeviceWorkingSet:
         """Place what fits of ``entering`` into free slots and ranges; (coord, slot, part,
         offset) rows of those placed."""
         sc = self.slot_coord
-        lens = np.maximum(self.store.lens.astype(np.int64), 1)  # an empty piece takes one entry
+        lens = self.entries
         free_slots = np.flatnonzero(sc < 0)
         occ = np.flatnonzero(sc >= 0)
         free = _free_ranges(
@@ -573,7 +576,7 @@ class DeviceWorkingSet:
     def coordinate_bytes(self, coords) -> int:
         """Bytes copied to make ``coords`` resident: their entries and slot entries."""
         coords = np.asarray(coords, dtype=np.int64)
-        n_entries = int(np.maximum(self.store.lens[coords], 1).sum())
+        n_entries = int(self.entries[coords].sum())
         return n_entries * self.cap.entry_bytes + len(coords) * self._slot_upload_bytes()
 
     def _slot_upload_bytes(self):
@@ -599,7 +602,7 @@ class DeviceWorkingSet:
         q, st, L = self.queue, self.store, self.ledger
         arr = np.array(placed, dtype=np.int64).reshape(-1, 4)
         coords, slots, parts, offs = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
-        lens = np.maximum(st.lens[coords].astype(np.int64), 1)
+        lens = self.entries[coords]
         r = self.dtype.itemsize
         n = len(coords)
         labels = st.labels[coords] if st.labels is not None else np.zeros(n)
