@@ -433,8 +433,9 @@ def build_parser():
     q.add_argument(
         "--passes-per-round",
         type=_passes,
-        default=8,
-        help="passes over the resident set per round: an integer >= 1, or 'auto'",
+        default="auto",
+        help="passes over the resident set per round: an integer >= 1, or 'auto' (the "
+        "default: 8, more while every coordinate with a positive gap is resident)",
     )
     q.add_argument(
         "--kernel-variant",

@@ -321,11 +321,11 @@ _COMMON_DOC = """
     policy : "duhl", "sequential", "random" or "full"
         Which coordinates are resident each round (see duhl_cl.scheduler).
     passes_per_round : int or "auto"
-        Coordinate-descent passes over the visited set per round (default 8: a round's fixed
-        costs, a few ms on PoCL, outweigh a pass over a small working set; chosen among 1, 4,
-        8, 16 and "auto" on a9a, the dense SVM and the dense Lasso, README "Speed"). "auto"
-        sets it each round so that the device works about as long as a round's fixed costs
-        (launches, copies, read-backs) take, up to 16 passes.
+        Coordinate-descent passes over the visited set per round. "auto" (the default): 8
+        (a round's fixed costs, a few ms on PoCL, outweigh a pass over a small working set;
+        chosen among 1, 4, 8, 16 on a9a, the dense SVM and the dense Lasso), and more, up to
+        256 and about 2^20 entries read, while the selection holds every coordinate with a
+        positive gap (duhl_cl.solver.auto_passes_for; README "Speed").
     kernel_variant : None, "serial", "tpa" or "bucketed"
         The device's coordinate-descent pass; None takes the profile's. "serial": one
         work-item, exact sequential descent; "tpa": a work-group per coordinate, atomic
@@ -363,7 +363,7 @@ class Lasso(_Regressor):
     def __init__(
         self, alpha=1.0, *, fit_intercept=True, tol=1e-4, max_iter=1000, max_time=None,
         warm_start=False, random_state=None, verbose=0, device="pocl-cpu", emulate=False, dtype=None,
-        memory_budget=None, policy="duhl", passes_per_round=8,
+        memory_budget=None, policy="duhl", passes_per_round="auto",
         kernel_variant=None,
     ):  # fmt: skip
         _store_params(self, locals())
@@ -381,7 +381,7 @@ class ElasticNet(_Regressor):
     def __init__(
         self, alpha=1.0, *, l1_ratio=0.5, fit_intercept=True, tol=1e-4, max_iter=1000,
         max_time=None, warm_start=False, random_state=None, verbose=0, device="pocl-cpu",
-        emulate=False, dtype=None, memory_budget=None, policy="duhl", passes_per_round=8,
+        emulate=False, dtype=None, memory_budget=None, policy="duhl", passes_per_round="auto",
         kernel_variant=None,
     ):  # fmt: skip
         _store_params(self, locals())
@@ -403,7 +403,7 @@ class Ridge(_Regressor):
     def __init__(
         self, alpha=1.0, *, fit_intercept=True, tol=1e-4, max_iter=1000, max_time=None,
         warm_start=False, random_state=None, verbose=0, device="pocl-cpu", emulate=False, dtype=None,
-        memory_budget=None, policy="duhl", passes_per_round=8,
+        memory_budget=None, policy="duhl", passes_per_round="auto",
         kernel_variant=None,
     ):  # fmt: skip
         _store_params(self, locals())
@@ -451,7 +451,7 @@ class LinearSVC(_Classifier):
         self, C=1.0, *, loss="squared_hinge", fit_intercept=True, intercept_scaling=1.0,
         tol=1e-4, max_iter=1000, max_time=None, warm_start=False, random_state=None, verbose=0,
         device="pocl-cpu", emulate=False, dtype=None,
-        memory_budget=None, policy="duhl", passes_per_round=8,
+        memory_budget=None, policy="duhl", passes_per_round="auto",
         kernel_variant=None,
     ):  # fmt: skip
         _store_params(self, locals())
@@ -476,7 +476,7 @@ class LogisticRegression(_Classifier):
         self, penalty="l2", *, C=1.0, fit_intercept=True, intercept_scaling=1.0, tol=1e-4,
         max_iter=1000, max_time=None, warm_start=False, random_state=None, verbose=0,
         device="pocl-cpu", emulate=False, dtype=None,
-        memory_budget=None, policy="duhl", passes_per_round=8,
+        memory_budget=None, policy="duhl", passes_per_round="auto",
         kernel_variant=None,
     ):  # fmt: skip
         _store_params(self, locals())

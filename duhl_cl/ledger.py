@@ -10,6 +10,8 @@ peak are accounted.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from .profiles import format_size
@@ -157,6 +159,35 @@ class Ledger:
         if not wait:
             self._in_flight.append(evt)
         self.bytes_h2d += host.nbytes
+
+    def is_host_backed(self, buf) -> bool:
+        """Whether ``buf`` lives in host memory the package allocated (see :meth:`alloc`)."""
+        return id(buf) in self._backing
+
+    @contextlib.contextmanager
+    def mapped(self, buf, offset: int, nbytes: int, dtype):
+        """A writable host view (``dtype``) of ``nbytes`` of ``buf`` from byte ``offset``.
+
+        Mapping waits for the queue's earlier commands on ``buf``; the view is unmapped on
+        leaving. On a host-backed buffer of a device sharing host memory the map is the
+        buffer's own memory (PoCL: 0.1-0.3 ms, no copy), so writing through it replaces a
+        staged copy and a scatter. The caller counts what it writes (:meth:`count_h2d`).
+        """
+        import pyopencl as cl
+
+        q = self.device.queue
+        dtype = np.dtype(dtype)
+        view, _ = cl.enqueue_map_buffer(
+            q, buf, cl.map_flags.WRITE, int(offset), (int(nbytes) // dtype.itemsize,), dtype
+        )
+        try:
+            yield view
+        finally:
+            view.base.release(q)
+
+    def count_h2d(self, nbytes: int) -> None:
+        """Count bytes written to device memory through a map."""
+        self.bytes_h2d += int(nbytes)
 
     def download(self, host, buf) -> None:
         """Copy a device buffer into a host array (blocking), counting the bytes."""

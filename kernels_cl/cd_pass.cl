@@ -1,8 +1,12 @@
 /* cd_pass.cl -- one pass of coordinate descent over a list of resident coordinates.
  *
- * What it computes: for k in [order_start, order_start + n_order), coordinate s = order[k] (a slot of the device's
- * working-set storage): u = a_s^T w(v), the model's step alpha[s] -> alpha_new, and
- * v += (alpha_new - alpha[s]) * a_s. Exact sequential coordinate descent ("serial" variant).
+ * What it computes: n_passes passes; in each, for k in [order_start, order_start + n_order),
+ * coordinate s = order[k] (a slot of the device's working-set storage): u = a_s^T w(v), the
+ * model's step alpha[s] -> alpha_new, and v += (alpha_new - alpha[s]) * a_s. Exact sequential
+ * coordinate descent ("serial" variant). With seed != 0, each pass first shuffles its list
+ * in place (Fisher-Yates driven by a 32-bit xorshift started at seed), so that a round's
+ * passes are one launch: on PoCL a launch costs about 0.2 ms, the whole of a pass over a few
+ * hundred sparse rows. With seed 0 every pass takes the list as given.
  * Launch: global size 1, local size 1 (one work-item walks the list; FPGA single-work-item
  * pipelines and small CPUs; on PoCL a private loop is the fast shape, DESIGN.md section 5).
  *
@@ -14,55 +18,77 @@
  * the weight vector w of length dim + 1, the last entry for the bias feature (value bias).
  *
  * NumPy equivalent (primal, squared loss, dense):
- *     for s in order:
- *         u = X[:, s] @ (v / m)
- *         b_new = soft(q[s] * b[s] - u, l1) / (q[s] + l2);  v += (b_new - b[s]) * X[:, s]
+ *     for order in duhl_cl.working_set.device_orders(order, n_passes, seed):
+ *         for s in order:
+ *             u = X[:, s] @ (v / m)
+ *             b_new = soft(q[s] * b[s] - u, l1) / (q[s] + l2);  v += (b_new - b[s]) * X[:, s]
  * (duhl_cl/models.py, reference_pass, is the exact reference used in the tests.)
  */
 #include "slot.h"
 
+inline uint xorshift32(uint x)
+{
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return x;
+}
+
 __kernel void cd_pass(__global const real *val, __global const int *idx,
                       __global const ulong *offs, __global const int *lens,
-                      __global const int *order, const int order_start, const int n_order,
+                      __global int *order, const int order_start, const int n_order,
                       __global real *alpha,
                       __global const real *sqnorm, __global const real *ylab, __global real *v,
                       const int dim, const real l1, const real l2, const real bound,
-                      const real C, const real bias, const real inv_m)
+                      const real C, const real bias, const real inv_m, const int n_passes,
+                      const uint seed)
 {
     if (get_global_id(0) != 0)
         return;
     const int end = order_start + n_order;
-    for (int k = order_start; k < end; ++k) {
-        const int s = order[k];
-        const ulong o = offs[s];
-        const int n = slot_len(lens, s, dim);
-        __global const real *next = val + offs[order[k + 2 < end ? k + 2 : k]];
-        if (k + 3 < end) {
-            /* The slot after next: its descriptors, so that finding its data does not wait. */
-            const int s2 = order[k + 3];
-            SLOT_PREFETCH(offs + s2);
-            SLOT_PREFETCH(alpha + s2);
-            SLOT_PREFETCH(sqnorm + s2);
+    uint state = seed;
+    for (int pass = 0; pass < n_passes; ++pass) {
+        if (seed != 0) {
+            for (int i = n_order - 1; i > 0; --i) {
+                state = xorshift32(state);
+                const int j = (int)(state % (uint)(i + 1));
+                const int t = order[order_start + i];
+                order[order_start + i] = order[order_start + j];
+                order[order_start + j] = t;
+            }
+        }
+        for (int k = order_start; k < end; ++k) {
+            const int s = order[k];
+            const ulong o = offs[s];
+            const int n = slot_len(lens, s, dim);
+            __global const real *next = val + offs[order[k + 2 < end ? k + 2 : k]];
+            if (k + 3 < end) {
+                /* The slot after next: its descriptors, so that finding its data does not wait. */
+                const int s2 = order[k + 3];
+                SLOT_PREFETCH(offs + s2);
+                SLOT_PREFETCH(alpha + s2);
+                SLOT_PREFETCH(sqnorm + s2);
 #if !PRIMAL
-            SLOT_PREFETCH(ylab + s2);
+                SLOT_PREFETCH(ylab + s2);
+#endif
+            }
+            const real u = slot_dot(val, idx, o, n, 0, 1, v, ylab, inv_m, 1, next);
+            const real a_old = alpha[s];
+#if PRIMAL
+            const real a_new = primal_step(a_old, u, sqnorm[s], l1, l2, inv_m);
+            const real d = a_new - a_old;
+#else
+            const real yl = ylab[s];
+            const real a_new = dual_step(a_old, yl * (u + bias * v[dim]), sqnorm[s], C);
+            const real d = (a_new - a_old) * yl;
+#endif
+            if (a_new == a_old)
+                continue;
+            alpha[s] = a_new;
+            slot_axpy(val, idx, o, n, d, v);
+#if !PRIMAL
+            v[dim] += d * bias;
 #endif
         }
-        const real u = slot_dot(val, idx, o, n, 0, 1, v, ylab, inv_m, 1, next);
-        const real a_old = alpha[s];
-#if PRIMAL
-        const real a_new = primal_step(a_old, u, sqnorm[s], l1, l2, inv_m);
-        const real d = a_new - a_old;
-#else
-        const real yl = ylab[s];
-        const real a_new = dual_step(a_old, yl * (u + bias * v[dim]), sqnorm[s], C);
-        const real d = (a_new - a_old) * yl;
-#endif
-        if (a_new == a_old)
-            continue;
-        alpha[s] = a_new;
-        slot_axpy(val, idx, o, n, d, v);
-#if !PRIMAL
-        v[dim] += d * bias;
-#endif
     }
 }

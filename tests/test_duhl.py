@@ -11,6 +11,7 @@ import duhl_cl as dc
 from duhl_cl import models
 from duhl_cl.data import CoordinateStore
 from duhl_cl.scheduler import make_policy
+from duhl_cl.solver import auto_passes_for
 from duhl_cl.working_set import DeviceWorkingSet, plan_capacity
 
 POLICIES = ["duhl", "sequential", "random"]
@@ -223,7 +224,7 @@ _FULL = {}
     "name, policy, storage",
     [(n, p, "dense") for n in CASES for p in POLICIES]
     + [(n, "duhl", "sparse") for n in CASES]
-    + [(n, "duhl", "dense, passes_per_round auto") for n in CASES]
+    + [(n, "duhl", "dense, passes_per_round 8") for n in CASES]
     + [
         (n, "duhl", f"{s}, {v}")
         for n in CASES
@@ -243,21 +244,41 @@ def test_every_policy_reaches_the_full_residency_objective(
     if key not in _FULL:
         _FULL[key] = make(policy="full", **kw).fit(Xin, y)
     full = _FULL[key]
-    if storage.endswith("auto"):
-        kw["passes_per_round"] = "auto"
+    if storage.endswith("8"):
+        kw["passes_per_round"] = 8
     variant = storage.split(", ")[1] if storage.endswith(("tpa", "bucketed")) else "serial"
     est = make(policy=policy, memory_budget="10%", kernel_variant=variant, **kw).fit(Xin, y)
     assert est.stats_["kernel_variant"] == variant
     assert est.converged_ and full.converged_
-    if storage.endswith("auto"):
-        assert all(1 <= r["passes"] <= 16 for r in est.history_)
-    else:  # the default, every round
-        assert all(r["passes"] == est.passes_per_round == 8 for r in est.history_)
+    if storage.endswith("8"):
+        assert all(r["passes"] == 8 for r in est.history_)
+    else:  # the default, "auto": 8, or more on a complete selection (auto_passes_for)
+        assert est.passes_per_round == "auto"
+        for r in est.history_:
+            more = auto_passes_for(r["nnz_visited"], True)
+            assert r["passes"] in (8, more), (r["passes"], more)
     assert est.history_[0]["n_resident"] < 0.2 * (X.shape[1] if kind != "clf" else X.shape[0])
     assert abs(est.objective_ - full.objective_) <= 1e-6 * abs(full.objective_)
     # Valid certificates: each objective minus the other's is within its own gap.
     assert est.objective_ - full.objective_ <= est.dual_gap_ + 1e-12
     assert full.objective_ - est.objective_ <= full.dual_gap_ + 1e-12
+
+
+def test_auto_passes_grow_once_the_selection_holds_every_positive_gap(device, budget_problems):
+    """A hinge SVM whose data fits: the selection holds every sample with a positive gap, so
+    "auto" gives rounds more than 8 passes (as many as read about 2^20 entries, at most
+    256); the fit certifies the same optimum as 8 passes a round."""
+    X, y = budget_problems["clf"]
+    kw = dict(C=0.05, loss="hinge", dtype="float64", tol=1e-8, random_state=0, device=device)
+    auto = dc.LinearSVC(**kw).fit(X, y)
+    eight = dc.LinearSVC(passes_per_round=8, **kw).fit(X, y)
+    more = [r for r in auto.history_ if r["passes"] > 8]
+    assert more, [r["passes"] for r in auto.history_]
+    for r in more:
+        assert r["passes"] == min(256, -(-(1 << 20) // r["nnz_visited"]))
+    assert auto.converged_ and eight.converged_
+    assert auto.objective_ - eight.objective_ <= auto.dual_gap_ + 1e-12
+    assert eight.objective_ - auto.objective_ <= eight.dual_gap_ + 1e-12
 
 
 @pytest.mark.parametrize("policy", ["duhl", "sequential"])

@@ -19,7 +19,7 @@ from duhl_cl import models
 from duhl_cl.data import CoordinateStore
 from duhl_cl.program import KernelBuildError, build_program
 from duhl_cl.resources import kernels_dir
-from duhl_cl.working_set import DeviceWorkingSet
+from duhl_cl.working_set import DeviceWorkingSet, device_orders
 
 
 def make_model(name, X, y):
@@ -118,6 +118,56 @@ def test_pass_matches_numpy_reference(device, problem, name, sparse, kernel_vari
     finally:
         dev.release()
     assert np.any(alpha != model.initial_alpha())  # the pass did move
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("name", ["lasso", "hinge", "logistic-l2"])
+def test_passes_shuffled_on_the_device_match_numpy(device, problem, name, sparse):
+    """The "serial" kernel's several passes in one launch, each shuffling the visit list on
+    the device, against models.reference_pass over working_set.device_orders (the shuffle's
+    NumPy twin) from the same seed."""
+    X, y = problem
+    model, target = make_model(name, X, y)
+    store = make_store(model, target, sp.csr_matrix(X) if sparse else X, np.float64)
+    rng = np.random.default_rng(4)
+    alpha = model.initial_alpha() + (
+        rng.uniform(0, 0.2, model.n_coords)
+        if not model.primal
+        else 0.1 * rng.standard_normal(model.n_coords)
+    )
+    v = _shared(model, X, target, alpha, 0.3)
+    dev = DeviceWorkingSet(device, model, store, variant="serial")
+    try:
+        resident = rng.permutation(model.n_coords)[: model.n_coords - 5]
+        dev.make_resident(resident, alpha)
+        dev.set_shared(v)
+        listed = dev.slot_coord[np.flatnonzero(dev.slot_active)]  # the list the launch gets
+        seed = np.random.default_rng(9).integers(1, 1 << 32)
+        dev.run_passes(np.random.default_rng(9), 5)
+        got = dev.read_alpha(np.full(model.n_coords, np.nan))
+        shared = dev.get_shared()
+    finally:
+        dev.release()
+    orders = device_orders(listed, 5, seed)
+    assert len({tuple(o) for o in orders}) == 5  # five different shuffles
+    assert all(sorted(o) == sorted(resident) for o in orders)
+    for order in orders:
+        models.reference_pass(model, store, alpha, v, order)
+    np.testing.assert_allclose(got[resident], alpha[resident], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(shared, v, rtol=1e-10, atol=1e-10)
+
+
+def test_device_orders_is_a_fisher_yates_shuffle():
+    """The NumPy twin of the kernel's shuffle: seed 0 keeps the list; otherwise each pass is
+    a permutation of the previous one, and over many seeds every position takes every item
+    about equally often (no gross bias)."""
+    base = np.arange(6)
+    assert all(np.array_equal(o, base) for o in device_orders(base, 3, 0))
+    counts = np.zeros((6, 6))
+    for seed in range(1, 3001):
+        (o,) = device_orders(base, 1, seed)
+        counts[np.arange(6), o] += 1
+    assert np.all(np.abs(counts / 3000 - 1 / 6) < 0.04), counts / 3000
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
