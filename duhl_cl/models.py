@@ -332,7 +332,7 @@ class LogisticL2(_Dual):
         # Strictly inside (0, C), as liblinear starts.
         return np.full(self.n_samples, min(1e-3 * self.C, 1e-8))
 
-    def step(self, a, mu, Q, iters=50, eps=1e-12):
+    def step(self, a, mu, Q, iters=50, eps=1e-12, rtol=2.0**-45):
         C = self.C
         zmin = C * 2.0**-50  # z and C - z kept off 0, as the kernel does (model.h)
         zold, sgn = a, 1.0
@@ -349,8 +349,11 @@ class LogisticL2(_Dual):
                 break
             gpp = Q + C / ((C - z) * z)
             tz = z - gp / gpp
-            z = z * 0.1 if tz <= 0 else tz
-            z = min(max(z, zmin), C - zmin)
+            zn = min(max(z * 0.1 if tz <= 0 else tz, zmin), C - zmin)
+            settled = abs(zn - z) <= rtol * z  # moved less than z's precision (model.h)
+            z = zn
+            if settled:
+                break
             gp = Q * (z - zold) + sgn * mu + np.log(z / (C - z))
         return z if sgn > 0 else C - z
 
