@@ -12,7 +12,8 @@ Each round :meth:`DeviceWorkingSet.make_resident` evicts the coordinates that le
 coefficients were read back at the end of the previous pass), places only the coordinates
 not yet resident into the space freed, and copies them in a handful of enqueue calls:
 one upload of their values (and indices), one of their slot entries, and a scatter kernel
-that moves them into place; an empty region filled in order is written directly.
+that moves them into place; an empty region filled in order is written directly. A pool in
+host memory the device shares (a CPU device) is instead written in place through a map.
 """
 
 from __future__ import annotations
@@ -543,10 +544,19 @@ class DeviceWorkingSet:
     def _make_resident_sparse(self, coords, want, alpha, stats) -> SwapStats:
         entering = coords[self.coord_slot[coords] < 0]
         # First into the room that is free; when that is not enough, evict every unselected
-        # coordinate and place the rest (pieces vary in size: no cheaper exact choice).
+        # coordinate and place the rest (pieces vary in size: no cheaper exact choice). When
+        # the free slots or entries cannot hold them all anyway, evict first and place once
+        # (placement is most of a round's host work on small sparse sets).
+        sc = self.slot_coord
+        occ = sc >= 0
+        free_entries = self.cap.pool_entries - int(self.entries[sc[occ]].sum())
+        short = len(entering) > np.count_nonzero(~occ)
+        short = short or self.entries[entering].sum() > free_entries
+        if short:
+            self._evict_unwanted(want, stats)
         placed = [self._place_sparse(entering)]
         left = entering[self.coord_slot[entering] < 0]
-        if len(left):
+        if len(left) and not short:
             self._evict_unwanted(want, stats)
             placed.append(self._place_sparse(left))
         placed = np.concatenate(placed)
