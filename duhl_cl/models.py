@@ -400,6 +400,47 @@ def reference_pass(model, store, alpha, v, order, sigma=1.0):
     return alpha, v
 
 
+def reference_passes(model, store, alpha, v, orders):
+    """NumPy reference of one launch of ``cd_pass`` doing ``len(orders)`` passes (float64).
+
+    :func:`reference_pass` over each order (``working_set.device_orders``), with the kernel's
+    shrinking for the hinge and squared-hinge duals: from the second pass on, a sample at a
+    bound whose dual gradient G points out of the box by more than the previous pass's
+    largest projected-gradient violation is left out of the remaining passes (model.h,
+    ``dual_shrinks``; liblinear). ``alpha`` and ``v`` are updated in place; returns the set
+    of samples left out.
+    """
+    shrink = not model.primal and model.code in (Hinge.code, SquaredHinge.code)
+    out = set()
+    hi, lo = np.inf, -np.inf
+    for order in orders:
+        pg_max, pg_min = -np.inf, np.inf
+        for s in order:
+            if s in out:
+                continue
+            if shrink:
+                rows, x = store.coordinate(s)
+                mu = store.labels[s] * (x.astype(np.float64) @ v[rows] + model.bias * v[-1])
+                a, C = alpha[s], model.C
+                G = mu - 1 + (a * 0.5 / C if model.code == SquaredHinge.code else 0.0)
+                pg = G
+                if a == 0:
+                    if G > hi:
+                        out.add(s)
+                        continue
+                    pg = min(G, 0.0)
+                elif model.code == Hinge.code and a == C:
+                    if G < lo:
+                        out.add(s)
+                        continue
+                    pg = max(G, 0.0)
+                pg_max, pg_min = max(pg_max, pg), min(pg_min, pg)
+            reference_pass(model, store, alpha, v, [s])
+        hi = pg_max if pg_max > 0 else np.inf
+        lo = pg_min if pg_min < 0 else -np.inf
+    return out
+
+
 def reference_bucketed_pass(model, store, alpha, v, order, n_buckets):
     """NumPy reference of ``cd_pass_bucketed`` and ``merge_buckets`` (float64).
 

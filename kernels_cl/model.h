@@ -105,6 +105,49 @@ inline real primal_gap(const real b, const real u, const real l1, const real l2,
     return g;
 }
 
+/* Shrinking (hinge and squared hinge duals, liblinear's solve_l2r_l1l2_svc): the projected
+ * gradient of the dual objective at a sample's bound, and whether the sample may be left
+ * out of a launch's later passes: at a bound, with a gradient pointing out of the box by
+ * more than the largest violation (pg_hi, pg_lo) of the previous pass. */
+#if MODEL == MODEL_HINGE || MODEL == MODEL_SQHINGE
+#define DUAL_SHRINK 1
+inline real dual_grad(const real a, const real mu, const real C)
+{
+#if MODEL == MODEL_HINGE
+    (void)a;
+    (void)C;
+    return mu - (real)1;
+#else
+    return mu - (real)1 + a * (real)0.5 / C;
+#endif
+}
+
+/* 1: leave out; otherwise *pg is the projected gradient (0 when the step cannot move). */
+inline int dual_shrinks(const real a, const real G, const real C, const real pg_hi,
+                        const real pg_lo, real *pg)
+{
+    *pg = G;
+    if (a == (real)0) {
+        if (G > pg_hi)
+            return 1;
+        *pg = G < (real)0 ? G : (real)0;
+    }
+#if MODEL == MODEL_HINGE
+    else if (a == C) {
+        if (G < pg_lo)
+            return 1;
+        *pg = G > (real)0 ? G : (real)0;
+    }
+#else
+    (void)C;
+    (void)pg_lo;
+#endif
+    return 0;
+}
+#else
+#define DUAL_SHRINK 0
+#endif
+
 /* Dual step for sample j: mu = y_j x_j^T w is its margin, Q = ||x_j||^2 (+ bias^2). */
 inline real dual_step(const real a, const real mu, const real Q, const real C)
 {

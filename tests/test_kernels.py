@@ -121,11 +121,11 @@ def test_pass_matches_numpy_reference(device, problem, name, sparse, kernel_vari
 
 
 @pytest.mark.parametrize("sparse", [False, True])
-@pytest.mark.parametrize("name", ["lasso", "hinge", "logistic-l2"])
+@pytest.mark.parametrize("name", ["lasso", "hinge", "squared-hinge", "logistic-l2"])
 def test_passes_shuffled_on_the_device_match_numpy(device, problem, name, sparse):
     """The "serial" kernel's several passes in one launch, each shuffling the visit list on
-    the device, against models.reference_pass over working_set.device_orders (the shuffle's
-    NumPy twin) from the same seed."""
+    the device (and shrinking, for the SVMs), against models.reference_passes over
+    working_set.device_orders (the shuffle's NumPy twin) from the same seed."""
     X, y = problem
     model, target = make_model(name, X, y)
     store = make_store(model, target, sp.csr_matrix(X) if sparse else X, np.float64)
@@ -146,13 +146,17 @@ def test_passes_shuffled_on_the_device_match_numpy(device, problem, name, sparse
         dev.run_passes(np.random.default_rng(9), 5)
         got = dev.read_alpha(np.full(model.n_coords, np.nan))
         shared = dev.get_shared()
+        entries = np.empty(len(listed), np.int32)  # the list as the launch left it
+        dev.ledger.download(entries, dev.b_order)
     finally:
         dev.release()
     orders = device_orders(listed, 5, seed)
     assert len({tuple(o) for o in orders}) == 5  # five different shuffles
     assert all(sorted(o) == sorted(resident) for o in orders)
-    for order in orders:
-        models.reference_pass(model, store, alpha, v, order)
+    out = models.reference_passes(model, store, alpha, v, orders)
+    # The samples the launch shrank (stored as ~slot) are the reference's, and there are some.
+    assert set(dev.slot_coord[~entries[entries < 0]].tolist()) == out
+    assert bool(out) == (name in ("hinge", "squared-hinge")), out
     np.testing.assert_allclose(got[resident], alpha[resident], rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(shared, v, rtol=1e-10, atol=1e-10)
 
