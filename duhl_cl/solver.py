@@ -50,9 +50,9 @@ def auto_passes_for(nnz_visited: int, complete: bool) -> int:
     280 rounds and 0.8-1.0 s with 8 passes, 24 rounds and 0.19 s (README "Speed"). When the
     budget cuts the selection short, many passes over a subset fit it at the others'
     expense (the dual logistic regression at 10% of a9a stalled): 8. The solver counts a
-    selection complete only for the "serial" variant, whose passes are one launch (with
-    "bucketed", 256 passes a round, each a launch and a merge, made a float32 Lasso test
-    take 100 s instead of seconds).
+    selection complete only where a round's passes are one launch (the "serial" variant on
+    one pool part; with "bucketed", 256 passes a round, each a launch and a merge, made a
+    float32 Lasso test take 100 s instead of seconds).
     """
     lo, hi, entries = AUTO_PASSES
     if not complete:
@@ -237,9 +237,9 @@ def solve(
             visited = ws.visited  # what the passes visit: the selection
             nnz_visited = int(ws.entries[visited].sum())
             if auto_passes:
-                # More than 8 only where the passes are one launch: the other variants launch
-                # once a pass (and "bucketed" merges after each).
-                complete = ws.variant == "serial" and len(visited) >= np.count_nonzero(z > 0)
+                # More than 8 only where the passes are one launch: otherwise every pass is
+                # a launch per pool part (and "bucketed" merges after each).
+                complete = ws.passes_in_one_launch and len(visited) >= np.count_nonzero(z > 0)
                 passes = auto_passes_for(nnz_visited, complete)
             ws.run_passes(rng, passes)
             # Unit A works on the previous round's alpha and v while unit B runs the pass.

@@ -901,6 +901,14 @@ class DeviceWorkingSet:
         if order is not None:
             self._order_flat = None  # an explicit order need not cover the resident set
 
+    @property
+    def passes_in_one_launch(self) -> bool:
+        """Whether :meth:`run_passes` does a round's passes in one launch: the "serial"
+        variant with the visited set in one pool part."""
+        occ = np.flatnonzero(self.slot_active)
+        parts = self.slot_part[occ]
+        return self.variant == "serial" and len(occ) > 0 and bool(np.all(parts == parts[0]))
+
     def run_passes(self, rng, n_passes):
         """Enqueue ``n_passes`` shuffled passes over the visited set; returns at once.
 
@@ -908,12 +916,7 @@ class DeviceWorkingSet:
         shuffles the list on the device before each pass (:func:`device_orders`); otherwise
         one :meth:`run_pass` (host shuffle, one launch per part) each.
         """
-        occ = np.flatnonzero(self.slot_active)
-        if (
-            self.variant != "serial"
-            or len(occ) == 0
-            or np.any(self.slot_part[occ] != self.slot_part[occ[0]])
-        ):
+        if not self.passes_in_one_launch:
             for _ in range(n_passes):
                 self.run_pass(rng)
             return

@@ -1,4 +1,4 @@
-/* cd_pass.cl -- one pass of coordinate descent over a list of resident coordinates.
+/* cd_pass.cl -- passes of coordinate descent over a list of resident coordinates.
  *
  * What it computes: n_passes passes; in each, for k in [order_start, order_start + n_order),
  * coordinate s = order[k] (a slot of the device's working-set storage): u = a_s^T w(v), the
@@ -11,7 +11,8 @@
  * a launch on, a sample at a bound whose gradient points out of the box by more than the
  * previous pass's largest violation is left out of the launch's later passes (liblinear's
  * shrinking; its list entry is stored as ~s, and the host re-uploads the list before the next
- * use). Dense 200000 x 1000 hinge SVM, 8 passes a launch: most samples sit at 0 after two.
+ * use). Dense 200000 x 1000 hinge SVM at a 10% budget, 8 passes a launch, tol 1e-5: device
+ * time 2.15 s without, 1.73-1.89 s with (one run each).
  * Launch: global size 1, local size 1 (one work-item walks the list; FPGA single-work-item
  * pipelines and small CPUs; on PoCL a private loop is the fast shape, DESIGN.md section 5).
  *
@@ -27,7 +28,8 @@
  *         for s in order:
  *             u = X[:, s] @ (v / m)
  *             b_new = soft(q[s] * b[s] - u, l1) / (q[s] + l2);  v += (b_new - b[s]) * X[:, s]
- * (duhl_cl/models.py, reference_pass, is the exact reference used in the tests.)
+ * (duhl_cl/models.py: reference_pass, and reference_passes with the shrinking, are the exact
+ * references used in the tests.)
  */
 #include "slot.h"
 
