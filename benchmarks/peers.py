@@ -242,6 +242,7 @@ def device_bandwidths(n=4000, d=8000):
 
     from duhl_cl import models
     from duhl_cl.data import CoordinateStore
+    from duhl_cl.ledger import Ledger
     from duhl_cl.working_set import DeviceWorkingSet
 
     dev = dc.open_device()
@@ -251,43 +252,42 @@ def device_bandwidths(n=4000, d=8000):
     model = models.SquaredL1L2(0.01, 0.0)
     model.setup(X, y, False)
     store = CoordinateStore(X, primal=True, dtype=np.float32)
+    src = "__kernel void copy(__global const float4 *a, __global float4 *b) " \
+          "{ const size_t i = get_global_id(0); b[i] = a[i]; }"  # fmt: skip
+    k = cl.Kernel(cl.Program(dev.context, src).build(), "copy")
     ws = DeviceWorkingSet(dev, model, store, variant="serial")
+    # The copy's buffers are allocated as the working set's pool is (host-backed where the
+    # device shares the host's memory), so that both see the same kind of pages.
+    ledger = Ledger(dev)
     try:
         ws.make_resident(np.arange(d), np.zeros(d))
         ws.set_shared(model.shared_from(np.zeros(n), 0.0))
+        a = ledger.alloc("copy source", X.nbytes, X.ravel(order="F"), host_backed=True)
+        b = ledger.alloc("copy destination", X.nbytes, host_backed=True)
         rng2 = np.random.default_rng(1)
-        ws.run_pass(rng2)
-        ws.finish()
-        times = []
-        for _ in range(5):
-            t = time.perf_counter()
+
+        def one_pass():
             ws.run_pass(rng2)
             ws.finish()
-            times.append(time.perf_counter() - t)
-        pass_gbs = X.nbytes / statistics.median(times) / 1e9
+
+        def one_copy():
+            k(dev.queue, (X.size // 4,), None, a, b)
+            dev.queue.finish()
+
+        one_pass()
+        one_copy()
+        # Alternated, so that both see the same state of a shared (noisy) machine.
+        t_pass, t_copy = [], []
+        for _ in range(9):
+            for f, times in ((one_pass, t_pass), (one_copy, t_copy)):
+                t = time.perf_counter()
+                f()
+                times.append(time.perf_counter() - t)
     finally:
         ws.release()
-    src = "__kernel void copy(__global const float4 *a, __global float4 *b) " \
-          "{ const size_t i = get_global_id(0); b[i] = a[i]; }"  # fmt: skip
-    prg = cl.Program(dev.context, src).build()
-    # The copy's buffers are allocated as the working set's pool is (host-backed where the
-    # device shares the host's memory), so that both see the same pages.
-    from duhl_cl.ledger import Ledger
-
-    ledger = Ledger(dev)
-    a = ledger.alloc("copy source", X.nbytes, X.ravel(order="F"), host_backed=True)
-    b = ledger.alloc("copy destination", X.nbytes, host_backed=True)
-    k = cl.Kernel(prg, "copy")
-    k(dev.queue, (X.size // 4,), None, a, b)
-    dev.queue.finish()
-    times = []
-    for _ in range(5):
-        t = time.perf_counter()
-        k(dev.queue, (X.size // 4,), None, a, b)
-        dev.queue.finish()
-        times.append(time.perf_counter() - t)
-    ledger.free_all()
-    copy_gbs = 2 * X.nbytes / statistics.median(times) / 1e9
+        ledger.free_all()
+    pass_gbs = X.nbytes / statistics.median(t_pass) / 1e9
+    copy_gbs = 2 * X.nbytes / statistics.median(t_copy) / 1e9
     return pass_gbs, copy_gbs, dev.label()
 
 
