@@ -70,6 +70,16 @@ def _shared(model, X, target, alpha, b0):
     return np.r_[X.T @ (alpha * target), model.bias * (alpha @ target)]
 
 
+def _start(model, X, target, rng):
+    """A non-trivial starting point inside the feasible set of every model: (alpha, v)."""
+    alpha = model.initial_alpha() + (
+        rng.uniform(0, 0.2, model.n_coords)
+        if not model.primal
+        else 0.1 * rng.standard_normal(model.n_coords)
+    )
+    return alpha, _shared(model, X, target, alpha, 0.3)
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("name", MODELS)
 def test_pass_matches_numpy_reference(device, problem, name, sparse, kernel_variant):
@@ -78,13 +88,7 @@ def test_pass_matches_numpy_reference(device, problem, name, sparse, kernel_vari
     Xs = sp.csr_matrix(X) if sparse else X
     store = make_store(model, target, Xs, np.float64)
     rng = np.random.default_rng(0)
-    # A non-trivial starting point, inside the feasible set of every model.
-    alpha = model.initial_alpha() + (
-        rng.uniform(0, 0.2, model.n_coords)
-        if not model.primal
-        else 0.1 * rng.standard_normal(model.n_coords)
-    )
-    v = _shared(model, X, target, alpha, 0.3)
+    alpha, v = _start(model, X, target, rng)
     dev = DeviceWorkingSet(device, model, store, variant=kernel_variant)
     sequential = kernel_variant == "serial" or (
         kernel_variant == "tpa" and device.cl_device.max_compute_units == 1
@@ -130,12 +134,7 @@ def test_passes_shuffled_on_the_device_match_numpy(device, problem, name, sparse
     model, target = make_model(name, X, y)
     store = make_store(model, target, sp.csr_matrix(X) if sparse else X, np.float64)
     rng = np.random.default_rng(4)
-    alpha = model.initial_alpha() + (
-        rng.uniform(0, 0.2, model.n_coords)
-        if not model.primal
-        else 0.1 * rng.standard_normal(model.n_coords)
-    )
-    v = _shared(model, X, target, alpha, 0.3)
+    alpha, v = _start(model, X, target, rng)
     dev = DeviceWorkingSet(device, model, store, variant="serial")
     try:
         resident = rng.permutation(model.n_coords)[: model.n_coords - 5]
