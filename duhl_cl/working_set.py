@@ -252,6 +252,14 @@ def _free_ranges(parts_cap, part, start, length):
     return fp[keep], fs[keep], (fe - fs)[keep]
 
 
+def _entry_index(starts, lengths):
+    """The position of every entry of pieces starting at ``starts`` with ``lengths``, piece
+    after piece: starts[i], starts[i] + 1, ..., starts[i] + lengths[i] - 1, then piece i + 1."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    first = np.concatenate([[0], np.cumsum(lengths)[:-1]])  # each piece's first entry, packed
+    return np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()))
+
+
 def device_orders(order, n_passes, seed):
     """The visit order of each pass of the "serial" kernel given ``order`` and ``seed``.
 
@@ -773,8 +781,7 @@ class DeviceWorkingSet:
                 return
             idx = maps.enter_context(L.mapped(part.idx, lo * 4, n * 4, np.int32))
             src, pad = self._entry_sources(cs, ln)
-            at = np.repeat(dst - lo - np.concatenate([[0], np.cumsum(ln)[:-1]]), ln)
-            at += np.arange(len(src))
+            at = _entry_index(dst - lo, ln)
             if pad is not None:
                 # empty coordinates occupy one entry (OpenCL has no zero-length pieces): zeros
                 val[at[pad]] = 0
@@ -788,9 +795,7 @@ class DeviceWorkingSet:
         """The store entry of each device entry of pieces ``cs`` (lengths ``ln``), and a mask
         of the padding entries of empty coordinates (None when there are none)."""
         st = self.store
-        starts = st.offs[cs].astype(np.int64)
-        total = int(ln.sum())
-        src = np.repeat(starts - np.concatenate([[0], np.cumsum(ln)[:-1]]), ln) + np.arange(total)
+        src = _entry_index(st.offs[cs].astype(np.int64), ln)
         real_len = st.lens[cs].astype(np.int64)
         if np.all(real_len == ln):
             return src, None
@@ -878,12 +883,7 @@ class DeviceWorkingSet:
             return
         self._set_order(groups)
         for (p, g), start in self._starts:
-            part = self.parts[p]
-            args = (
-                part.val, part.idx, self.b_offs, self.b_lens, self.b_order, np.int32(start), np.int32(len(g)),
-                self.b_alpha, self.b_sqnorm, self.b_label, self.b_v, np.int32(self.dim),
-                *self._params, self.inv_m,
-            )  # fmt: skip
+            args = self._pass_args(p, start, len(g))
             if self.variant == "serial":
                 self.k_pass(self.queue, (1,), (1,), *args, np.int32(1), np.uint32(0))
             elif self.variant == "tpa":
@@ -900,6 +900,16 @@ class DeviceWorkingSet:
                 )  # fmt: skip
         if order is not None:
             self._order_flat = None  # an explicit order need not cover the resident set
+
+    def _pass_args(self, p, start, count):
+        """The pass kernels' common arguments for ``count`` slots of pool part ``p`` listed
+        from ``start`` in the visit list."""
+        part = self.parts[p]
+        return (
+            part.val, part.idx, self.b_offs, self.b_lens, self.b_order, np.int32(start), np.int32(count),
+            self.b_alpha, self.b_sqnorm, self.b_label, self.b_v, np.int32(self.dim),
+            *self._params, self.inv_m,
+        )  # fmt: skip
 
     @property
     def passes_in_one_launch(self) -> bool:
@@ -923,14 +933,9 @@ class DeviceWorkingSet:
         if self._order_flat is None:
             self._set_order(self._by_part())
         (p, g), start = self._starts[0]
-        part = self.parts[p]
         seed = np.uint32(rng.integers(1, 1 << 32))
-        self.k_pass(
-            self.queue, (1,), (1,),
-            part.val, part.idx, self.b_offs, self.b_lens, self.b_order, np.int32(start), np.int32(len(g)),
-            self.b_alpha, self.b_sqnorm, self.b_label, self.b_v, np.int32(self.dim),
-            *self._params, self.inv_m, np.int32(n_passes), seed,
-        )  # fmt: skip
+        args = self._pass_args(p, start, len(g))
+        self.k_pass(self.queue, (1,), (1,), *args, np.int32(n_passes), seed)
         self._order_flat = None  # shuffled on the device: the host's copy is stale
 
     def _set_order(self, groups):
