@@ -103,8 +103,11 @@ def load_program(device, name: str, src: str, options: list[str]):
             f"ones this fit needs)"
         )
     binary = (directory / entry).read_bytes()
+    from .discovery import quiet_build
+
     try:
-        return cl.Program(device.context, [device.cl_device], [binary]).build(options=options)
+        with quiet_build():
+            return cl.Program(device.context, [device.cl_device], [binary]).build(options=options)
     except cl.Error as exc:
         raise PrebuiltError(
             f"the device rejected the prebuilt binary {directory / entry} ({name}, "
@@ -144,6 +147,7 @@ def build_binaries(device, out, *, models=None, dtypes=None, variants=None, prog
     """
     import pyopencl as cl
 
+    from .discovery import quiet_build
     from .program import defines_to_options, kernel_source
     from .working_set import KERNEL_VARIANTS_AVAILABLE
 
@@ -159,7 +163,8 @@ def build_binaries(device, out, *, models=None, dtypes=None, variants=None, prog
         key = _key(name, options, src)
         if key in programs:
             continue
-        prog = cl.Program(device.context, src).build(options=options)
+        with quiet_build():
+            prog = cl.Program(device.context, src).build(options=options)
         binary = prog.get_info(cl.program_info.BINARIES)[0]
         fname = f"{Path(name).stem}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.bin"
         (out / fname).write_bytes(binary)

@@ -131,8 +131,8 @@ def cmd_train(args):
     log = _JsonLog(args.log)
     print(
         f"duhl-cl train: model {args.model}, data {args.data} ({X.shape[0]} x {X.shape[1]}"
-        f"{', sparse' if hasattr(X, 'nnz') else ''}), device {args.device}"
-        f"{' (emulated on PoCL)' if args.emulate else ''}",
+        f"{', sparse' if hasattr(X, 'nnz') else ''}), device {args.device or 'the host CPU'}"
+        f"{' (emulated on the host CPU)' if args.emulate else ''}",
         flush=True,
     )
     t0 = time.perf_counter()
@@ -157,7 +157,7 @@ def cmd_train(args):
         from .projection import Projection
 
         proj = Projection(**est.stats_["projected"])
-        print(f"measured    {dt:.2f} s on PoCL (emulating {proj.profile})")
+        print(f"measured    {dt:.2f} s on the host CPU (emulating {proj.profile})")
         print(f"projected   {proj.describe()}")
     print(f"objective   {est.objective_:.12g}")
     print(f"certified duality gap {est.dual_gap_:.3e}  (objective - optimum <= gap)")
@@ -223,13 +223,13 @@ def cmd_predict(args):
 
 
 def cmd_devices(args):
-    from .discovery import enumerate_devices, matches
+    from .discovery import _NO_CPU_FIX, enumerate_devices, matches, usable
     from .profiles import format_size, list_profiles, load_profile
 
     profiles = [load_profile(p) for p in list_profiles()]
     devices = enumerate_devices()
     if not devices:
-        print("no OpenCL devices found; install one, e.g. 'pip install pocl-binary-distribution'")
+        print(f"no OpenCL devices found; {_NO_CPU_FIX}")
     for info, _ in devices:
         prof = [p.name for p in profiles if matches(p, info)]
         print(f"{info.describe()}")
@@ -239,8 +239,11 @@ def cmd_devices(args):
             f"{format_size(info.max_alloc)}, fp64 {'yes' if info.fp64 else 'no'}"
         )
         print(
-            f"    profiles: {', '.join(prof) if prof else '(none match; any profile can run emulated on PoCL)'}"
+            f"    profiles: {', '.join(prof) if prof else '(none match; any profile can run emulated on the host CPU)'}"
         )
+        why = usable(info) if "oclgrind" not in info.platform.lower() else None
+        if why:
+            print(f"    cannot compile kernels here: {why}")
     print("\nprofiles shipped:")
     for p in profiles:
         banks = f"{p.banks} x {format_size(p.bank_size)}" if p.banks > 1 else "1 bank"
@@ -298,7 +301,7 @@ def cmd_demo(args):
     print(
         f"duhl-cl demo: Lasso on a generated {X.shape[0]} x {X.shape[1]} float32 problem "
         f"({format_size(data_bytes)}) with {len(support)} true features, alpha = 0.05 alpha_max, "
-        f"device {args.device}{' (emulated on PoCL)' if args.emulate else ''}, memory budget "
+        f"device {args.device or 'the host CPU'}{' (emulated)' if args.emulate else ''}, memory budget "
         f"{budget} of the data",
         flush=True,
     )
@@ -390,11 +393,14 @@ def build_parser():
     def device_args(q):
         q.add_argument(
             "--device",
-            default="pocl-cpu",
-            help="profile name or path to a .toml profile (default pocl-cpu)",
+            default=None,
+            help="profile name or path to a .toml profile (default: the host CPU, pocl-cpu, "
+            "or intel-cpu where PoCL cannot compile)",
         )
         q.add_argument(
-            "--emulate", action="store_true", help="run the profile on PoCL if its device is absent"
+            "--emulate",
+            action="store_true",
+            help="run the profile on the host CPU device if its own device is absent",
         )
 
     q = sub.add_parser("train", help="train a model on a data file")

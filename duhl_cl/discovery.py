@@ -1,20 +1,44 @@
 """OpenCL device discovery: find the device a profile describes, never "platform 0".
 
 A profile matches a device when each non-empty match field is a case-insensitive substring
-of the corresponding OpenCL property. ``emulate=True`` runs a profile whose device is absent
-on the PoCL CPU device, keeping the profile's limits and kernel variant.
+of the corresponding OpenCL property. A device counts only if it compiles a trivial kernel
+(:func:`usable`): PoCL 3.0 is present but cannot compile on CPUs its LLVM 14 does not know
+(AMD Zen 5: "unknown target CPU 'generic'"). The default device is the host's CPU
+(:data:`HOST_CPU_PROFILES`: PoCL, else Intel's CPU runtime). ``emulate=True`` runs a
+profile whose device is absent on that host CPU device, keeping the profile's limits and
+kernel variant.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
 from .profiles import DeviceProfile, load_profile
 
-__all__ = ["DeviceError", "DeviceInfo", "Device", "enumerate_devices", "open_device"]
+__all__ = [
+    "DeviceError",
+    "DeviceInfo",
+    "Device",
+    "HOST_CPU_PROFILES",
+    "enumerate_devices",
+    "host_cpu_profile",
+    "open_device",
+    "usable",
+]
+
+# The host's CPU as an OpenCL device, in order of preference: the default device, and the
+# one that emulates a profile whose device is absent.
+HOST_CPU_PROFILES = ("pocl-cpu", "intel-cpu")
+_NO_CPU_FIX = (
+    "install a CPU OpenCL device: 'pip install pocl-binary-distribution' (PoCL), or, where "
+    "PoCL cannot compile for this CPU, 'pip install \"duhl-cl[intel-cpu]\"' (Intel's CPU "
+    "runtime, which also runs on AMD CPUs)"
+)
 
 
 class DeviceError(RuntimeError):
@@ -23,6 +47,9 @@ class DeviceError(RuntimeError):
 
 def _cl():
     # pyopencl is imported lazily so that profile handling and `--help` work without a driver.
+    from .icd import register_python_drivers
+
+    register_python_drivers()  # before the loader first reads its driver list
     import pyopencl as cl
 
     return cl
@@ -64,10 +91,7 @@ def _platforms():
     try:
         return tuple(cl.get_platforms())
     except cl.Error as exc:  # no ICD installed at all
-        raise DeviceError(
-            f"no OpenCL platform is installed ({exc}); install one, e.g. "
-            f"'pip install pocl-binary-distribution' for a CPU device"
-        ) from None
+        raise DeviceError(f"no OpenCL platform is installed ({exc}); {_NO_CPU_FIX}") from None
 
 
 def enumerate_devices() -> list[tuple[DeviceInfo, object]]:
@@ -95,6 +119,59 @@ def enumerate_devices() -> list[tuple[DeviceInfo, object]]:
             )
             out.append((info, dev))
     return out
+
+
+@contextlib.contextmanager
+def quiet_build():
+    """Around a build: the compiler's log of a build that succeeded ("Compilation started",
+    "Kernel was 16-way vectorized" from Intel's runtime) is not a warning for the user."""
+    cl = _cl()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cl.CompilerWarning)
+        yield
+
+
+_PROBE = "__kernel void probe(__global float *x) { x[get_global_id(0)] += 1.0f; }"
+
+
+@cache
+def usable(info: DeviceInfo) -> str | None:
+    """None when the device compiles a trivial kernel, else why not (the compiler's words).
+
+    Checked once per device and process (a few ms): PoCL 3.0 from PyPI is present on every
+    machine but, on a CPU newer than its LLVM 14, fails every build.
+    """
+    cl = _cl()
+    try:
+        dev = _platforms()[info.platform_index].get_devices()[info.device_index]
+        with quiet_build():
+            cl.Program(cl.Context([dev]), _PROBE).build()
+    except cl.Error as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if "error" in ln.lower()]
+        return (lines[-1] if lines else str(exc).strip().splitlines()[0])[:200]
+    return None
+
+
+def _not_usable_note(devices) -> str:
+    bad = [(i, usable(i)) for i, _ in devices if usable(i)]
+    if not bad:
+        return ""
+    return "\nPresent but unable to compile kernels:\n" + "\n".join(
+        f"  {i.describe()}: {why}" for i, why in bad
+    )
+
+
+def host_cpu_profile(devices=None) -> str:
+    """The first of :data:`HOST_CPU_PROFILES` whose device is present and compiles."""
+    devices = enumerate_devices() if devices is None else devices
+    for name in HOST_CPU_PROFILES:
+        prof = load_profile(name)
+        if any(matches(prof, i) and usable(i) is None for i, _ in devices):
+            return name
+    raise DeviceError(
+        f"no CPU OpenCL device that compiles kernels is present; {_NO_CPU_FIX}. Devices "
+        f"present:\n{_listing(devices)}{_not_usable_note(devices)}"
+    )
 
 
 def matches(profile: DeviceProfile, info: DeviceInfo) -> bool:
@@ -213,8 +290,6 @@ def _context_for(pi: int, di: int, units: int = 0):
             P = cl.device_partition_property
             dev = dev.create_sub_devices([P.BY_COUNTS, units, P.BY_COUNTS_LIST_END])[0]
         except cl.Error as exc:
-            import warnings
-
             warnings.warn(
                 f"{dev.name.strip()} cannot be split into a sub-device of {units} compute units "
                 f"({exc}); using the whole device", stacklevel=3,
@@ -229,40 +304,40 @@ def open_device(spec=None, *, emulate: bool = False) -> Device:
     Parameters
     ----------
     spec : str, path, DeviceProfile, Device, DeviceInfo or None
-        Profile name or path; None means ``"pocl-cpu"`` (or ``$DUHL_CL_DEVICE`` if set). A
+        Profile name or path; None means ``$DUHL_CL_DEVICE`` if set, else the host's CPU
+        (:func:`host_cpu_profile`: ``"pocl-cpu"``, or ``"intel-cpu"`` where PoCL cannot
+        compile). A
         DeviceInfo from :func:`enumerate_devices` opens that very device with the first
         shipped profile matching it, or limits read from the device itself.
     emulate : bool
-        Run the profile on the PoCL CPU device when its own device is absent, with the
+        Run the profile on the host's CPU device when its own device is absent, with the
         profile's budget, largest allocation and kernel variant; outputs say "emulated".
     """
     if isinstance(spec, Device):
         return spec
     if isinstance(spec, DeviceInfo):
         return _open_info(spec)
-    if spec is None:
-        spec = os.environ.get("DUHL_CL_DEVICE") or "pocl-cpu"
-    profile = load_profile(spec)
     devices = enumerate_devices()
-    found = [(i, d) for i, d in devices if matches(profile, i)]
+    if spec is None:
+        spec = os.environ.get("DUHL_CL_DEVICE") or host_cpu_profile(devices)
+    profile = load_profile(spec)
+    present = [(i, d) for i, d in devices if matches(profile, i)]
+    found = [(i, d) for i, d in present if usable(i) is None]
     emulated = False
     if not found and emulate:
-        pocl = load_profile("pocl-cpu")
-        found = [(i, d) for i, d in devices if matches(pocl, i)]
-        emulated = True
-        if not found:
-            raise DeviceError(
-                f"cannot emulate profile {profile.name!r}: emulation runs on the PoCL CPU "
-                f"device, which is not present. Devices present:\n{_listing(devices)}\n"
-                f"Install it with 'pip install pocl-binary-distribution'."
-            )
+        host = load_profile(host_cpu_profile(devices))
+        found = [(i, d) for i, d in devices if matches(host, i) and usable(i) is None]
+        emulated = host.name
     if not found:
+        why = "the OpenCL device matching" if present else "no OpenCL device matches"
         raise DeviceError(
-            f"no OpenCL device matches profile {profile.name!r} ({profile.path}: platform "
+            f"{why} profile {profile.name!r}{' cannot compile kernels' if present else ''} "
+            f"({profile.path}: platform "
             f"~{profile.match_platform!r}, vendor ~{profile.match_vendor!r}, type "
             f"{profile.match_type}, name ~{profile.match_name!r}). Devices present:\n"
-            f"{_listing(devices)}\nUse a profile that matches one of them (see 'duhl-cl "
-            f"devices'), or emulate this one on PoCL with emulate=True / --emulate."
+            f"{_listing(devices)}{_not_usable_note(devices)}\nUse a profile that matches one "
+            f"of them (see 'duhl-cl devices'), or emulate this one on the host's CPU with "
+            f"emulate=True / --emulate."
         )
     info, _ = found[0]
     cl_dev, ctx, queue = _context_for(
@@ -271,5 +346,8 @@ def open_device(spec=None, *, emulate: bool = False) -> Device:
     # The limits in force are the profile's, clipped to what the device itself reports.
     budget = profile.budget if emulated else min(profile.budget, info.global_mem)
     max_alloc = min(profile.max_alloc, info.max_alloc, budget)
-    profile = dataclasses.replace(profile, budget=budget, max_alloc=max_alloc, emulated=emulated)
+    profile = dataclasses.replace(
+        profile, budget=budget, max_alloc=max_alloc, emulated=bool(emulated),
+        emulated_on=emulated or "",
+    )  # fmt: skip
     return Device(profile=profile, info=info, cl_device=cl_dev, context=ctx, queue=queue)

@@ -310,9 +310,11 @@ _COMMON_DOC = """
     verbose : int
         Print a line per pass when > 0.
     device : str, path, DeviceProfile or Device
-        Device profile name (default "pocl-cpu"), a path to a profile, or an opened device.
+        Device profile name, a path to a profile, or an opened device; None: the host's CPU
+        ("pocl-cpu", or "intel-cpu" where PoCL cannot compile for this CPU).
     emulate : bool
-        Run the profile on PoCL when its device is absent (outputs say "emulated").
+        Run the profile on the host's CPU device when its own device is absent (outputs say
+        "emulated").
     dtype : None, "float32" or "float64"
         Device precision; None takes the profile's (float32 by default).
     memory_budget : None, int, str
@@ -362,7 +364,7 @@ class Lasso(_Regressor):
 
     def __init__(
         self, alpha=1.0, *, fit_intercept=True, tol=1e-4, max_iter=1000, max_time=None,
-        warm_start=False, random_state=None, verbose=0, device="pocl-cpu", emulate=False, dtype=None,
+        warm_start=False, random_state=None, verbose=0, device=None, emulate=False, dtype=None,
         memory_budget=None, policy="duhl", passes_per_round="auto",
         kernel_variant=None,
     ):  # fmt: skip
@@ -380,7 +382,7 @@ class ElasticNet(_Regressor):
 
     def __init__(
         self, alpha=1.0, *, l1_ratio=0.5, fit_intercept=True, tol=1e-4, max_iter=1000,
-        max_time=None, warm_start=False, random_state=None, verbose=0, device="pocl-cpu",
+        max_time=None, warm_start=False, random_state=None, verbose=0, device=None,
         emulate=False, dtype=None, memory_budget=None, policy="duhl", passes_per_round="auto",
         kernel_variant=None,
     ):  # fmt: skip
@@ -402,7 +404,7 @@ class Ridge(_Regressor):
 
     def __init__(
         self, alpha=1.0, *, fit_intercept=True, tol=1e-4, max_iter=1000, max_time=None,
-        warm_start=False, random_state=None, verbose=0, device="pocl-cpu", emulate=False, dtype=None,
+        warm_start=False, random_state=None, verbose=0, device=None, emulate=False, dtype=None,
         memory_budget=None, policy="duhl", passes_per_round="auto",
         kernel_variant=None,
     ):  # fmt: skip
@@ -450,7 +452,7 @@ class LinearSVC(_Classifier):
     def __init__(
         self, C=1.0, *, loss="squared_hinge", fit_intercept=True, intercept_scaling=1.0,
         tol=1e-4, max_iter=1000, max_time=None, warm_start=False, random_state=None, verbose=0,
-        device="pocl-cpu", emulate=False, dtype=None,
+        device=None, emulate=False, dtype=None,
         memory_budget=None, policy="duhl", passes_per_round="auto",
         kernel_variant=None,
     ):  # fmt: skip
@@ -475,7 +477,7 @@ class LogisticRegression(_Classifier):
     def __init__(
         self, penalty="l2", *, C=1.0, fit_intercept=True, intercept_scaling=1.0, tol=1e-4,
         max_iter=1000, max_time=None, warm_start=False, random_state=None, verbose=0,
-        device="pocl-cpu", emulate=False, dtype=None,
+        device=None, emulate=False, dtype=None,
         memory_budget=None, policy="duhl", passes_per_round="auto",
         kernel_variant=None,
     ):  # fmt: skip

@@ -144,10 +144,15 @@ class DeviceProfile:
     device_compute_units: int = 0
     host_threads: int = 0
     emulated: bool = field(default=False)
+    emulated_on: str = field(default="")  # the host CPU profile that runs it when emulated
 
     def label(self) -> str:
-        """Name as shown in every output: ``"fpga-u280-hbm (emulated on PoCL)"``."""
-        return f"{self.name} (emulated on PoCL)" if self.emulated else self.name
+        """Name as shown in every output: ``"fpga-u280-hbm (emulated on pocl-cpu)"``."""
+        return (
+            f"{self.name} (emulated on {self.emulated_on or 'the host CPU'})"
+            if self.emulated
+            else self.name
+        )
 
 
 # The schema: section -> key -> (parser, allowed-text). Parsers raise ValueError with a reason.

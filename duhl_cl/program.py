@@ -87,8 +87,11 @@ def build_program(device, name: str, defines: dict):
 
         prog = _CACHE[key] = load_program(device, name, src, options)
         return prog
+    from .discovery import quiet_build
+
     try:
-        prog = cl.Program(device.context, src).build(options=options)
+        with quiet_build():
+            prog = cl.Program(device.context, src).build(options=options)
     except cl.Error as exc:
         keep = Path(tempfile.mkdtemp(prefix="duhl-cl-build-")) / name
         keep.write_text(src)

@@ -1,6 +1,9 @@
-"""Shared fixtures: every OpenCL device present (simulators excepted), small problems.
+"""Shared fixtures: every OpenCL device present that compiles kernels (simulators excepted),
+small problems.
 
-A missing OpenCL device is a failure, never a skip.
+A missing OpenCL device is a failure, never a skip. A device that is present but cannot
+compile (PoCL 3.0 on a CPU its LLVM 14 does not know) is left out, and said so in the
+report header; if it leaves no device, that is the failure.
 """
 
 import os
@@ -18,16 +21,24 @@ KERNEL_VARIANTS = ("serial", "tpa", "bucketed")
 
 
 def _devices():
-    from duhl_cl.discovery import enumerate_devices
+    from duhl_cl.discovery import enumerate_devices, usable
 
     try:
         found = enumerate_devices()
     except Exception:  # noqa: BLE001 -- reported by the failing fixture below
-        return []
-    return [info for info, _ in found if not any(s in info.platform.lower() for s in SIMULATORS)]
+        return [], []
+    real = [info for info, _ in found if not any(s in info.platform.lower() for s in SIMULATORS)]
+    unusable = [(info, usable(info)) for info in real if usable(info)]
+    return [info for info in real if not usable(info)], unusable
 
 
-DEVICES = _devices()
+DEVICES, UNUSABLE = _devices()
+
+
+def pytest_report_header(config):
+    lines = [f"OpenCL devices under test: {', '.join(d.describe() for d in DEVICES) or 'none'}"]
+    lines += [f"left out (cannot compile kernels): {i.describe()}: {why}" for i, why in UNUSABLE]
+    return lines
 
 
 def pytest_generate_tests(metafunc):
@@ -43,8 +54,10 @@ def pytest_generate_tests(metafunc):
 def device(device_info):
     if device_info is None:
         pytest.fail(
-            "no OpenCL device found: install one (pip install pocl-binary-distribution); "
-            "the tests never skip for a missing device"
+            "no OpenCL device that compiles kernels found: install one (pip install "
+            "pocl-binary-distribution, or pip install '.[intel-cpu]' where PoCL cannot compile "
+            "for this CPU); the tests never skip for a missing device"
+            + "".join(f"\n  {i.describe()}: {why}" for i, why in UNUSABLE)
         )
     from duhl_cl.discovery import open_device
 

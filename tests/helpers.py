@@ -1,13 +1,14 @@
 """Helpers the test modules share (not fixtures)."""
 
 import duhl_cl as dc
+from duhl_cl.discovery import host_cpu_profile
 
 
-def edited_profile(directory, replacements, name="edited.toml", base="pocl-cpu"):
-    """A copy of a shipped profile with each (old, new) text replaced, written to
-    ``directory / name``; every ``old`` must be in the profile (so an edit cannot silently
-    miss)."""
-    text = open(dc.load_profile(base).path).read()
+def edited_profile(directory, replacements, name="edited.toml", base=None):
+    """A copy of a shipped profile (default: the host CPU's, pocl-cpu or intel-cpu) with each
+    (old, new) text replaced, written to ``directory / name``; every ``old`` must be in the
+    profile (so an edit cannot silently miss)."""
+    text = open(dc.load_profile(base or host_cpu_profile()).path).read()
     for old, new in replacements:
         assert old in text, old
         text = text.replace(old, new)

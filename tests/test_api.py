@@ -9,6 +9,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
 import duhl_cl as dc
+from duhl_cl.discovery import host_cpu_profile
 
 ESTIMATORS = [
     lambda d: dc.Lasso(alpha=0.05, device=d),
@@ -54,7 +55,7 @@ def test_predict_proba_and_decision(device, classification_data):
 
 def test_pickle_roundtrip(device, regression_data):
     X, y = regression_data
-    est = dc.Lasso(alpha=0.05, device="pocl-cpu").fit(X, y)
+    est = dc.Lasso(alpha=0.05, device=host_cpu_profile()).fit(X, y)
     est2 = pickle.loads(pickle.dumps(est))
     np.testing.assert_array_equal(est.predict(X), est2.predict(X))
 

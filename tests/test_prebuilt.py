@@ -1,4 +1,4 @@
-"""Prebuilt kernels end to end on PoCL: build-kernels, save, load, fit; and the errors when
+"""Prebuilt kernels end to end on the host CPU device: build-kernels, save, load, fit; and the errors when
 the binaries are missing or were built for another device."""
 
 import json
@@ -11,13 +11,14 @@ import duhl_cl as dc
 from duhl_cl import binaries
 from duhl_cl.binaries import PrebuiltError
 from duhl_cl.cli import main
+from duhl_cl.discovery import host_cpu_profile
 
 
 def _profile(directory, binaries_dir):
     return edited_profile(
         directory,
         [
-            ('name = "pocl-cpu"', 'name = "pocl-prebuilt"'),
+            (f'name = "{host_cpu_profile()}"', 'name = "pocl-prebuilt"'),
             ('build = "source"', 'build = "prebuilt"'),
             ('binaries = ""', f'binaries = "{binaries_dir}"'),
         ],
@@ -28,7 +29,7 @@ def _profile(directory, binaries_dir):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, device):
     out = tmp_path_factory.mktemp("prebuilt") / "bins"
-    rc = main(["build-kernels", "--device", "pocl-cpu", "--out", str(out), "--model", "lasso",
+    rc = main(["build-kernels", "--device", host_cpu_profile(), "--out", str(out), "--model", "lasso",
                "--dtype", "float32"])  # fmt: skip
     assert rc == 0
     return out

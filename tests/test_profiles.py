@@ -5,11 +5,12 @@ import pytest
 from helpers import edited_profile
 
 import duhl_cl as dc
-from duhl_cl.discovery import enumerate_devices, matches, open_device
+from duhl_cl.discovery import enumerate_devices, host_cpu_profile, matches, open_device
 from duhl_cl.profiles import ProfileError, format_size, load_profile, parse_size
 
 SHIPPED = [
     "pocl-cpu",
+    "intel-cpu",
     "gpu-8gb",
     "gpu-16gb",
     "gpu-80gb",
@@ -42,7 +43,7 @@ def test_fpga_profiles_emulate_with_their_banks(name, regression_data):
     p = load_profile(name)
     assert est.stats_["emulated"] and len(est.stats_["bank_peak"]) == p.banks
     assert est.stats_["kernel_variant"] == "serial" and est.stats_["dtype"] == "float32"
-    assert est.converged_ and est.device_.startswith(f"{name} (emulated on PoCL)")
+    assert est.converged_ and est.device_.startswith(f"{name} (emulated on {host_cpu_profile()})")
 
 
 def test_u280_banks():
@@ -119,7 +120,7 @@ def test_user_profile_by_path(tmp_path, device):
 
 def test_discovery_matches_profile(device):
     infos = [i for i, _ in enumerate_devices()]
-    assert any(matches(load_profile("pocl-cpu"), i) for i in infos)
+    assert any(matches(load_profile(host_cpu_profile()), i) for i in infos)
 
 
 def test_emulated_profile_runs_and_is_labelled(device):

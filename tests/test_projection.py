@@ -45,6 +45,6 @@ def test_emulated_train_prints_projection_beside_measured_time(tmp_path, capsys)
                "--budget", "50%"])  # fmt: skip
     out = capsys.readouterr().out
     assert rc == 0
-    assert "measured" in out and "on PoCL (emulating gpu-8gb)" in out
+    assert "measured" in out and "on the host CPU (emulating gpu-8gb)" in out
     assert "projected time on gpu-8gb (bandwidth model, not a measurement)" in out
-    assert "kernel variant tpa" in out  # the profile's variant runs on PoCL
+    assert "kernel variant tpa" in out  # the profile's variant runs on the host CPU
