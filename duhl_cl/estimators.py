@@ -323,11 +323,11 @@ _COMMON_DOC = """
     policy : "duhl", "sequential", "random" or "full"
         Which coordinates are resident each round (see duhl_cl.scheduler).
     passes_per_round : int or "auto"
-        Coordinate-descent passes over the visited set per round. "auto" (the default): 8
-        (a round's fixed costs, a few ms on PoCL, outweigh a pass over a small working set;
-        chosen among 1, 4, 8, 16 on a9a, the dense SVM and the dense Lasso), and more, up to
-        256 and about 2^20 entries read, while the selection holds every coordinate with a
-        positive gap (duhl_cl.solver.auto_passes_for; README "Speed").
+        Coordinate-descent passes over the visited set per round. "auto" (the default): as
+        many as make a round's device work about 2^20 units (Model.pass_cost: an entry of
+        the squared loss is one unit), so that a round's fixed host costs (2-3 ms) do not
+        dominate a small working set; at least 8 when the selection holds the whole active
+        problem, 4 while it rotates, at most 256 (duhl_cl.solver.auto_passes_for).
     kernel_variant : None, "serial", "tpa" or "bucketed"
         The device's coordinate-descent pass; None takes the profile's. "serial": one
         work-item, exact sequential descent; "tpa": a work-group per coordinate, atomic

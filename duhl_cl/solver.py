@@ -5,8 +5,9 @@ only coordinates not yet resident are copied in; the device (unit B) runs
 ``passes_per_round`` shuffled passes over the resident set while a host thread (unit A)
 refreshes z for as many coordinates as it can with the previous round's coefficients and
 shared vector; then the resident coefficients and the shared vector are read back, the
-intercept is updated (primal models), and the device computes fresh gaps of the resident
-coordinates for the gap estimate (the ranking keeps the host's gaps, all equally stale).
+intercept is updated (primal models), and the device computes fresh gaps of the visited
+coordinates, which go into the gap memory (so that what the passes settled makes room) and
+the gap estimate.
 Before the first round of a gap-ranked policy, a certificate evaluates every gap. When the
 gap estimate suggests the tolerance is reached, and every ``certify_every`` rounds, the host
 computes the exact certificate in float64 from the coefficients alone (:func:`certificate`);
@@ -34,30 +35,41 @@ __all__ = ["ConvergenceWarning", "FitResult", "auto_passes_for", "certificate", 
 GROW_FROM = 100  # a sparse model's smallest working set (celer's p0)
 
 
-# passes_per_round="auto": at least 8 passes a round; up to 256 while the working set holds
-# every coordinate with a positive gap, enough that a round's passes read about 2^20 entries.
-AUTO_PASSES = (8, 256, 1 << 20)
+# passes_per_round="auto": as many passes as make a round's device work about 2^20 units
+# (Model.pass_cost: one unit is a squared-loss entry), at least 4 while the working set
+# rotates, 8 while it holds the whole active problem, at most 256.
+AUTO_PASSES = (4, 8, 256, 1 << 20)
 
 
-def auto_passes_for(nnz_visited: int, complete: bool) -> int:
-    """Passes of a round over a visited set of ``nnz_visited`` entries.
+def auto_passes_for(work_per_pass: int, one_launch: bool = True, complete: bool = False) -> int:
+    """Passes of a round whose pass costs ``work_per_pass`` units (``Model.pass_cost``).
 
-    At least 8 (a round's fixed costs, a few ms on PoCL, outweigh a pass over a small working
-    set). When the selection is ``complete`` -- every coordinate whose gap memory is positive
-    is visited, as when a hinge SVM's working set has shrunk to the samples near the margin
-    -- the round solves the whole active problem, so more passes (up to 256, about 2^20
-    entries read) make progress that would otherwise take rounds: a9a hinge SVM to tol 1e-6,
-    280 rounds and 0.8-1.0 s with 8 passes, 24 rounds and 0.19 s (README "Speed"). When the
-    budget cuts the selection short, many passes over a subset fit it at the others'
-    expense (the dual logistic regression at 10% of a9a stalled): 8. The solver counts a
-    selection complete only where a round's passes are one launch (the "serial" variant on
-    one pool part; with "bucketed", 256 passes a round, each a launch and a merge, made a
-    float32 Lasso test take 100 s instead of seconds).
+    A round has fixed costs (selection, placement, copies, read-backs, the gap estimate: 2-3
+    ms of host work on the 2-core test machine) that a pass over a small working set does
+    not outweigh; so a round runs as many passes as make its device work about 2^20 units
+    (a few ms), at most 256. Measured (Intel's CPU runtime, float64, one run each):
+    review_polarity's Lasso at a 10% budget (~300 columns, ~30000 entries a round, rotating
+    through a support three times larger than the budget) took 6.8 s to 1e-5 with 8 passes
+    a round, 5.0 s by this rule (~30 passes), 5.7 s with 64 and 13.8 s with 256; the dual
+    logistic regression's Newton step makes its coordinates dear, so its rounds stay at few
+    passes (a9a at 10%: 0.5 s; with ~45 passes a round, 1.3 s).
+
+    The least: 8 when the selection is ``complete`` (it holds every coordinate with a
+    positive gap memory, or the grown working set of an l1 model whose support fits): the
+    round then solves the whole active problem, and more passes make progress that would
+    otherwise take rounds (the dense 200000 x 1000 SVM at 10%, float32: 1.6 s, against 1.9
+    s with 4). 4 while the working set rotates through an active set larger than the budget,
+    where passes over one part fit it at the others' expense (a9a's logistic dual at 25%,
+    0.75 -> 0.41 s; w8a's, 0.46 -> 0.19 s, against 8). Where a round's passes are not one
+    launch (the "tpa" and "bucketed" variants, or a visited set over several pool parts),
+    the least: each pass is then a launch per part and, for "bucketed", a merge (256
+    passes a round made a float32 Lasso test take 100 s instead of seconds).
     """
-    lo, hi, entries = AUTO_PASSES
-    if not complete:
+    rotating, full, hi, units = AUTO_PASSES
+    lo = full if complete else rotating
+    if not one_launch:
         return lo
-    return int(np.clip(-(-entries // max(int(nnz_visited), 1)), lo, hi))
+    return int(np.clip(-(-units // max(int(work_per_pass), 1)), lo, hi))
 
 
 class ConvergenceWarning(UserWarning):
@@ -209,6 +221,8 @@ def solve(
             need_bytes=_full_bytes(ws),
             budget=ws.ledger.budget,
             limit=ws.n_homes,
+            sizes=ws.entries,
+            pool_entries=ws.cap.pool_entries,
             # Dual classifiers with a bias feature: the classes take turns (see Duhl).
             groups=store.labels if (not model.primal and getattr(model, "bias", 0) > 0) else None,
             grow=GROW_FROM if (model.primal and getattr(model, "l1", 0) > 0) else 0,
@@ -235,12 +249,13 @@ def solve(
             sw = ws.make_resident(pol.select(z, n_iter, alpha), alpha)
             n_resident = len(ws.resident)  # on the device
             visited = ws.visited  # what the passes visit: the selection
+            pol.visited(visited, n_iter)
             nnz_visited = int(ws.entries[visited].sum())
             if auto_passes:
-                # More than 8 only where the passes are one launch: otherwise every pass is
-                # a launch per pool part (and "bucketed" merges after each).
-                complete = ws.passes_in_one_launch and len(visited) >= np.count_nonzero(z > 0)
-                passes = auto_passes_for(nnz_visited, complete)
+                per_entry, per_coord = model.pass_cost
+                work = per_entry * nnz_visited + per_coord * len(visited)
+                complete = pol.complete or len(visited) >= np.count_nonzero(z > 0)
+                passes = auto_passes_for(work, ws.passes_in_one_launch, complete)
             ws.run_passes(rng, passes)
             # Unit A works on the previous round's alpha and v while unit B runs the pass.
             all_visited = len(visited) == n
@@ -257,14 +272,10 @@ def solve(
                 ws.set_shared(v)
             coords, u, _ = ws.resident_gaps(gaps=False)
             u_mem[coords] = u
-            if all_visited:
-                # Every gap is fresh from the device and none is refreshed on the host: the gap
-                # memory takes them all, so that the next selection leaves out the coordinates
-                # the passes settled.
-                z[coords] = model.gaps(alpha[coords], u_mem[coords])
-            # The device's fresh gaps of the resident set feed the estimate only: ranking
-            # fresh (small, just optimised) gaps against the host's one-round-stale ones would
-            # evict the resident set every round; z stays the host's, equally stale for all.
+            # The visited coordinates' gaps, fresh from the device, go into the gap memory:
+            # what the passes settled makes room for the others (whose gaps the host refreshes
+            # with the previous round's state, or the last certificate gave).
+            z[coords] = model.gaps(alpha[coords], u_mem[coords])
             estimate = model.total_gap(alpha, u_mem, v) if not np.isnan(u_mem).any() else np.inf
             record = {
                 "round": n_iter,

@@ -145,8 +145,10 @@ def plan_capacity(
     vdim = model.shared_dim()
     fixed = (2 + copies) * r * vdim + (r * store.dim if model.primal else r)
     slot = _slot_bytes(r, model.primal) + _DESC_BYTES
-    lens = store.lens.astype(np.int64)
-    max_len = int(max(lens.max(initial=1), 1))
+    # Device entries: an empty coordinate takes one (OpenCL has no zero-length pieces), so
+    # a pool sized by the stored entries alone left one of them out for good.
+    lens = np.maximum(store.lens.astype(np.int64), 1)
+    max_len = int(lens.max(initial=1))
     fixed += 64  # alignment slack of the staging descriptors
     minimum = fixed + slot + 2 * entry * max_len  # one coordinate in the pool, one staged
     if budget < minimum:
@@ -508,7 +510,7 @@ class DeviceWorkingSet:
 
     def fits(self, coords) -> int:
         """How many of ``coords``, taken in order, fit the slots and pool (ignoring placement)."""
-        lens = self.store.lens[coords].astype(np.int64)
+        lens = self.entries[coords]
         by_size = np.searchsorted(np.cumsum(lens), self.cap.pool_entries, side="right")
         return int(min(by_size, self.n_homes, len(coords)))
 
