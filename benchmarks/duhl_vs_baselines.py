@@ -235,8 +235,9 @@ def heatmap(results, budgets, out):
             q, u, best = x
             M[i, j] = q
             mark = ">=" if u["capped"] and not best["capped"] else ("<=" if best["capped"] else "")
-            text[i][j] = f"{mark}{q:.2f}\n{u['time']:.2f} s"
+            text[i][j] = f"{mark}{q:.2g}\n{u['time']:.2f} s"
     fig, ax = plt.subplots(figsize=(1.6 * len(budgets) + 3, 0.5 * len(probs) + 1.5))
+    ax.set_facecolor("0.85")  # refused cells (the shared vectors alone exceed the budget)
     im = ax.imshow(np.log10(M), cmap="RdYlGn_r", vmin=-2, vmax=2, aspect="auto")
     ax.set_xticks(range(len(budgets)), [f"{b}%" for b in budgets])
     ax.set_yticks(range(len(probs)), probs)
