@@ -75,8 +75,8 @@ class Duhl(_Policy):
 
     With ``groups`` (a dual classifier's labels), the two classes take turns: the working
     set interleaves each class's reserve and draw (each class has its share of the reserve,
-    so :func:`wait_bound` holds per class with ``reserve / 2``). A dual model with a bias feature couples every
-    sample through one bias weight; drawn together, the largest gaps are often all of one
+    so :func:`wait_bound` holds per class with ``reserve / 2``). A dual model with a bias
+    feature couples every sample through one bias weight; drawn together, the largest gaps are often all of one
     class (the bias weight is off for it), and a pass over one class swings the bias weight
     past its optimum, making the other class's gaps the largest next round (a 200000 x 1000
     hinge SVM at 25% took 42 to more than 90 s, or stalled; with turns, 15-17 s).
