@@ -425,7 +425,9 @@ class DeviceWorkingSet:
         self._allocate()
         p = model.kernel_params()
         R = self.real
-        self._params = [R(p["l1"]), R(p["l2"]), R(p["bound"]), R(p["C"]), R(p["bias"])]
+        # The pass kernels take l1, l2, C, bias; coord_gap also the l1 bound (primal_gap).
+        self._pass_params = [R(p["l1"]), R(p["l2"]), R(p["C"]), R(p["bias"])]
+        self._gap_params = [R(p["l1"]), R(p["l2"]), R(p["bound"]), R(p["C"]), R(p["bias"])]
         self.inv_m = R(p["inv_m"])
         # Resident-set bookkeeping on the host.
         S = self.cap.n_slots
@@ -910,7 +912,7 @@ class DeviceWorkingSet:
         return (
             part.val, part.idx, self.b_offs, self.b_lens, self.b_order, np.int32(start), np.int32(count),
             self.b_alpha, self.b_sqnorm, self.b_label, self.b_v, np.int32(self.dim),
-            *self._params, self.inv_m,
+            *self._pass_params, self.inv_m,
         )  # fmt: skip
 
     @property
@@ -982,7 +984,7 @@ class DeviceWorkingSet:
             self.k_gap(
                 q, _grid(len(g)), (_WG,),
                 part.val, part.idx, self.b_offs, self.b_lens, self.b_order, np.int32(start), np.int32(len(g)),
-                self.b_alpha, self.b_label, w, np.int32(self.dim), *self._params, self.b_u, self.b_gap,
+                self.b_alpha, self.b_label, w, np.int32(self.dim), *self._gap_params, self.b_u, self.b_gap,
             )  # fmt: skip
         # outputs sit at the position of each slot in the list
         u = np.empty(len(flat), dtype=self.dtype)

@@ -22,6 +22,9 @@
  * ylab: primal, the labels y (length dim, read by the logistic datafit); dual, one label per
  * slot. v: primal, length dim (Xb + b0 - y for the squared loss, Xb + b0 for logistic); dual,
  * the weight vector w of length dim + 1, the last entry for the bias feature (value bias).
+ * Scalars: l1, l2 (primal penalty), C (dual models), bias (the bias feature's value),
+ * inv_m = 1/m; no l1 bound B, which only gap.cl's gaps use. The step and v's update are
+ * step.h's coord_step and coord_axpy, shared with the other pass variants.
  *
  * NumPy equivalent (primal, squared loss, dense):
  *     for order in duhl_cl.working_set.device_orders(order, n_passes, seed):
@@ -31,7 +34,7 @@
  * (duhl_cl/models.py: reference_pass, and reference_passes with the shrinking, are the exact
  * references used in the tests.)
  */
-#include "slot.h"
+#include "step.h"
 
 #ifndef SHRINK
 #define SHRINK 1
@@ -54,9 +57,8 @@ __kernel void cd_pass(__global const real *val, __global const int *idx,
                       __global int *order, const int order_start, const int n_order,
                       __global real *alpha,
                       __global const real *sqnorm, __global const real *ylab, __global real *v,
-                      const int dim, const real l1, const real l2, const real bound,
-                      const real C, const real bias, const real inv_m, const int n_passes,
-                      const uint seed)
+                      const int dim, const real l1, const real l2, const real C,
+                      const real bias, const real inv_m, const int n_passes, const uint seed)
 {
     if (get_global_id(0) != 0)
         return;
@@ -99,12 +101,8 @@ __kernel void cd_pass(__global const real *val, __global const int *idx,
             }
             const real u = slot_dot(val, idx, o, n, 0, 1, v, ylab, inv_m, 1, next);
             const real a_old = alpha[s];
-#if PRIMAL
-            const real a_new = primal_step(a_old, u, sqnorm[s], l1, l2, inv_m);
-            const real d = a_new - a_old;
-#else
-            const real yl = ylab[s];
-            const real mu = yl * (u + bias * v[dim]);
+            const real yl = coord_label(ylab, s);
+            const real mu = coord_margin(u, yl, v, dim, bias);
 #if SHRINKING
             real pg;
             if (dual_shrinks(a_old, dual_grad(a_old, mu, C), C, pg_hi, pg_lo, &pg)) {
@@ -114,16 +112,12 @@ __kernel void cd_pass(__global const real *val, __global const int *idx,
             pg_max = pg > pg_max ? pg : pg_max;
             pg_min = pg < pg_min ? pg : pg_min;
 #endif
-            const real a_new = dual_step(a_old, mu, sqnorm[s], C);
-            const real d = (a_new - a_old) * yl;
-#endif
+            real a_new;
+            const real d = coord_step(a_old, mu, sqnorm[s], yl, (real)1, l1, l2, C, inv_m, &a_new);
             if (a_new == a_old)
                 continue;
             alpha[s] = a_new;
-            slot_axpy(val, idx, o, n, d, v);
-#if !PRIMAL
-            v[dim] += d * bias;
-#endif
+            coord_axpy(val, idx, o, n, dim, d, bias, v);
         }
 #if SHRINKING
         /* liblinear: a pass without violations of one sign shrinks nothing at that bound. */

@@ -5,7 +5,8 @@
  * buckets. Bucket b copies the shared vector into its private copy vb = vcopy[b], then runs
  * exact sequential coordinate descent over its slots on the local subproblem
  * (1/sigma) f(v + sigma X_b d_b) + penalty: the step sees curvature sigma * q and the copy
- * moves by sigma * d * a_s. merge_buckets then sets v += sum_b (vb - v) / sigma. With
+ * moves by sigma * d * a_s (step.h: coord_step with q = sigma * sqnorm[s] and scale sigma,
+ * then coord_axpy into the copy). merge_buckets then sets v += sum_b (vb - v) / sigma. With
  * sigma = B this is safe for any convex datafit (Jensen: f(v + sum_b X_b d_b) <=
  * (1/B) sum_b f(v + B X_b d_b)), so the objective never rises; no atomics, no races.
  * Arguments, storage and model defines as in cd_pass.cl.
@@ -19,7 +20,7 @@
  *                         vb += sigma * (b_new - b[s]) * X[:, s]
  *     v += sum(vb - v for each b) / sigma
  */
-#include "slot.h"
+#include "step.h"
 
 __kernel void cd_pass_bucketed(__global const real *val, __global const int *idx,
                                __global const ulong *offs, __global const int *lens,
@@ -27,9 +28,8 @@ __kernel void cd_pass_bucketed(__global const real *val, __global const int *idx
                                const int n_order, __global real *alpha,
                                __global const real *sqnorm, __global const real *ylab,
                                __global const real *v, const int dim, const real l1,
-                               const real l2, const real bound, const real C, const real bias,
-                               const real inv_m, __global real *vcopy, const int vdim,
-                               const real sigma)
+                               const real l2, const real C, const real bias, const real inv_m,
+                               __global real *vcopy, const int vdim, const real sigma)
 {
     if (get_local_id(0) != 0)
         return;
@@ -46,21 +46,14 @@ __kernel void cd_pass_bucketed(__global const real *val, __global const int *idx
         __global const real *next = val + offs[order[k + 1 < hi ? k + 1 : k]];
         const real u = slot_dot(val, idx, o, n, 0, 1, vb, ylab, inv_m, 1, next);
         const real a_old = alpha[s];
-#if PRIMAL
-        const real a_new = primal_step(a_old, u, sigma * sqnorm[s], l1, l2, inv_m);
-        const real d = sigma * (a_new - a_old);
-#else
-        const real yl = ylab[s];
-        const real a_new = dual_step(a_old, yl * (u + bias * vb[dim]), sigma * sqnorm[s], C);
-        const real d = sigma * (a_new - a_old) * yl;
-#endif
+        const real yl = coord_label(ylab, s);
+        real a_new;
+        const real d = coord_step(a_old, coord_margin(u, yl, vb, dim, bias), sigma * sqnorm[s],
+                                  yl, sigma, l1, l2, C, inv_m, &a_new);
         if (a_new == a_old)
             continue;
         alpha[s] = a_new;
-        slot_axpy(val, idx, o, n, d, vb);
-#if !PRIMAL
-        vb[dim] += d * bias;
-#endif
+        coord_axpy(val, idx, o, n, dim, d, bias, vb);
     }
 }
 

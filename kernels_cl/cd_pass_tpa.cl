@@ -2,11 +2,11 @@
  *
  * What it computes ("tpa" variant, TPA-SCD, Parnell et al. 2017): work-group g takes slot
  * s = order[order_start + g]; its WG work-items each sum a strided part of u = a_s^T w(v),
- * reduce the parts in local memory, work-item 0 takes the model's step alpha[s] -> alpha_new,
- * and all of them add their part of (alpha_new - alpha[s]) * a_s into the shared vector v with
- * atomic updates. Work-groups run asynchronously: a coordinate may read v while another's
- * update is still landing (the TPA-SCD trade; the host's float64 certificate is what stops
- * the fit). Arguments, storage and model defines as in cd_pass.cl.
+ * reduce the parts in local memory, work-item 0 takes the model's step alpha[s] -> alpha_new
+ * (step.h, coord_step), and all of them add their part of (alpha_new - alpha[s]) * a_s into
+ * the shared vector v with atomic updates. Work-groups run asynchronously: a coordinate may
+ * read v while another's update is still landing (the TPA-SCD trade; the host's float64
+ * certificate is what stops the fit). Arguments, storage and model defines as in cd_pass.cl.
  * Launch: global size n_order * WG, local size WG (a power of two), one launch per pass.
  *
  * The device has no float atomics (OpenCL 1.2, PoCL 3.0), so the update is a compare-and-swap
@@ -15,7 +15,7 @@
  * NumPy equivalent (one coordinate; run over the list in any interleaving):
  *     u = X[:, s] @ grad(v); b_new = step(b[s], u); v += (b_new - b[s]) * X[:, s]
  */
-#include "slot.h"
+#include "step.h"
 
 #ifndef WG
 #define WG 64
@@ -51,7 +51,7 @@ __kernel void cd_pass_tpa(__global const real *val, __global const int *idx,
                           __global real *alpha,
                           __global const real *sqnorm, __global const real *ylab,
                           __global real *v, const int dim, const real l1, const real l2,
-                          const real bound, const real C, const real bias, const real inv_m)
+                          const real C, const real bias, const real inv_m)
 {
     __local real part[WG];
     __local real step;
@@ -73,13 +73,11 @@ __kernel void cd_pass_tpa(__global const real *val, __global const int *idx,
     }
     if (lid == 0) {
         const real a_old = alpha[s];
-#if PRIMAL
-        const real a_new = primal_step(a_old, part[0], sqnorm[s], l1, l2, inv_m);
-        step = a_new - a_old;
-#else
-        const real yl = ylab[s];
-        const real a_new = dual_step(a_old, yl * (part[0] + bias * v[dim]), sqnorm[s], C);
-        step = (a_new - a_old) * yl;
+        const real yl = coord_label(ylab, s);
+        real a_new;
+        step = coord_step(a_old, coord_margin(part[0], yl, v, dim, bias), sqnorm[s], yl,
+                          (real)1, l1, l2, C, inv_m, &a_new);
+#if !PRIMAL
         if (a_new != a_old)
             atomic_add_real(&v[dim], step * bias);
 #endif
