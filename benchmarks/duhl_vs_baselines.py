@@ -114,8 +114,13 @@ def main():
     ap.add_argument("--repeat-below", type=float, default=10.0, help="repeat runs under this")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     ap.add_argument("--out", default="duhl_vs_baselines")
+    ap.add_argument("--report", nargs="+", metavar="JSON",
+                    help="run nothing: the table and heat map of saved grids (a later file's "
+                         "cells replace an earlier one's)")  # fmt: skip
     args = ap.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
+    if args.report:
+        return report(args.report, budgets, args.out)
     policies = args.policies.split(",")
     t_all = time.perf_counter()
     dev = dc.open_device()
@@ -158,6 +163,19 @@ def main():
     say(f"\nthe grid took {(time.perf_counter() - t_all) / 60:.1f} min")
     save(results, args.out)
     heatmap(results, budgets, args.out)
+
+
+def report(paths, budgets, out):
+    """The summary and heat map of saved grids, merged cell by cell in the order given."""
+    cells = {}
+    for path in paths:
+        for r in json.loads(Path(path).read_text()):
+            cells[(r["problem"], r["budget_percent"], r["policy"])] = r
+    results = list(cells.values())
+    say(f"report of {', '.join(paths)}: {len(results)} runs")
+    summary(results, budgets)
+    save(results, out)
+    heatmap(results, budgets, out)
 
 
 def _cells(results):
