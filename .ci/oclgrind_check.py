@@ -42,7 +42,7 @@ MODELS = (
     "logistic-l2",
     "logistic-l1",
 )
-VARIANTS = ("serial", "tpa", "bucketed")
+from duhl_cl.kernels import VARIANTS  # noqa: E402
 
 
 def child(name, storage, dtype, variant):
@@ -164,7 +164,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=2, help="child processes at a time")
     args = ap.parse_args(argv)
-    from duhl_cl.discovery import enumerate_devices
+    from duhl_cl.device.discovery import enumerate_devices
 
     if not any("oclgrind" in i.platform.lower() for i, _ in enumerate_devices()):
         print(

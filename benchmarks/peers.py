@@ -241,9 +241,9 @@ def device_bandwidths(n=4000, d=8000):
     import pyopencl as cl
 
     from duhl_cl import models
-    from duhl_cl.data import CoordinateStore
-    from duhl_cl.ledger import Ledger
-    from duhl_cl.working_set import DeviceWorkingSet
+    from duhl_cl.device.ledger import Ledger
+    from duhl_cl.duhl.working_set import DeviceWorkingSet
+    from duhl_cl.store import CoordinateStore
 
     dev = dc.open_device()
     rng = np.random.default_rng(0)

@@ -4,11 +4,11 @@ Estimators follow scikit-learn's conventions; every fit reports a certified dual
 (``dual_gap_``). See DESIGN.md for the maths and README.md for the quick start.
 """
 
-from .discovery import DeviceError, open_device
+from .device.discovery import DeviceError, open_device
+from .device.ledger import MemoryBudgetError
+from .device.profiles import ProfileError, list_profiles, load_profile
+from .duhl.solver import ConvergenceWarning
 from .estimators import ElasticNet, Lasso, LinearSVC, LogisticRegression, NotFittedError, Ridge
-from .ledger import MemoryBudgetError
-from .profiles import ProfileError, list_profiles, load_profile
-from .solver import ConvergenceWarning
 
 __version__ = "0.1.0"
 

@@ -10,6 +10,9 @@ import warnings
 
 import numpy as np
 
+from .duhl.policies import POLICIES
+from .kernels import VARIANTS
+
 __all__ = ["main"]
 
 MODELS = ("lasso", "elasticnet", "ridge", "svm", "svm-sq", "logistic", "logistic-l1")
@@ -59,7 +62,7 @@ class Progress:
         self.open = False
 
     def __call__(self, rec):
-        from .solver import format_round
+        from .duhl.solver import format_round
 
         if self.log is not None:
             self.log(rec)
@@ -223,8 +226,8 @@ def cmd_predict(args):
 
 
 def cmd_devices(args):
-    from .discovery import _NO_CPU_FIX, enumerate_devices, matches, usable
-    from .profiles import format_size, list_profiles, load_profile
+    from .device.discovery import _NO_CPU_FIX, enumerate_devices, matches, usable
+    from .device.profiles import format_size, list_profiles, load_profile
 
     profiles = [load_profile(p) for p in list_profiles()]
     devices = enumerate_devices()
@@ -255,8 +258,8 @@ def cmd_devices(args):
 
 
 def cmd_build_kernels(args):
-    from .binaries import build_binaries
-    from .discovery import open_device
+    from .device.binaries import build_binaries
+    from .device.discovery import open_device
 
     device = open_device(args.device)
     print(
@@ -292,7 +295,7 @@ def demo_problem(n_samples=2000, n_features=20000, seed=0):
 
 def cmd_demo(args):
     from . import estimators as E
-    from .profiles import format_size
+    from .device.profiles import format_size
 
     X, y, support = demo_problem()
     alpha = 0.05 * np.max(np.abs(X.T @ (y - y.mean()).astype(np.float32))) / X.shape[0]
@@ -435,7 +438,7 @@ def build_parser():
         "--budget",
         help="device memory for this fit: bytes, '64MiB' or a fraction of the data, '10%%'",
     )
-    q.add_argument("--policy", default="duhl", choices=("duhl", "sequential", "random", "full"))
+    q.add_argument("--policy", default="duhl", choices=POLICIES)
     q.add_argument(
         "--passes-per-round",
         type=_passes,
@@ -445,7 +448,7 @@ def build_parser():
     )
     q.add_argument(
         "--kernel-variant",
-        choices=("serial", "tpa", "bucketed"),
+        choices=VARIANTS,
         help="the device pass (default: the profile's)",
     )
     q.add_argument("--out", help="write the model (.npz)")
@@ -470,7 +473,7 @@ def build_parser():
     q.add_argument(
         "--variant",
         action="append",
-        choices=("serial", "tpa", "bucketed"),
+        choices=VARIANTS,
         help="only this kernel variant (repeatable)",
     )
     q.set_defaults(func=cmd_build_kernels)
@@ -504,10 +507,10 @@ def _passes(text):
 
 
 def main(argv=None):
-    from .binaries import PrebuiltError
-    from .discovery import DeviceError
-    from .ledger import MemoryBudgetError
-    from .profiles import ProfileError
+    from .device.binaries import PrebuiltError
+    from .device.discovery import DeviceError
+    from .device.ledger import MemoryBudgetError
+    from .device.profiles import ProfileError
 
     args = build_parser().parse_args(argv)
     try:

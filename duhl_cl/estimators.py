@@ -33,12 +33,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import models
-from .data import CoordinateStore, check_X, check_y_binary, check_y_regression
-from .discovery import open_device
-from .profiles import KERNEL_VARIANTS, DeviceProfile, parse_budget
+from .device.discovery import open_device
+from .device.profiles import DeviceProfile, parse_budget
+from .duhl.policies import POLICIES
+from .duhl.solver import host_threads, solve
+from .kernels import VARIANTS
 from .projection import project_fit
-from .scheduler import POLICIES
-from .solver import host_threads, solve
+from .store import CoordinateStore, check_X, check_y_binary, check_y_regression
 
 __all__ = ["Lasso", "ElasticNet", "Ridge", "LinearSVC", "LogisticRegression", "NotFittedError"]
 
@@ -141,10 +142,10 @@ class _Base:
             isinstance(ppr, bool) or not isinstance(ppr, (int, np.integer)) or ppr < 1
         ):
             raise ValueError(f"passes_per_round must be an integer >= 1 or 'auto', got {ppr!r}")
-        if self.kernel_variant not in (None, *KERNEL_VARIANTS):
+        if self.kernel_variant not in (None, *VARIANTS):
             raise ValueError(
                 f"kernel_variant must be None (the profile's) or one of "
-                f"{', '.join(map(repr, KERNEL_VARIANTS))}, got {self.kernel_variant!r}"
+                f"{', '.join(map(repr, VARIANTS))}, got {self.kernel_variant!r}"
             )
         if self.dtype not in (None, "float32", "float64", np.float32, np.float64):
             raise ValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
@@ -321,13 +322,13 @@ _COMMON_DOC = """
         Device memory this fit may use: bytes, a size ("64MiB") or a fraction of the data's
         device bytes ("10%"); None takes the profile's budget.
     policy : "duhl", "sequential", "random" or "full"
-        Which coordinates are resident each round (see duhl_cl.scheduler).
+        Which coordinates are resident each round (see duhl_cl.duhl.policies).
     passes_per_round : int or "auto"
         Coordinate-descent passes over the visited set per round. "auto" (the default): as
         many as make a round's device work about 2^20 units (Model.pass_cost: an entry of
         the squared loss is one unit), so that a round's fixed host costs (2-3 ms) do not
         dominate a small working set; at least 8 when the selection holds the whole active
-        problem, 4 while it rotates, at most 256 (duhl_cl.solver.auto_passes_for).
+        problem, 4 while it rotates, at most 256 (duhl_cl.duhl.solver.auto_passes_for).
     kernel_variant : None, "serial", "tpa" or "bucketed"
         The device's coordinate-descent pass; None takes the profile's. "serial": one
         work-item, exact sequential descent; "tpa": a work-group per coordinate, atomic

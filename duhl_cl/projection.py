@@ -54,7 +54,7 @@ def project(
     history : list of dict
         The fit's ``history_`` (records with bytes_h2d, bytes_d2h, passes, nnz_visited,
         cert_time).
-    profile : duhl_cl.profiles.DeviceProfile
+    profile : duhl_cl.device.profiles.DeviceProfile
     entry_bytes : int
         Bytes of one stored entry on the device (value, plus index when sparse).
     real_bytes : int

@@ -27,7 +27,7 @@
  * step.h's coord_step and coord_axpy, shared with the other pass variants.
  *
  * NumPy equivalent (primal, squared loss, dense):
- *     for order in duhl_cl.working_set.device_orders(order, n_passes, seed):
+ *     for order in duhl_cl.duhl.working_set.device_orders(order, n_passes, seed):
  *         for s in order:
  *             u = X[:, s] @ (v / m)
  *             b_new = soft(q[s] * b[s] - u, l1) / (q[s] + l2);  v += (b_new - b[s]) * X[:, s]

@@ -15,13 +15,13 @@ os.environ["POCL_CACHE_DIR"] = tempfile.mkdtemp(prefix="duhl-cl-pocl-cache-")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from duhl_cl.kernels import VARIANTS  # noqa: E402 -- a test taking `kernel_variant` runs each
+
 SIMULATORS = ("oclgrind",)
-# Every device pass; a test that takes a `kernel_variant` argument runs with each.
-KERNEL_VARIANTS = ("serial", "tpa", "bucketed")
 
 
 def _devices():
-    from duhl_cl.discovery import enumerate_devices, usable
+    from duhl_cl.device.discovery import enumerate_devices, usable
 
     try:
         found = enumerate_devices()
@@ -47,7 +47,7 @@ def pytest_generate_tests(metafunc):
         ids = [f"{d.name[:24]}" for d in DEVICES] or ["no-device"]
         metafunc.parametrize("device_info", params, ids=ids, scope="session")
     if "kernel_variant" in metafunc.fixturenames:
-        metafunc.parametrize("kernel_variant", KERNEL_VARIANTS)
+        metafunc.parametrize("kernel_variant", VARIANTS)
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +59,7 @@ def device(device_info):
             "for this CPU); the tests never skip for a missing device"
             + "".join(f"\n  {i.describe()}: {why}" for i, why in UNUSABLE)
         )
-    from duhl_cl.discovery import open_device
+    from duhl_cl.device.discovery import open_device
 
     return open_device(device_info)
 

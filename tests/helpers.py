@@ -1,7 +1,7 @@
 """Helpers the test modules share (not fixtures)."""
 
 import duhl_cl as dc
-from duhl_cl.discovery import host_cpu_profile
+from duhl_cl.device.discovery import host_cpu_profile
 
 
 def edited_profile(directory, replacements, name="edited.toml", base=None):

@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
 import duhl_cl as dc
-from duhl_cl.discovery import host_cpu_profile
+from duhl_cl.device.discovery import host_cpu_profile
 
 ESTIMATORS = [
     lambda d: dc.Lasso(alpha=0.05, device=d),

@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from duhl_cl.cli import main
-from duhl_cl.discovery import host_cpu_profile
+from duhl_cl.device.discovery import host_cpu_profile
 from duhl_cl.io import load_svmlight
 
 

@@ -9,10 +9,11 @@ from helpers import edited_profile
 
 import duhl_cl as dc
 from duhl_cl import models
-from duhl_cl.data import CoordinateStore
-from duhl_cl.scheduler import make_policy, wait_bound
-from duhl_cl.solver import AUTO_PASSES, auto_passes_for
-from duhl_cl.working_set import DeviceWorkingSet, plan_capacity
+from duhl_cl.duhl.capacity import plan_capacity
+from duhl_cl.duhl.policies import make_policy, wait_bound
+from duhl_cl.duhl.solver import AUTO_PASSES, auto_passes_for
+from duhl_cl.duhl.working_set import DeviceWorkingSet
+from duhl_cl.store import CoordinateStore
 
 POLICIES = ["duhl", "sequential", "random"]
 
@@ -321,7 +322,7 @@ def test_pool_split_over_several_buffers(device, tmp_path):
         tmp_path, [('max_alloc = "1 GiB"', 'max_alloc = "32 KiB"')], name="small-alloc.toml"
     )
     sizes = []
-    from duhl_cl import ledger
+    from duhl_cl.device import ledger
 
     orig = ledger.Ledger.alloc
 
@@ -363,7 +364,7 @@ def test_banks_hold_their_buffers_and_staging_is_aligned(device, tmp_path, spars
         ],
         name="banked.toml",
     )
-    from duhl_cl import ledger
+    from duhl_cl.device import ledger
 
     banks, staged = [], []
     orig_alloc, orig_upload = ledger.Ledger.alloc, ledger.Ledger.upload
@@ -445,9 +446,7 @@ def test_a_fragmented_pool_is_repacked_for_a_piece_that_fits(device):
         v = model.shared_from(X @ alpha, 0.0)
         ws.set_shared(v)
         coords, u, _ = ws.resident_gaps()
-        np.testing.assert_allclose(
-            u, X[:, coords].T @ model.gradient(v), rtol=1e-10, atol=1e-12
-        )
+        np.testing.assert_allclose(u, X[:, coords].T @ model.gradient(v), rtol=1e-10, atol=1e-12)
     finally:
         ws.release()
 
@@ -510,7 +509,7 @@ def test_an_active_set_larger_than_the_budget_rotates(device, kind, monkeypatch)
     one round stale or more; for an l1 model the support first, cut at twice its size) fails
     it: it converged in 4370 and 2710 rounds (against 820 and 570), and left coordinates
     with positive gap memory out for longer than the bound (162 and 535 such waits)."""
-    from duhl_cl import scheduler
+    from duhl_cl.duhl import policies as scheduler
 
     X, y, make = _active_set_problem(kind)
     kw = dict(dtype="float64", tol=1e-8, random_state=0, device=device)
@@ -666,7 +665,7 @@ def test_duhl_classes_take_turns():
 
 def test_sparse_placement_never_overlaps_and_reuses_holes():
     """Sparse pieces go into free ranges only: no overlap, inside the pool, exact fits first."""
-    from duhl_cl.working_set import _free_ranges, place_pieces
+    from duhl_cl.duhl.placement import free_ranges, place_pieces
 
     rng = np.random.default_rng(0)
     for trial in range(200):
@@ -683,7 +682,7 @@ def test_sparse_placement_never_overlaps_and_reuses_holes():
                     occ_part.append(p), occ_start.append(pos), occ_len.append(n)
                 pos += n + int(rng.integers(0, 5))
         occ = [np.array(x, dtype=np.int64) for x in (occ_part, occ_start, occ_len)]
-        free = _free_ranges(caps, *occ)
+        free = free_ranges(caps, *occ)
         lengths = rng.integers(1, 40, size=rng.integers(0, 60))
         part, off = place_pieces(lengths, *free)
         ok = part >= 0

@@ -5,7 +5,7 @@ visit only the columns or rows with a nonzero weight), and an all-zero weight.""
 import numpy as np
 import pytest
 
-from duhl_cl.data import matvec, rmatvec
+from duhl_cl.store import matvec, rmatvec
 
 
 @pytest.mark.parametrize("order", ["C", "F"])
@@ -28,8 +28,8 @@ def test_refresher_takes_at_most_half_the_coordinates_a_round():
     import time
 
     from duhl_cl import models
-    from duhl_cl.data import CoordinateStore
-    from duhl_cl.refresh import HostRefresher
+    from duhl_cl.duhl.refresh import HostRefresher
+    from duhl_cl.store import CoordinateStore
 
     rng = np.random.default_rng(2)
     X = rng.standard_normal((1000, 16))

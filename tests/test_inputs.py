@@ -43,7 +43,7 @@ def test_nan_and_inf(device, Xy):
 
 def test_huge_entries(device, Xy):
     """Squares that overflow float32 are redone in float64; beyond float64, a clear error."""
-    from duhl_cl.data import CoordinateStore
+    from duhl_cl.store import CoordinateStore
 
     X, y = Xy
     X32 = X.astype(np.float32)

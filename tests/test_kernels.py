@@ -3,8 +3,8 @@
 - the pass of every kernel variant, in a given permutation, against its NumPy reference
   (float64, 1e-10), on a list of slots that is a strict, shuffled subset of the coordinates
   (the solver works on an explicit working set, never on "all columns"): "serial" against
-  models.reference_pass; "bucketed" against models.reference_bucketed_pass; "tpa" against
-  models.reference_pass where the device runs its work-groups one after another (PoCL on one
+  testing.reference_pass; "bucketed" against testing.reference_bucketed_pass; "tpa" against
+  testing.reference_pass where the device runs its work-groups one after another (PoCL on one
   compute unit, as the pocl-cpu profile's sub-device), and on every device: the shared vector equals
   the one recomputed from the coefficients (no atomic update lost);
 - coord_gap: u and the per-coordinate gaps against NumPy formulas written here;
@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from duhl_cl import models
-from duhl_cl.data import CoordinateStore
-from duhl_cl.program import KernelBuildError, build_program
+from duhl_cl import models, testing
+from duhl_cl.device.build import KernelBuildError, build_program
+from duhl_cl.duhl.working_set import DeviceWorkingSet
 from duhl_cl.resources import kernels_dir
-from duhl_cl.working_set import DeviceWorkingSet, device_orders
+from duhl_cl.store import CoordinateStore
+from duhl_cl.testing import device_orders
 
 
 def make_model(name, X, y):
@@ -105,9 +106,9 @@ def test_pass_matches_numpy_reference(device, problem, name, sparse, kernel_vari
             got = dev.read_alpha(np.full(model.n_coords, np.nan))
             assert np.isnan(np.delete(got, resident)).all()  # nothing else was touched
             if kernel_variant == "bucketed":
-                models.reference_bucketed_pass(model, store, alpha, v, order, dev.n_buckets)
+                testing.reference_bucketed_pass(model, store, alpha, v, order, dev.n_buckets)
             elif sequential:
-                models.reference_pass(model, store, alpha, v, order)
+                testing.reference_pass(model, store, alpha, v, order)
             else:
                 # Work-groups in parallel: no sequential reference; the coefficients are taken
                 # as the device left them and the shared vector must match them exactly.
@@ -129,8 +130,8 @@ def test_pass_matches_numpy_reference(device, problem, name, sparse, kernel_vari
 @pytest.mark.parametrize("name", ["lasso", "hinge", "squared-hinge", "logistic-l2"])
 def test_passes_shuffled_on_the_device_match_numpy(device, problem, name, sparse):
     """The "serial" kernel's several passes in one launch, each shuffling the visit list on
-    the device (and shrinking, for the SVMs), against models.reference_passes over
-    working_set.device_orders (the shuffle's NumPy twin) from the same seed."""
+    the device (and shrinking, for the SVMs), against testing.reference_passes over
+    testing.device_orders (the shuffle's NumPy twin) from the same seed."""
     X, y = problem
     model, target = make_model(name, X, y)
     store = make_store(model, target, sp.csr_matrix(X) if sparse else X, np.float64)
@@ -153,7 +154,7 @@ def test_passes_shuffled_on_the_device_match_numpy(device, problem, name, sparse
     orders = device_orders(listed, 5, seed)
     assert len({tuple(o) for o in orders}) == 5  # five different shuffles
     assert all(sorted(o) == sorted(resident) for o in orders)
-    out = models.reference_passes(model, store, alpha, v, orders)
+    out = testing.reference_passes(model, store, alpha, v, orders)
     # The samples the launch shrank (stored as ~slot) are the reference's, and there are some.
     assert set(dev.slot_coord[~entries[entries < 0]].tolist()) == out
     assert bool(out) == (name in ("hinge", "squared-hinge")), out

@@ -7,7 +7,7 @@ import pyopencl as cl
 import pytest
 
 import duhl_cl as dc
-from duhl_cl.ledger import live_ledgers_bytes
+from duhl_cl.device.ledger import live_ledgers_bytes
 
 
 def _live_buffers():
@@ -44,7 +44,7 @@ def test_no_needless_copies():
     """float32 stays float32, sparse stays sparse, data already in the device layout is shared."""
     import scipy.sparse as sp
 
-    from duhl_cl.data import CoordinateStore, check_X
+    from duhl_cl.store import CoordinateStore, check_X
 
     rng = np.random.default_rng(0)
     Xf = np.asfortranarray(rng.standard_normal((50, 8)).astype(np.float32))

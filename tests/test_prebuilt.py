@@ -8,10 +8,10 @@ import pytest
 from helpers import edited_profile
 
 import duhl_cl as dc
-from duhl_cl import binaries
-from duhl_cl.binaries import PrebuiltError
 from duhl_cl.cli import main
-from duhl_cl.discovery import host_cpu_profile
+from duhl_cl.device import binaries
+from duhl_cl.device.binaries import PrebuiltError
+from duhl_cl.device.discovery import host_cpu_profile
 
 
 def _profile(directory, binaries_dir):

@@ -5,8 +5,8 @@ import pytest
 from helpers import edited_profile
 
 import duhl_cl as dc
-from duhl_cl.discovery import enumerate_devices, host_cpu_profile, matches, open_device
-from duhl_cl.profiles import ProfileError, format_size, load_profile, parse_size
+from duhl_cl.device.discovery import enumerate_devices, host_cpu_profile, matches, open_device
+from duhl_cl.device.profiles import ProfileError, format_size, load_profile, parse_size
 
 SHIPPED = [
     "pocl-cpu",

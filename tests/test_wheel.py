@@ -11,7 +11,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from duhl_cl.discovery import host_cpu_profile
+from duhl_cl.device.discovery import host_cpu_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ledger import MemoryBudgetError
-from .profiles import format_size
+from ..device.ledger import MemoryBudgetError
+from ..device.profiles import format_size
 
 __all__ = ["POLICIES", "RESERVE", "make_policy", "wait_bound"]
 

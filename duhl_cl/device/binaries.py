@@ -16,6 +16,10 @@ import hashlib
 import json
 from pathlib import Path
 
+from ..kernels import VARIANTS, defines_to_options, kernel_source
+from ..kernels import programs as catalogue
+from .discovery import quiet_build
+
 __all__ = ["PrebuiltError", "device_identity", "build_binaries", "load_program", "binaries_dir"]
 
 MANIFEST = "manifest.json"
@@ -103,7 +107,6 @@ def load_program(device, name: str, src: str, options: list[str]):
             f"ones this fit needs)"
         )
     binary = (directory / entry).read_bytes()
-    from .discovery import quiet_build
 
     try:
         with quiet_build():
@@ -116,27 +119,12 @@ def load_program(device, name: str, src: str, options: list[str]):
         ) from None
 
 
-def _programs(device, models, dtypes, variants):
-    """Every (kernel file, defines) a fit of these models, precisions and variants builds."""
-    from .working_set import _PASS_KERNELS, tpa_group_size
-
-    for code in sorted({MODEL_CODES[m] for m in models}):
-        for dtype in dtypes:
-            for sparse in (0, 1):
-                defines = {"MODEL": code, "USE_DOUBLE": int(dtype == "float64"), "SPARSE": sparse}
-                yield "gap.cl", defines
-                yield "scatter.cl", defines
-                for v in variants:
-                    extra = {"WG": tpa_group_size(device)} if v == "tpa" else {}
-                    yield _PASS_KERNELS[v][0], dict(defines, **extra)
-
-
 def build_binaries(device, out, *, models=None, dtypes=None, variants=None, progress=print):
     """Compile every program a fit can need on ``device`` and save them under ``out``.
 
     Parameters
     ----------
-    device : duhl_cl.discovery.Device
+    device : duhl_cl.device.discovery.Device
         A device that compiles OpenCL C source.
     out : path
         Directory for the binaries and manifest.json (created).
@@ -147,17 +135,14 @@ def build_binaries(device, out, *, models=None, dtypes=None, variants=None, prog
     """
     import pyopencl as cl
 
-    from .discovery import quiet_build
-    from .program import defines_to_options, kernel_source
-    from .working_set import KERNEL_VARIANTS_AVAILABLE
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     models = list(models or MODEL_CODES)
     dtypes = list(dtypes or (["float32", "float64"] if device.fp64 else ["float32"]))
-    variants = list(variants or KERNEL_VARIANTS_AVAILABLE)
+    variants = list(variants or VARIANTS)
     programs = {}
-    for name, defines in _programs(device, models, dtypes, variants):
+    codes = [MODEL_CODES[m] for m in models]
+    for name, defines in catalogue(device, codes, dtypes, variants):
         src = kernel_source(name)
         options = defines_to_options(defines)
         key = _key(name, options, src)

@@ -14,7 +14,7 @@ it. Nothing else about the environment changes.
 Why it is needed at all: PoCL 3.0, the only PoCL on PyPI, compiles with LLVM 14, which does
 not know CPUs newer than it (AMD family 1Ah, Zen 5: LLVM names it "generic", which its own
 OpenCL front end then rejects: "unknown target CPU 'generic'"). Intel's runtime is then the
-CPU device that works (see duhl_cl.discovery).
+CPU device that works (see duhl_cl.device.discovery).
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .resources import devices_dir
+from ..kernels import VARIANTS
+from ..resources import devices_dir
 
 __all__ = [
     "DeviceProfile",
@@ -28,7 +29,6 @@ __all__ = [
     "format_size",
 ]
 
-KERNEL_VARIANTS = ("serial", "tpa", "bucketed")
 PRECISIONS = ("float32", "float64")
 BUILD_MODES = ("source", "prebuilt")
 DEVICE_TYPES = ("CPU", "GPU", "ACCELERATOR", "ANY")
@@ -207,7 +207,7 @@ _SCHEMA = {
         "host_alignment": _size,
     },
     "kernel": {
-        "variant": _choice(KERNEL_VARIANTS),
+        "variant": _choice(VARIANTS),
         "work_group_size": _posint,
         "precision": _choice(PRECISIONS),
         "build": _choice(BUILD_MODES),

@@ -25,7 +25,7 @@ class HostRefresher:
     Parameters
     ----------
     model : duhl_cl.models.Model
-    store : duhl_cl.data.CoordinateStore
+    store : duhl_cl.store.CoordinateStore
     z, u_mem : ndarray (float64, n_coords)
         Written in place, block by block (u_mem also feeds the gap estimate).
     block_entries : int

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import CoordinateStore, matvec, rmatvec
+from ..store import CoordinateStore, matvec, rmatvec
+from .policies import make_policy
 from .refresh import HostRefresher
-from .scheduler import make_policy
 from .working_set import DeviceWorkingSet
 
 __all__ = ["ConvergenceWarning", "FitResult", "auto_passes_for", "certificate", "solve"]
@@ -169,7 +169,7 @@ def solve(
     ----------
     model : duhl_cl.models.Model (``setup`` done)
     store : CoordinateStore
-    device : duhl_cl.discovery.Device
+    device : duhl_cl.device.discovery.Device
     tol : float
         Stop when the certified gap <= ``tol * model.scale``.
     max_iter : int
@@ -190,7 +190,7 @@ def solve(
         Compute the exact certificate at least every this many rounds (and whenever the
         gap memory suggests the tolerance is reached).
     kernel_variant : {None, "serial", "tpa", "bucketed"}
-        The device pass (duhl_cl.working_set); None takes the profile's.
+        The device pass (duhl_cl.duhl.working_set); None takes the profile's.
     """
     rng = np.random.default_rng(random_state)
     t0 = time.perf_counter()

@@ -1,6 +1,7 @@
 """Build OpenCL programs once per (device, source, options) and keep them.
 
-Kernel files include ``model.h``; the builder inlines it so the cache key is the full text.
+Kernel files include headers; :func:`duhl_cl.kernels.kernel_source` inlines them, so the
+cache key is the full text. Prebuilt profiles load binaries instead (:mod:`.binaries`).
 A failed build raises :class:`KernelBuildError` carrying the options, the build log and the
 path of the exact source that failed (kept on disk for inspection).
 """
@@ -8,44 +9,21 @@ path of the exact source that failed (kept on disk for inspection).
 from __future__ import annotations
 
 import hashlib
-import re
 import tempfile
 from pathlib import Path
 
-from .resources import kernels_dir
+from ..kernels import defines_to_options, kernel_source
+from . import binaries
+from .discovery import quiet_build
 
-__all__ = ["KernelBuildError", "kernel_source", "build_program", "get_kernel", "clear_cache"]
+__all__ = ["KernelBuildError", "build_program", "get_kernel", "clear_cache"]
 
 _CACHE: dict = {}
 _KERNELS: dict = {}
-_INCLUDE = re.compile(r'^#include "([A-Za-z0-9_.]+)"\s*$', re.M)
 
 
 class KernelBuildError(RuntimeError):
     """The OpenCL compiler rejected a kernel; the message holds options, log and source path."""
-
-
-def kernel_source(name: str) -> str:
-    """The text of ``kernels_cl/<name>`` with its local ``#include "x.h"`` lines inlined
-    (recursively, each header once: they have include guards, this keeps the text short)."""
-    root = kernels_dir()
-    seen: set = set()
-
-    def expand(text):
-        def inline(match):
-            header = match.group(1)
-            if header in seen:
-                return ""
-            seen.add(header)
-            return expand((root / header).read_text())
-
-        return _INCLUDE.sub(inline, text)
-
-    return expand((root / name).read_text())
-
-
-def defines_to_options(defines: dict) -> list[str]:
-    return [f"-D{k}={int(v) if isinstance(v, bool) else v}" for k, v in sorted(defines.items())]
 
 
 def _origin(device):
@@ -62,7 +40,7 @@ def build_program(device, name: str, defines: dict):
 
     Parameters
     ----------
-    device : duhl_cl.discovery.Device
+    device : duhl_cl.device.discovery.Device
     name : str
         Kernel file name, e.g. ``"cd_pass.cl"``.
     defines : dict
@@ -83,12 +61,8 @@ def build_program(device, name: str, defines: dict):
     if prog is not None:
         return prog
     if origin[0] == "prebuilt":
-        from .binaries import load_program
-
-        prog = _CACHE[key] = load_program(device, name, src, options)
+        prog = _CACHE[key] = binaries.load_program(device, name, src, options)
         return prog
-    from .discovery import quiet_build
-
     try:
         with quiet_build():
             prog = cl.Program(device.context, src).build(options=options)

@@ -45,7 +45,7 @@ class Ledger:
 
     Parameters
     ----------
-    device : duhl_cl.discovery.Device
+    device : duhl_cl.device.discovery.Device
         The opened device; its profile gives ``budget`` and ``max_alloc`` (bytes).
     """
 

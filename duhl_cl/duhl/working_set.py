@@ -1,0 +1,468 @@
+"""Unit B's memory: the resident working set of coordinates on the device, under a budget.
+
+The budget is split by :func:`duhl_cl.duhl.capacity.plan_capacity` into the shared vectors,
+a slot table (per resident coordinate: offset, length, coefficient, squared norm, label,
+visit order, u and gap), a small staging area and the pool of the coordinates' values (and
+indices when sparse), in parts no larger than the profile's largest allocation; each
+resident coordinate lives whole in one part: dense ones in fixed homes, sparse pieces placed
+by :func:`duhl_cl.duhl.placement.place_pieces`.
+
+Each round the round loop calls :meth:`DeviceWorkingSet.make_resident` with the policy's
+selection: coordinates that leave the selection stay on the device until their room is
+needed (one that comes back costs no copy); the incoming ones are placed in the free room
+(the pool repacked when that room is cut into holes) and written by the pool writes
+(:mod:`duhl_cl.duhl.pool_writes`). Then :meth:`run_passes` enqueues the pass routine of the
+profile's kernel variant (:mod:`duhl_cl.kernels`), and :meth:`resident_gaps` reads back the
+visited coordinates' u (and gaps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..device.build import get_kernel
+from ..device.ledger import Ledger
+from ..kernels import WG, base_defines, grid, pass_routine
+from .capacity import DESC_BYTES, plan_capacity
+from .placement import free_ranges, place_pieces
+from .pool_writes import DIRECT_RUNS, PoolWrites
+
+__all__ = ["DeviceWorkingSet", "SwapStats"]
+
+
+class _Part:
+    """One pool buffer (values, and indices when sparse) of ``capacity`` entries."""
+
+    def __init__(self, val, idx, capacity):
+        self.val, self.idx, self.capacity = val, idx, capacity
+
+
+@dataclass
+class SwapStats:
+    n_swapped_in: int = 0
+    n_evicted: int = 0
+    n_refused: int = 0  # selected but no contiguous space this round
+    bytes_swapped_in: int = 0
+
+
+class DeviceWorkingSet(PoolWrites):
+    """Device buffers, kernels and the resident set for one model on one coordinate store.
+
+    Parameters
+    ----------
+    device : duhl_cl.device.discovery.Device
+    model : duhl_cl.models.Model (``setup`` done)
+    store : duhl_cl.store.CoordinateStore
+    budget : int, optional
+        Bytes of device memory this fit may use; default: the profile's budget.
+    ledger : Ledger, optional
+    """
+
+    def __init__(self, device, model, store, budget=None, ledger=None, variant=None):
+        import pyopencl as cl
+
+        self.cl = cl
+        self.device, self.model, self.store = device, model, store
+        self.queue = device.queue
+        self.ledger = ledger or Ledger(device)
+        if budget is not None:
+            self.ledger.budget = (
+                min(int(budget), self.ledger.budget) if budget else self.ledger.budget
+            )
+        self.dtype = store.dtype
+        self.real = self.dtype.type
+        self.variant = variant or device.profile.kernel_variant
+        routine = pass_routine(self.variant)
+        if self.variant == "tpa" and self.dtype == np.float64:
+            ext = device.cl_device.extensions
+            if "cl_khr_int64_base_atomics" not in ext:
+                raise ValueError(
+                    f"kernel variant 'tpa' in float64 needs 64-bit atomics "
+                    f"(cl_khr_int64_base_atomics), which {device.info.name} lacks; use "
+                    f"dtype='float32' or kernel_variant='serial' or 'bucketed'"
+                )
+        self.n_buckets = routine.copies(device)
+        self.cap = plan_capacity(
+            store,
+            model,
+            self.dtype,
+            self.ledger.budget,
+            self.ledger.max_alloc,
+            label=device.profile.label(),
+            copies=self.n_buckets,
+            banks=device.profile.banks,
+            bank_size=device.profile.bank_size,
+        )
+        base = base_defines(model.code, self.dtype, store.sparse)
+        self.passes = routine(device, base, get_kernel)
+        self.k_gap = get_kernel(device, "gap.cl", base, "coord_gap")
+        self.k_grad = get_kernel(device, "gap.cl", base, "datafit_gradient")
+        self.k_scatter_real = get_kernel(device, "scatter.cl", base, "scatter_real")
+        self.k_scatter_int = get_kernel(device, "scatter.cl", base, "scatter_int")
+        self.k_scatter_slots = get_kernel(device, "scatter.cl", base, "scatter_slots")
+        self.dim = store.dim
+        self.vdim = model.shared_dim()
+        self._simulated = "oclgrind" in device.info.platform.lower()
+        self._allocate()
+        p = model.kernel_params()
+        R = self.real
+        # The pass kernels take l1, l2, C, bias; coord_gap also the l1 bound (primal_gap).
+        self._pass_params = [R(p["l1"]), R(p["l2"]), R(p["C"]), R(p["bias"])]
+        self._gap_params = [R(p["l1"]), R(p["l2"]), R(p["bound"]), R(p["C"]), R(p["bias"])]
+        self.inv_m = R(p["inv_m"])
+        # Resident-set bookkeeping on the host.
+        S = self.cap.n_slots
+        self.slot_coord = np.full(S, -1, dtype=np.int64)  # coordinate in each slot
+        self.slot_active = np.zeros(S, dtype=bool)  # visited by the passes
+        # Device entries of each coordinate: an empty piece takes one (OpenCL has no
+        # zero-length pieces).
+        self.entries = np.maximum(store.lens.astype(np.int64), 1)
+        self.coord_slot = np.full(store.n_coords, -1, dtype=np.int64)
+        self.slot_part = np.zeros(S, dtype=np.int64)
+        self.slot_off = np.zeros(S, dtype=np.int64)
+        # Sparse pieces vary in size: each round places them in the free ranges (place_pieces).
+        self.n_homes = S
+        if not store.sparse:
+            # Dense coordinates are all one size: each slot gets a fixed home in the pool, so
+            # a swap is array bookkeeping, without a free list.
+            per_part = [part.capacity // max(self.dim, 1) for part in self.parts]
+            self.slot_part = np.repeat(np.arange(len(per_part)), per_part)[:S]
+            self.slot_off = np.concatenate(
+                [np.arange(k, dtype=np.int64) * max(self.dim, 1) for k in per_part]
+            )[:S]
+            self.n_homes = len(self.slot_part)
+        self._order_flat = None  # the slot list last uploaded to b_order, if still valid
+        self._starts = []
+        # The Oclgrind simulator's uninitialised-value tracking misses host writes at a
+        # buffer offset (a write of 8 floats at byte 64, then a kernel reading them: 8
+        # reports), so under it every incoming coordinate takes the staged path, whose copy
+        # is a kernel it can check; the direct path is host writes only.
+        self._direct_runs = 0 if self._simulated else DIRECT_RUNS
+
+    # ------------------------------------------------------------------ allocation
+    def _allocate(self):
+        cap, L, r = self.cap, self.ledger, self.dtype.itemsize
+        S = cap.n_slots
+        try:
+            self.b_v = L.alloc("shared vector", r * self.vdim)
+            self.b_w = L.alloc("gradient", r * self.vdim)
+            y = self.model.y if self.model.primal else np.zeros(1)
+            self.b_y = L.alloc("labels y", r * len(y), np.asarray(y, dtype=self.dtype))
+            self.b_offs = L.alloc("slot offsets", 8 * S)
+            self.b_lens = L.alloc("slot lengths", 4 * S)
+            self.b_alpha = L.alloc("slot coefficients", r * S)
+            self.b_sqnorm = L.alloc("slot squared norms", r * S)
+            self.b_label = L.alloc("slot labels", r * S) if not self.model.primal else self.b_y
+            self.b_order = L.alloc("visit order", 4 * S)
+            self.b_u = L.alloc("slot u", r * S)
+            self.b_gap = L.alloc("slot gaps", r * S)
+            if self.n_buckets:
+                self.b_copies = L.alloc("bucket copies of v", r * self.vdim * self.n_buckets)
+            self.b_desc = L.alloc("staging descriptors", DESC_BYTES * S + 64)
+            self.b_stage_val = L.alloc("staging values", r * cap.stage_entries)
+            self.b_stage_idx = (
+                L.alloc("staging indices", 4 * cap.stage_entries) if self.store.sparse else None
+            )
+            self.parts = []
+            # Not under the simulator: host-backed memory reads as written (initialised) to
+            # Oclgrind's uninitialised-value check, which the pool must not escape.
+            backed = not self._simulated
+            for bank, n in cap.parts:
+                k = len(self.parts)
+                val = L.alloc(f"pool part {k} values", r * n, bank=bank, host_backed=backed)
+                idx = (
+                    L.alloc(f"pool part {k} indices", 4 * n, bank=bank, host_backed=backed)
+                    if self.store.sparse
+                    else val
+                )
+                self.parts.append(_Part(val, idx, n))
+        except BaseException:
+            self.release()
+            raise
+
+    # ------------------------------------------------------------------ residency
+    @property
+    def resident(self) -> np.ndarray:
+        """Coordinates on the device now (ascending slot order)."""
+        return self.slot_coord[self.slot_coord >= 0]
+
+    @property
+    def visited(self) -> np.ndarray:
+        """The resident coordinates the passes visit: the last selection (ascending slot order)."""
+        return self.slot_coord[self.slot_active]
+
+    def fits(self, coords) -> int:
+        """How many of ``coords``, taken in order, fit the slots and pool (ignoring placement)."""
+        lens = self.entries[coords]
+        by_size = np.searchsorted(np.cumsum(lens), self.cap.pool_entries, side="right")
+        return int(min(by_size, self.n_homes, len(coords)))
+
+    def make_resident(self, coords, alpha) -> SwapStats:
+        """Make ``coords`` (as far as placement allows) resident, and the set the passes visit.
+
+        Coordinates no longer selected stay on the device while their room is not needed:
+        a coordinate that comes back (a gap that turns positive again) costs no copy. Room is
+        made by evicting unselected coordinates only when the incoming ones do not fit.
+        ``alpha`` (float64, all coordinates) gives the coefficients of incoming coordinates.
+        """
+        coords = np.asarray(coords, dtype=np.int64)
+        stats = SwapStats()
+        if not np.all(self.coord_slot[coords] >= 0):  # else only the visit set may change
+            want = np.zeros(self.store.n_coords, dtype=bool)
+            want[coords] = True
+            if not self.store.sparse:
+                stats = self._make_resident_dense(coords, want, alpha, stats)
+            else:
+                stats = self._make_resident_sparse(coords, want, alpha, stats)
+        active = np.zeros_like(self.slot_active)
+        slots = self.coord_slot[coords]
+        active[slots[slots >= 0]] = True
+        if not np.array_equal(active, self.slot_active):
+            self.slot_active = active
+            self._order_flat = None  # the visit list on the device no longer matches
+        return stats
+
+    def _evict_unwanted(self, want, stats, count=None):
+        """Evict resident coordinates not in ``want`` (the first ``count`` in slot order, or
+        all); their coefficients were read back after the last pass."""
+        sc = self.slot_coord
+        evict = np.flatnonzero((sc >= 0) & ~want[np.maximum(sc, 0)])
+        if count is not None:
+            evict = evict[: max(int(count), 0)]
+        self.coord_slot[sc[evict]] = -1
+        sc[evict] = -1
+        self.slot_active[evict] = False
+        stats.n_evicted += len(evict)
+
+    def _make_resident_sparse(self, coords, want, alpha, stats) -> SwapStats:
+        entering = coords[self.coord_slot[coords] < 0]
+        # First into the room that is free; when that is not enough, evict every unselected
+        # coordinate and place the rest (pieces vary in size: no cheaper exact choice). When
+        # the free slots or entries cannot hold them all anyway, evict first and place once
+        # (placement is most of a round's host work on small sparse sets).
+        sc = self.slot_coord
+        occ = sc >= 0
+        free_entries = self.cap.pool_entries - int(self.entries[sc[occ]].sum())
+        short = len(entering) > np.count_nonzero(~occ)
+        short = short or self.entries[entering].sum() > free_entries
+        if short:
+            self._evict_unwanted(want, stats)
+        placed = [self._place_sparse(entering)]
+        left = entering[self.coord_slot[entering] < 0]
+        if len(left) and not short:
+            self._evict_unwanted(want, stats)
+            placed.append(self._place_sparse(left))
+        placed = np.concatenate(placed)
+        refused = entering[self.coord_slot[entering] < 0]
+        if len(refused) and 2 * self.entries[refused].sum() > self.entries[entering].sum():
+            # The room is there (the policy sized the selection) but cut into holes between
+            # the pieces that stay: repack the whole selection into an emptied pool. Without
+            # this, a selection that fills most of the pool could refuse its largest pieces
+            # round after round (a Zipf text Lasso at 50%: stuck at 4e-2 relative gap).
+            self._evict_unwanted(np.zeros_like(want), stats)
+            placed = self._place_sparse(coords)
+            entering = coords
+        stats.n_refused = len(entering) - len(placed)
+        if len(placed):
+            stats.n_swapped_in = len(placed)
+            stats.bytes_swapped_in = self._upload(placed, alpha)
+        return stats
+
+    def _place_sparse(self, entering):
+        """Place what fits of ``entering`` into free slots and ranges; (coord, slot, part,
+        offset) rows of those placed."""
+        sc = self.slot_coord
+        lens = self.entries
+        free_slots = np.flatnonzero(sc < 0)
+        occ = np.flatnonzero(sc >= 0)
+        free = free_ranges(
+            [pt.capacity for pt in self.parts],
+            self.slot_part[occ].astype(np.int64),
+            self.slot_off[occ].astype(np.int64),
+            lens[sc[occ]],
+        )
+        # In the policy's order: when fragmentation refuses some, the lowest ranked go without.
+        cand = entering[: len(free_slots)]
+        part, off = place_pieces(lens[cand], *free)
+        ok = part >= 0
+        cs = cand[ok]
+        slots = free_slots[: len(cs)]
+        sc[slots] = cs
+        self.coord_slot[cs] = slots
+        self.slot_part[slots], self.slot_off[slots] = part[ok], off[ok]
+        return np.column_stack([cs, slots, part[ok], off[ok]]).astype(np.int64).reshape(-1, 4)
+
+    def _make_resident_dense(self, coords, want, alpha, stats) -> SwapStats:
+        H = self.n_homes
+        sc = self.slot_coord
+        entering = coords[self.coord_slot[coords] < 0]
+        # Dense homes are all one size: evict just as many unselected coordinates as needed.
+        short = len(entering) - int(np.count_nonzero(sc[:H] < 0))
+        if short > 0:
+            self._evict_unwanted(want, stats, count=short)
+        free = np.flatnonzero(sc[:H] < 0)
+        k = min(len(entering), len(free))
+        stats.n_refused = len(entering) - k
+        if k:
+            # In storage order: consecutive coordinates into consecutive homes go up as one
+            # copy straight from the store (the visit order is shuffled per pass anyway).
+            cs, slots = np.sort(entering[:k]), free[:k]
+            sc[slots] = cs
+            self.coord_slot[cs] = slots
+            placed = np.column_stack([cs, slots, self.slot_part[slots], self.slot_off[slots]])
+            stats.n_swapped_in = k
+            stats.bytes_swapped_in = self._upload(placed, alpha)
+        return stats
+
+    # ------------------------------------------------------------------ state transfers
+    def set_shared(self, v):
+        self.ledger.upload(self.b_v, np.ascontiguousarray(v, dtype=self.dtype), wait=True)
+
+    def get_shared(self):
+        out = np.empty(self.vdim, dtype=self.dtype)
+        self.ledger.download(out, self.b_v)
+        return out
+
+    def read_alpha(self, alpha):
+        """Copy the resident coefficients into ``alpha`` (float64, all coordinates)."""
+        S = self.cap.n_slots
+        out = np.empty(S, dtype=self.dtype)
+        self.ledger.download(out, self.b_alpha)
+        occ = self.slot_coord >= 0
+        alpha[self.slot_coord[occ]] = out[occ]
+        return alpha
+
+    # ------------------------------------------------------------------ kernels
+    def _by_part(self, rng=None):
+        """Visited slots grouped by pool part (shuffled within and across parts if rng)."""
+        occ = np.flatnonzero(self.slot_active)
+        groups = []
+        part_ids = np.unique(self.slot_part[occ])
+        if rng is not None:
+            part_ids = rng.permutation(part_ids)
+        for p in part_ids:
+            slots = occ[self.slot_part[occ] == p]
+            groups.append((int(p), rng.permutation(slots) if rng is not None else slots))
+        return groups
+
+    def run_pass(self, rng, order=None):
+        """Enqueue one coordinate-descent pass over the resident set; returns at once.
+
+        The visit order is a shuffle of the resident slots (one launch per pool part, parts
+        in shuffled order), or, when ``order`` gives coordinates, exactly that order (all
+        resident in one part): the kernel tests use it.
+        """
+        if order is not None:
+            slots = self.coord_slot[np.asarray(order)]
+            assert np.all(slots >= 0), "every coordinate in order must be resident"
+            groups = [(int(self.slot_part[slots[0]]), slots)] if len(slots) else []
+        else:
+            groups = self._by_part(rng)
+        if not groups:
+            return
+        self._set_order(groups)
+        state = (self.b_copies, self.b_v, self.vdim, self.real) if self.n_buckets else None
+        for (p, g), start in self._starts:
+            self.passes.enqueue(self.queue, self._pass_args(p, start, len(g)), len(g), state=state)
+        if order is not None:
+            self._order_flat = None  # an explicit order need not cover the resident set
+
+    def _pass_args(self, p, start, count):
+        """The pass kernels' common arguments for ``count`` slots of pool part ``p`` listed
+        from ``start`` in the visit list."""
+        part = self.parts[p]
+        return (
+            part.val, part.idx, self.b_offs, self.b_lens, self.b_order, np.int32(start), np.int32(count),
+            self.b_alpha, self.b_sqnorm, self.b_label, self.b_v, np.int32(self.dim),
+            *self._pass_params, self.inv_m,
+        )  # fmt: skip
+
+    @property
+    def passes_in_one_launch(self) -> bool:
+        """Whether :meth:`run_passes` does a round's passes in one launch: the "serial"
+        variant with the visited set in one pool part."""
+        occ = np.flatnonzero(self.slot_active)
+        parts = self.slot_part[occ]
+        return self.passes.one_launch and len(occ) > 0 and bool(np.all(parts == parts[0]))
+
+    def run_passes(self, rng, n_passes):
+        """Enqueue ``n_passes`` shuffled passes over the visited set; returns at once.
+
+        The "serial" variant on a visited set in one pool part does them in one launch that
+        shuffles the list on the device before each pass (:func:`device_orders`); otherwise
+        one :meth:`run_pass` (host shuffle, one launch per part) each.
+        """
+        if not self.passes_in_one_launch:
+            for _ in range(n_passes):
+                self.run_pass(rng)
+            return
+        if self._order_flat is None:
+            self._set_order(self._by_part())
+        (p, g), start = self._starts[0]
+        seed = np.uint32(rng.integers(1, 1 << 32))
+        self.passes.enqueue(
+            self.queue, self._pass_args(p, start, len(g)), len(g), n_passes=n_passes, seed=seed
+        )
+        self._order_flat = None  # shuffled on the device: the host's copy is stale
+
+    def _set_order(self, groups):
+        """Upload the visit list (slot groups by pool part) and remember it for the gap kernel."""
+        flat = np.concatenate([g for _, g in groups]).astype(np.int32)
+        self.ledger.upload(self.b_order, flat)
+        offsets = np.concatenate([[0], np.cumsum([len(g) for _, g in groups])[:-1]])
+        self._order_flat = flat
+        self._starts = list(zip(groups, offsets.tolist(), strict=True))
+
+    def resident_gaps(self, gaps=True):
+        """(coordinates, u, gap) of every visited coordinate, in device precision.
+
+        ``gaps=False`` leaves the gaps on the device (None is returned for them): the round
+        loop needs only u.
+        """
+        q = self.queue
+        if self._order_flat is None:
+            # No pass since the resident set last changed: list the resident slots now. After
+            # a pass, the list it uploaded covers exactly the resident set and is reused.
+            groups = self._by_part()
+            if not groups:
+                return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+            self._set_order(groups)
+        if self.model.primal:
+            self.k_grad(
+                q,
+                grid(self.dim),
+                (WG,),
+                self.b_v,
+                self.b_y,
+                self.b_w,
+                np.int32(self.dim),
+                self.inv_m,
+            )
+            w = self.b_w
+        else:
+            w = self.b_v
+        flat = self._order_flat
+        for (p, g), start in self._starts:
+            part = self.parts[p]
+            self.k_gap(
+                q, grid(len(g)), (WG,),
+                part.val, part.idx, self.b_offs, self.b_lens, self.b_order, np.int32(start), np.int32(len(g)),
+                self.b_alpha, self.b_label, w, np.int32(self.dim), *self._gap_params, self.b_u, self.b_gap,
+            )  # fmt: skip
+        # outputs sit at the position of each slot in the list
+        u = np.empty(len(flat), dtype=self.dtype)
+        self.ledger.download(u, self.b_u)
+        g = None
+        if gaps:
+            g = np.empty(len(flat), dtype=self.dtype)
+            self.ledger.download(g, self.b_gap)
+        return self.slot_coord[flat], u, g
+
+    def finish(self):
+        self.queue.finish()
+        self.ledger.settled()
+
+    def release(self):
+        self.ledger.free_all()

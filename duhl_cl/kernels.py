@@ -1,0 +1,213 @@
+"""The kernel catalogue: every OpenCL program of kernels_cl/, its defines, arguments and launch.
+
+One routine object per kernel (CLBlast's routine classes) owns its variant's defines, its
+argument order after the common ones, and its launch shape; :func:`programs` lists every
+(file, defines) a fit can build, for the prebuilt binaries. Sources are read from
+``kernels_cl/`` (``duhl_cl/_kernels`` when installed) with their local headers inlined, so
+that a program's cache key is its full text.
+
+Called by the device working set (duhl_cl.duhl.working_set), which builds each routine once
+with :func:`duhl_cl.device.build.get_kernel` and enqueues it, and by the binary builder
+(duhl_cl.device.binaries). Nothing here talks to a device: a routine is bound to kernels
+built elsewhere.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .resources import kernels_dir
+
+__all__ = [
+    "VARIANTS",
+    "WG",
+    "PassRoutine",
+    "base_defines",
+    "defines_to_options",
+    "grid",
+    "kernel_source",
+    "n_buckets",
+    "pass_routine",
+    "programs",
+    "tpa_group_size",
+]
+
+VARIANTS = ("serial", "tpa", "bucketed")  # the pass kernels a profile may name
+
+# Work-group size of the one-work-item-per-piece kernels (gap, gradient, scatter, merge).
+# Fixed, because PoCL compiles a kernel anew for every local size it is launched with
+# (letting the runtime choose one per global size cost a compilation per size: ~0.1 s each).
+WG = 32
+
+_INCLUDE = re.compile(r'^#include "([A-Za-z0-9_.]+)"\s*$', re.M)
+
+
+def grid(n):
+    """Global size of a WG-wide launch over ``n`` items."""
+    return (-(-max(n, 1) // WG) * WG,)
+
+
+def kernel_source(name: str) -> str:
+    """The text of ``kernels_cl/<name>`` with its local ``#include "x.h"`` lines inlined
+    (recursively, each header once: they have include guards, this keeps the text short)."""
+    root = kernels_dir()
+    seen: set = set()
+
+    def expand(text):
+        def inline(match):
+            header = match.group(1)
+            if header in seen:
+                return ""
+            seen.add(header)
+            return expand((root / header).read_text())
+
+        return _INCLUDE.sub(inline, text)
+
+    return expand((root / name).read_text())
+
+
+def defines_to_options(defines: dict) -> list[str]:
+    """``-DKEY=value`` build options, sorted (part of a program's cache key)."""
+    return [f"-D{k}={int(v) if isinstance(v, bool) else v}" for k, v in sorted(defines.items())]
+
+
+def base_defines(model_code: int, dtype, sparse: bool) -> dict:
+    """The defines every program of one fit shares (kernels_cl/model.h)."""
+    return {
+        "MODEL": int(model_code),
+        "USE_DOUBLE": int(np.dtype(dtype) == np.float64),
+        "SPARSE": int(bool(sparse)),
+    }
+
+
+def n_buckets(device) -> int:
+    """Buckets of the "bucketed" variant: one per compute unit, and at least two.
+
+    At least two so that the merge is exercised (and the variant differs from "serial")
+    even on a one-unit sub-device.
+    """
+    return max(2, int(device.cl_device.max_compute_units))
+
+
+def tpa_group_size(device) -> int:
+    """Work-group size of the "tpa" variant: the profile's, else 64, as a power of two that
+    the device accepts."""
+    want = device.profile.work_group_size
+    want = want if want > 1 else 64
+    limit = int(device.cl_device.max_work_group_size)
+    g = 1
+    while g * 2 <= min(want, limit):
+        g *= 2
+    return g
+
+
+class PassRoutine:
+    """One pass variant's kernels, bound: ``enqueue`` launches passes over a slot list.
+
+    The common arguments (``args``, built by the working set) are those every pass kernel
+    takes first: pool values and indices, slot offsets and lengths, the visit list with its
+    start and count, coefficients, squared norms, labels, the shared vector, dim, l1, l2,
+    C, bias, 1/m (kernels_cl/cd_pass.cl). Each variant appends its own.
+    """
+
+    name = ""
+    program = ""
+    kernel = ""
+    one_launch = False  # whether a round's passes can be one launch
+
+    def __init__(self, device, base: dict, get_kernel):
+        self.k_pass = get_kernel(device, self.program, self.defines(device, base), self.kernel)
+
+    @classmethod
+    def defines(cls, device, base: dict) -> dict:
+        return dict(base)
+
+    @classmethod
+    def copies(cls, device) -> int:
+        """Private copies of the shared vector the variant needs in device memory."""
+        return 0
+
+    def enqueue(self, queue, args, count, *, n_passes=1, seed=0, state=None):
+        raise NotImplementedError
+
+
+class SerialPass(PassRoutine):
+    """Exact sequential descent by one work-item; n_passes passes, shuffled on the device
+    from ``seed`` (0: the list as given), in one launch."""
+
+    name, program, kernel, one_launch = "serial", "cd_pass.cl", "cd_pass", True
+
+    def enqueue(self, queue, args, count, *, n_passes=1, seed=0, state=None):
+        self.k_pass(queue, (1,), (1,), *args, np.int32(n_passes), np.uint32(seed))
+
+
+class TpaPass(PassRoutine):
+    """TPA-SCD: one work-group of ``group`` work-items a coordinate, one launch a pass."""
+
+    name, program, kernel = "tpa", "cd_pass_tpa.cl", "cd_pass_tpa"
+
+    def __init__(self, device, base, get_kernel):
+        self.group = tpa_group_size(device)
+        super().__init__(device, base, get_kernel)
+
+    @classmethod
+    def defines(cls, device, base):
+        return dict(base, WG=tpa_group_size(device))
+
+    def enqueue(self, queue, args, count, *, n_passes=1, seed=0, state=None):
+        self.k_pass(queue, (count * self.group,), (self.group,), *args)
+
+
+class BucketedPass(PassRoutine):
+    """CoCoA buckets: ``n_buckets`` work-items each descend on a private copy of the shared
+    vector (sigma' = buckets), then ``merge_buckets`` adds their changes over sigma'.
+    ``state`` gives the copies' buffer, the shared vector's buffer and length, and the real
+    type."""
+
+    name, program, kernel = "bucketed", "cd_pass_bucketed.cl", "cd_pass_bucketed"
+
+    @classmethod
+    def copies(cls, device):
+        return n_buckets(device)
+
+    def __init__(self, device, base, get_kernel):
+        super().__init__(device, base, get_kernel)
+        self.n_buckets = n_buckets(device)
+        self.k_merge = get_kernel(device, self.program, dict(base), "merge_buckets")
+
+    def enqueue(self, queue, args, count, *, n_passes=1, seed=0, state=None):
+        copies, v, vdim, real = state
+        nb = min(self.n_buckets, count)
+        self.k_pass(queue, (nb,), (1,), *args, copies, np.int32(vdim), real(nb))
+        self.k_merge(
+            queue, grid(vdim), (WG,), v, copies, np.int32(vdim), np.int32(nb), real(1.0 / nb)
+        )
+
+
+_PASSES = {r.name: r for r in (SerialPass, TpaPass, BucketedPass)}
+
+
+def pass_routine(variant: str):
+    """The routine class of a pass variant."""
+    if variant not in _PASSES:
+        raise ValueError(
+            f"kernel_variant must be one of {', '.join(map(repr, VARIANTS))} (or None for "
+            f"the profile's), got {variant!r}"
+        )
+    return _PASSES[variant]
+
+
+def programs(device, model_codes, dtypes, variants):
+    """Every (kernel file, defines) a fit of these model codes, precisions and variants
+    builds: the gap and scatter programs and each variant's pass program, dense and sparse."""
+    for code in sorted(set(model_codes)):
+        for dtype in dtypes:
+            for sparse in (0, 1):
+                base = base_defines(code, dtype, sparse)
+                yield "gap.cl", base
+                yield "scatter.cl", base
+                for v in variants:
+                    r = _PASSES[v]
+                    yield r.program, r.defines(device, base)

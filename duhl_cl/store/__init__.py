@@ -1,0 +1,24 @@
+"""The host store: the data as coordinates (slots), its input checks and host products.
+
+- :mod:`.base`: :class:`Store`, what the device working set and the round loop read;
+- :mod:`.memory`: :class:`CoordinateStore`, the in-memory store;
+- :mod:`.checks`: what a fit accepts as X and y;
+- :mod:`.products`: the host's threaded float64 products (X x, X^T y, squared norms).
+"""
+
+from .base import Store
+from .checks import DataConversionWarning, check_X, check_y_binary, check_y_regression
+from .memory import CoordinateStore
+from .products import matvec, rmatvec, sqnorms
+
+__all__ = [
+    "Store",
+    "CoordinateStore",
+    "DataConversionWarning",
+    "check_X",
+    "check_y_binary",
+    "check_y_regression",
+    "matvec",
+    "rmatvec",
+    "sqnorms",
+]

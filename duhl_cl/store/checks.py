@@ -1,0 +1,171 @@
+"""Input checks: what a fit accepts as X and y, and the messages for what it refuses.
+
+Called by the estimators before a fit (:func:`check_X`, :func:`check_y_regression`,
+:func:`check_y_binary`) and by :class:`duhl_cl.store.CoordinateStore`, which makes the finite
+check for free from the squared norms it computes anyway.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["DataConversionWarning", "check_X", "check_y_regression", "check_y_binary"]
+
+
+class DataConversionWarning(UserWarning):
+    """The input was converted in a way the caller may not expect."""
+
+
+def _dtype_for(dtype):
+    if dtype is None:
+        return None
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def _all_finite(a):
+    """True when no entry is NaN or infinite (a finite sum proves it in one cheap pass)."""
+    if a.size == 0:
+        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(a)):
+            return True
+    return bool(np.isfinite(a).all())  # the sum overflowed or met a NaN/inf: look closely
+
+
+def check_X(X, *, name="X", check_finite=True):
+    """Validate a design matrix.
+
+    Returns a 2-D float32/float64 ndarray (memmaps pass through) or a CSR/CSC matrix.
+    Integer and object input becomes float64; complex, NaN and infinity are refused.
+    ``check_finite=False`` leaves the finite check to the caller: a fit's
+    :class:`CoordinateStore` makes it for free, from the squared norms it computes anyway.
+    """
+    if sp.issparse(X):
+        if X.format not in ("csr", "csc"):
+            X = X.tocsr() if X.format != "coo" else X.tocsc()
+        if X.dtype not in (np.float32, np.float64):
+            if np.iscomplexobj(X.data):
+                raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}")
+            X = X.astype(np.float64)
+        data = X.data
+    else:
+        if hasattr(X, "__array__") and not isinstance(X, np.ndarray):
+            X = np.asarray(X)
+        elif not isinstance(X, np.ndarray):
+            X = np.asarray(X)
+        if np.iscomplexobj(X):
+            raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}")
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)  # raises TypeError on non-numbers, naming them
+        data = X
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected a 2D array for {name}, got {X.ndim}D array instead with shape "
+            f"{X.shape}. Reshape your data with X.reshape(-1, 1) for a single feature or "
+            f"X.reshape(1, -1) for a single sample"
+        )
+    n, d = X.shape
+    if n == 0 or d == 0:
+        raise ValueError(
+            f"Found array with {n} sample(s) and {d} feature(s) (shape=({n}, {d})) while a "
+            f"minimum of 1 is required. {name} must have at least one sample and one feature."
+        )
+    if check_finite and not _all_finite(data):
+        _refuse_nonfinite(data, name)
+    return X
+
+
+def _refuse_out_of_range(data, dtype):
+    raise ValueError(
+        f"X has entries (largest |x| = {float(np.abs(data).max()):.3g}) beyond the range of "
+        f"{dtype}, the device precision; rescale X (e.g. standardise it) or fit with "
+        f"dtype='float64'"
+    )
+
+
+def _refuse_nonfinite(data, name="X"):
+    bad = "NaN" if np.isnan(data).any() else "infinity"
+    raise ValueError(
+        f"Input {name} contains {bad} (NaN or inf values are not allowed); remove or "
+        f"impute them first, e.g. with sklearn.impute.SimpleImputer"
+    )
+
+
+def _check_y_shape(y, n_samples):
+    if y is None:
+        raise ValueError(
+            "This estimator requires y to be passed, but the target y is None; pass one target "
+            "per row of X"
+        )
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected. Please change the "
+            "shape of y to (n_samples,), for example using ravel().",
+            DataConversionWarning,
+            stacklevel=3,
+        )
+        y = y.ravel()
+    if y.ndim != 1:
+        raise ValueError(f"y should be a 1d array of shape (n_samples,), got shape {y.shape}")
+    if y.shape[0] != n_samples:
+        raise ValueError(
+            f"X and y have inconsistent numbers of samples: X has {n_samples} rows, y has "
+            f"{y.shape[0]} entries; pass one target per row of X"
+        )
+    return y
+
+
+def check_y_regression(y, n_samples):
+    """Validate a regression target: 1-D, finite, one per sample; float64."""
+    y = _check_y_shape(y, n_samples)
+    if np.iscomplexobj(y):
+        raise ValueError("Complex data not supported in y")
+    y = y.astype(np.float64)
+    if not np.isfinite(y).all():
+        raise ValueError("Input y contains NaN or infinity; remove those samples first")
+    return y
+
+
+def check_y_binary(y, n_samples):
+    """Validate binary labels; returns (classes, y_pm) with y_pm in {-1.0, +1.0}.
+
+    ``classes[1]`` is the positive class, as in scikit-learn.
+    """
+    y = _check_y_shape(y, n_samples)
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise ValueError("Input y contains NaN or infinity; remove those samples first")
+    if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+        raise ValueError(
+            "Unknown label type: continuous. The classifiers here need two classes; for a "
+            "continuous target use Lasso, ElasticNet or Ridge"
+        )
+    if y.dtype == object:
+        kinds = {type(v) for v in y}
+        if not (
+            all(issubclass(k, str) for k in kinds)
+            or all(issubclass(k, numbers.Integral) for k in kinds)
+        ):
+            raise ValueError(
+                f"Unknown label type: mixed or unsupported types {sorted(k.__name__ for k in kinds)}"
+            )
+    classes, y_idx = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(
+            f"y contains only one class ({classes[0]!r}); a binary classifier needs samples "
+            f"of two classes"
+        )
+    if len(classes) > 2:
+        raise ValueError(
+            f"Only binary classification is supported. y has {len(classes)} classes "
+            f"({', '.join(map(str, classes[:5]))}{', ...' if len(classes) > 5 else ''}); pass "
+            f"labels of exactly two classes (e.g. one class against the rest)"
+        )
+    return classes, np.where(y_idx == 1, 1.0, -1.0)

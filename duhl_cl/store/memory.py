@@ -1,0 +1,107 @@
+"""The in-memory coordinate store: the data on the host as the slots the device reads.
+
+Primal models read columns of X (dense column-major, or CSC), dual models rows (dense
+row-major, or CSR). :class:`CoordinateStore` lays either out as slots: coordinate i's values
+start at ``offs[i]`` (64-bit) and, when sparse, ``lens[i]`` (index, value) pairs follow. A
+float32 input stays float32, sparse input is never densified, and an input already in the
+needed layout and precision is used without a copy. It implements
+:class:`duhl_cl.store.base.Store`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .base import Store
+from .checks import _all_finite, _refuse_nonfinite, _refuse_out_of_range
+from .products import sqnorms
+
+__all__ = ["CoordinateStore"]
+
+
+class CoordinateStore(Store):
+    """The coordinates of a problem as slots the device reads (see module docstring).
+
+    Parameters
+    ----------
+    X : ndarray or CSR/CSC matrix of shape (n_samples, n_features)
+    primal : bool
+        Coordinates are columns (True) or rows (False).
+    dtype : numpy dtype
+        Device precision (float32 or float64).
+    labels : ndarray of shape (n_samples,), optional
+        Dual models: the +-1 label of each row.
+    bias : float
+        Dual models: value of the constant bias feature (0 for none), added to sqnorm.
+
+    Attributes
+    ----------
+    val : ndarray (dtype,) -- all values, slot after slot
+    idx : ndarray (int32,) or None -- sparse row/column indices
+    offs : ndarray (uint64, n_coords) -- where each slot starts in val/idx
+    lens : ndarray (int32, n_coords) -- entries per slot (dim for dense)
+    sqnorm : ndarray (float64, n_coords) -- squared norm of each coordinate's vector
+    dim : int -- length of a dense slot (n_samples for primal, n_features for dual)
+    """
+
+    def __init__(self, X, *, primal: bool, dtype, labels=None, bias: float = 0.0):
+        dtype = np.dtype(dtype)
+        self.primal, self.dtype = primal, dtype
+        self.sparse = sp.issparse(X)
+        n, d = X.shape
+        self.n_coords, self.dim = (d, n) if primal else (n, d)
+        if self.sparse:
+            M = X.tocsc() if primal else X.tocsr()
+            if M.nnz > np.iinfo(np.int32).max:
+                raise ValueError(
+                    f"X has {M.nnz} nonzeros; the device indices are 32-bit per entry but "
+                    f"offsets are 64-bit: split X into parts of fewer than 2**31 nonzeros"
+                )
+            with np.errstate(over="ignore"):  # out-of-range entries are refused below
+                self.val = np.asarray(M.data, dtype=dtype)
+            if self.val.dtype != M.data.dtype and not _all_finite(self.val):
+                _refuse_out_of_range(M.data, dtype)
+            self.idx = np.asarray(M.indices, dtype=np.int32)
+            ptr = np.asarray(M.indptr, dtype=np.int64)
+            self.offs = ptr[:-1].astype(np.uint64)
+            self.lens = np.diff(ptr).astype(np.int32)
+            sq = np.asarray(M.multiply(M).sum(axis=0 if primal else 1), dtype=np.float64).ravel()
+            self.matrix = M
+        else:
+            with np.errstate(over="ignore"):  # out-of-range entries are refused below
+                M = (
+                    np.asfortranarray(X, dtype=dtype)
+                    if primal
+                    else np.ascontiguousarray(X, dtype=dtype)
+                )
+            self.val = M.ravel(order="F" if primal else "C")
+            self.idx = None
+            self.offs = np.arange(self.n_coords, dtype=np.uint64) * np.uint64(self.dim)
+            self.lens = np.full(self.n_coords, self.dim, dtype=np.int32)
+            sq = sqnorms(M, axis=0 if primal else 1)
+            if not np.isfinite(sq).all():
+                # Finite squared norms (computed in float64 when float32 ones overflowed)
+                # prove every entry finite: this is the fit's finite check, at no extra pass.
+                if not _all_finite(X):
+                    _refuse_nonfinite(X)
+                if not _all_finite(M):
+                    _refuse_out_of_range(X, dtype)
+                raise ValueError(
+                    f"X has entries so large (largest |x| = {float(np.abs(M).max()):.3g}) that "
+                    f"their squared norms overflow float64; rescale X (e.g. standardise it)"
+                )
+            self.matrix = M
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.float64)
+        self.sqnorm = sq + (bias * bias if not primal else 0.0)
+
+    @property
+    def nbytes(self) -> int:
+        return self.val.nbytes + (self.idx.nbytes if self.idx is not None else 0)
+
+    def coordinate(self, s):
+        """(indices, values) of coordinate s; indices is a slice for dense storage."""
+        o, n = int(self.offs[s]), int(self.lens[s])
+        if self.sparse:
+            return self.idx[o : o + n], self.val[o : o + n]
+        return slice(0, self.dim), self.val[o : o + n]
