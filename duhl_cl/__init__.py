@@ -1,7 +1,7 @@
 """duhl-cl: generalized linear models larger than accelerator memory, on any OpenCL device.
 
 Estimators follow scikit-learn's conventions; every fit reports a certified duality gap
-(``dual_gap_``). See DESIGN.md for the maths and README.md for the quick start.
+(``dual_gap_``). See docs/architecture.md for the design and the maths, README.md for the quick start.
 """
 
 from .device.discovery import DeviceError, open_device

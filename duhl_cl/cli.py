@@ -452,7 +452,7 @@ def build_parser():
         help="the device pass (default: the profile's)",
     )
     q.add_argument("--out", help="write the model (.npz)")
-    q.add_argument("--log", help="write one JSON line per pass")
+    q.add_argument("--log", help="write one JSON line per round")
     q.set_defaults(func=cmd_train)
 
     q = sub.add_parser("predict", help="predict with a saved model")

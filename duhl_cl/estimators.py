@@ -277,7 +277,7 @@ class _Regressor(_Base):
     def fit(self, X, y, callback=None):
         """Fit on X of shape (n_samples, n_features) (dense, memmap or sparse) and y (n_samples,).
 
-        ``callback(record)`` is called after every pass with that pass's history record.
+        ``callback(record)`` is called after every round with that round's history record.
         """
         # Dense X: the coordinate store's squared norms make the finite check (one pass less).
         X = check_X(X, check_finite=sp.issparse(X))
@@ -301,7 +301,8 @@ _COMMON_DOC = """
     tol : float
         Stop when the certified duality gap <= tol * scale (see the module docstring).
     max_iter : int
-        Maximum number of passes over the data.
+        Maximum number of rounds (each: a selection, ``passes_per_round`` passes over it on
+        the device, and the gap updates).
     max_time : float or None
         Wall-clock limit in seconds.
     warm_start : bool
@@ -309,7 +310,7 @@ _COMMON_DOC = """
     random_state : int, Generator or None
         Seeds the shuffled order of the coordinates.
     verbose : int
-        Print a line per pass when > 0.
+        Print a line per round when > 0.
     device : str, path, DeviceProfile or Device
         Device profile name, a path to a profile, or an opened device; None: the host's CPU
         ("pocl-cpu", or "intel-cpu" where PoCL cannot compile for this CPU).
@@ -422,7 +423,7 @@ class _Classifier(_Base):
     def fit(self, X, y, callback=None):
         """Fit on X of shape (n_samples, n_features) (dense, memmap or sparse) and y of two classes.
 
-        ``callback(record)`` is called after every pass with that pass's history record.
+        ``callback(record)`` is called after every round with that round's history record.
         """
         X = check_X(X, check_finite=sp.issparse(X))
         classes, ypm = check_y_binary(y, X.shape[0])

@@ -1,6 +1,6 @@
 """The models: objective, coordinate step and per-coordinate duality gap, in float64 NumPy.
 
-Every model is cast as ``min_alpha f(A alpha) + sum_i g_i(alpha_i)`` (DESIGN.md section 1).
+Every model is cast as ``min_alpha f(A alpha) + sum_i g_i(alpha_i)`` (docs/architecture.md, "The maths").
 Primal models (coordinates = features, A = X): :class:`SquaredL1L2` (Lasso, ElasticNet,
 Ridge) and :class:`LogisticL1`. Dual models (coordinates = samples, columns y_j x_j):
 :class:`Hinge`, :class:`SquaredHinge`, :class:`LogisticL2`. The same formulas run on the

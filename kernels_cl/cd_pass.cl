@@ -14,7 +14,7 @@
  * use). Dense 200000 x 1000 hinge SVM at a 10% budget, 8 passes a launch, tol 1e-5: device
  * time 2.15 s without, 1.73-1.89 s with (one run each).
  * Launch: global size 1, local size 1 (one work-item walks the list; FPGA single-work-item
- * pipelines and small CPUs; on PoCL a private loop is the fast shape, DESIGN.md section 5).
+ * pipelines and small CPUs; on PoCL a private loop is the fast shape).
  *
  * Storage: slot s holds a column (primal) or a row (dual) starting at offs[s] in val (and idx
  * when SPARSE, with lens[s] entries); dense slots hold dim contiguous values. A working-set

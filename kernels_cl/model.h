@@ -2,7 +2,7 @@
  *
  * What it computes: for one coordinate i, the datafit gradient element, the exact coordinate
  * step and the per-coordinate duality gap gap_i = alpha_i u_i + g_i(alpha_i) + g_i*(-u_i)
- * (DESIGN.md section 1), for every model:
+ * (docs/architecture.md, "The maths"), for every model:
  *   MODEL 1  squared loss + l1/l2 penalty (Lasso, ElasticNet, Ridge)   primal, columns of X
  *   MODEL 2  logistic loss + l1 penalty                                primal, columns of X
  *   MODEL 3  hinge loss (SVM)                                          dual, rows of X

@@ -93,7 +93,7 @@ def test_missing_binaries_name_the_command(built, tmp_path, classification_data,
         dc.LinearSVC(loss="hinge", dtype="float32", device=str(prof)).fit(X, y)
     (tmp_path / "x").mkdir()
     empty = _profile(tmp_path / "x", "")
-    with pytest.raises(PrebuiltError, match=r"names no binaries .*build-kernels"):
+    with pytest.raises(dc.ProfileError, match=r"kernel.binaries is empty.*build-kernels"):
         dc.LinearSVC(dtype="float32", device=str(empty)).fit(X, y)
     nodir = _profile(tmp_path / "x", str(tmp_path / "nothing-here"))
     rc = main(["train", "--model", "svm", "--data", _svm_file(tmp_path, X, y), "--device",

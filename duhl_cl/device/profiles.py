@@ -263,6 +263,14 @@ def _validate(raw: dict, path: str) -> DeviceProfile:
         )
     if max_alloc > budget:
         max_alloc = budget  # no single buffer can be larger than the whole budget
+    if g(("kernel", "build")) == "prebuilt" and not g(("kernel", "binaries")):
+        name = g(("", "name"))
+        raise ProfileError(
+            f'{path}: kernel.build is "prebuilt" but kernel.binaries is empty; build the '
+            f"binaries where the device's OpenCL compiler is installed with 'duhl-cl "
+            f'build-kernels --device {name} --out DIR\' and set kernel.binaries = "DIR" '
+            f"(absolute, ~/..., or relative to this file)"
+        )
     return DeviceProfile(
         name=g(("", "name")),
         description=g(("", "description")),

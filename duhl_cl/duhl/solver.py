@@ -1,6 +1,6 @@
 """The round loop: shuffled device passes until the certified duality gap is small enough.
 
-Each round (DESIGN.md section 2): the policy picks the resident set from the gap memory z;
+Each round (docs/architecture.md, "One round"): the policy picks the resident set from the gap memory z;
 only coordinates not yet resident are copied in; the device (unit B) runs
 ``passes_per_round`` shuffled passes over the resident set while a host thread (unit A)
 refreshes z for as many coordinates as it can with the previous round's coefficients and
@@ -158,8 +158,8 @@ def solve(
     callback=None,
     ledger=None,
     budget: int | None = None,
-    policy: str = "full",
-    passes_per_round: int = 1,
+    policy: str = "duhl",
+    passes_per_round: int | str = "auto",
     certify_every: int = 10,
     kernel_variant: str | None = None,
 ) -> FitResult:
