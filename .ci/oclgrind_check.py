@@ -33,16 +33,10 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-MODELS = (
-    "lasso",
-    "elasticnet",
-    "ridge",
-    "svm-hinge",
-    "svm-squared-hinge",
-    "logistic-l2",
-    "logistic-l1",
-)
 from duhl_cl.kernels import VARIANTS  # noqa: E402
+from duhl_cl.models import model_names, model_spec  # noqa: E402
+
+MODELS = model_names()  # every row of the model table
 
 
 def child(name, storage, dtype, variant):
@@ -66,8 +60,8 @@ def child(name, storage, dtype, variant):
         "logistic-l2": lambda **k: dc.LogisticRegression(C=0.5, **k),
         "logistic-l1": lambda **k: dc.LogisticRegression(penalty="l1", C=0.5, **k),
     }[name]
-    primal = name in ("lasso", "elasticnet", "ridge", "logistic-l1")
-    target = y if name in ("lasso", "elasticnet", "ridge") else y > 0
+    primal = model_spec(name).primal
+    target = y if model_spec(name).regressor else y > 0
     Xin = sp.csr_matrix(X) if storage == "sparse" else X
     warnings.simplefilter("ignore")  # ConvergenceWarning: a few rounds only
     est = make(

@@ -329,7 +329,7 @@ _COMMON_DOC = """
         many as make a round's device work about 2^20 units (Model.pass_cost: an entry of
         the squared loss is one unit), so that a round's fixed host costs (2-3 ms) do not
         dominate a small working set; at least 8 when the selection holds the whole active
-        problem, 4 while it rotates, at most 256 (duhl_cl.duhl.solver.auto_passes_for).
+        problem, 4 while it rotates, at most 256 (duhl_cl.duhl.local_solver.auto_passes_for).
     kernel_variant : None, "serial", "tpa" or "bucketed"
         The device's coordinate-descent pass; None takes the profile's. "serial": one
         work-item, exact sequential descent; "tpa": a work-group per coordinate, atomic

@@ -18,6 +18,7 @@ import re
 
 import numpy as np
 
+from .models import kernel_defines
 from .resources import kernels_dir
 
 __all__ = [
@@ -73,10 +74,14 @@ def defines_to_options(defines: dict) -> list[str]:
     return [f"-D{k}={int(v) if isinstance(v, bool) else v}" for k, v in sorted(defines.items())]
 
 
-def base_defines(model_code: int, dtype, sparse: bool) -> dict:
-    """The defines every program of one fit shares (kernels_cl/model.h)."""
+def base_defines(model, dtype, sparse: bool) -> dict:
+    """The defines every program of one fit shares (kernels_cl/model.h).
+
+    ``model`` is a kernel model (a :class:`duhl_cl.models.Model` class or instance): its
+    code and the table's model codes (:func:`duhl_cl.models.kernel_defines`).
+    """
     return {
-        "MODEL": int(model_code),
+        **kernel_defines(model),
         "USE_DOUBLE": int(np.dtype(dtype) == np.float64),
         "SPARSE": int(bool(sparse)),
     }
@@ -199,13 +204,14 @@ def pass_routine(variant: str):
     return _PASSES[variant]
 
 
-def programs(device, model_codes, dtypes, variants):
-    """Every (kernel file, defines) a fit of these model codes, precisions and variants
-    builds: the gap and scatter programs and each variant's pass program, dense and sparse."""
-    for code in sorted(set(model_codes)):
+def programs(device, kernel_models, dtypes, variants):
+    """Every (kernel file, defines) a fit of these kernel models (Model classes), precisions
+    and variants builds: the gap and scatter programs and each variant's pass program, dense
+    and sparse."""
+    for model in sorted(set(kernel_models), key=lambda k: k.code):
         for dtype in dtypes:
             for sparse in (0, 1):
-                base = base_defines(code, dtype, sparse)
+                base = base_defines(model, dtype, sparse)
                 yield "gap.cl", base
                 yield "scatter.cl", base
                 for v in variants:

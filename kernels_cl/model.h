@@ -13,7 +13,7 @@
  *
  * Specialised only through -D defines, each with a default so that every file compiles alone:
  *   USE_DOUBLE (0|1) precision of data, coefficients and the shared vector
- *   MODEL      (1..5) as above
+ *   MODEL      (1..5) as above, compared against MODEL_SQUARED ... MODEL_LOGISTIC_L2
  *   SPARSE     (0|1) dense slots (dim contiguous values) or sparse slots (index, value pairs)
  *   INNER_ITERS       cap on the Newton iterations of the dual logistic step
  */
@@ -47,13 +47,26 @@
 #endif
 typedef REAL_T real;
 
+/* The model codes: the host passes them from its model table (duhl_cl/models/table.py,
+ * kernel_defines); these defaults, which a test keeps equal to the table, let a file
+ * compile alone. */
+#ifndef MODEL_SQUARED
 #define MODEL_SQUARED 1
+#endif
+#ifndef MODEL_LOGISTIC_L1
 #define MODEL_LOGISTIC_L1 2
+#endif
+#ifndef MODEL_HINGE
 #define MODEL_HINGE 3
-#define MODEL_SQHINGE 4
+#endif
+#ifndef MODEL_SQUARED_HINGE
+#define MODEL_SQUARED_HINGE 4
+#endif
+#ifndef MODEL_LOGISTIC_L2
 #define MODEL_LOGISTIC_L2 5
-#define PRIMAL (MODEL <= MODEL_LOGISTIC_L1)
-#if MODEL < MODEL_SQUARED || MODEL > MODEL_LOGISTIC_L2
+#endif
+#define PRIMAL (MODEL == MODEL_SQUARED || MODEL == MODEL_LOGISTIC_L1)
+#if !PRIMAL && MODEL != MODEL_HINGE && MODEL != MODEL_SQUARED_HINGE && MODEL != MODEL_LOGISTIC_L2
 #error "MODEL must be 1 (squared), 2 (logistic-l1), 3 (hinge), 4 (squared hinge) or 5 (logistic-l2)"
 #endif
 
@@ -109,7 +122,7 @@ inline real primal_gap(const real b, const real u, const real l1, const real l2,
  * gradient of the dual objective at a sample's bound, and whether the sample may be left
  * out of a launch's later passes: at a bound, with a gradient pointing out of the box by
  * more than the largest violation (pg_hi, pg_lo) of the previous pass. */
-#if MODEL == MODEL_HINGE || MODEL == MODEL_SQHINGE
+#if MODEL == MODEL_HINGE || MODEL == MODEL_SQUARED_HINGE
 #define DUAL_SHRINK 1
 inline real dual_grad(const real a, const real mu, const real C)
 {
@@ -156,7 +169,7 @@ inline real dual_step(const real a, const real mu, const real Q, const real C)
         return mu < (real)1 ? C : (real)0;
     const real t = a - (mu - (real)1) / Q;
     return t < (real)0 ? (real)0 : (t > C ? C : t); /* clamp, inline (see primal_step) */
-#elif MODEL == MODEL_SQHINGE
+#elif MODEL == MODEL_SQUARED_HINGE
     const real D = (real)0.5 / C;
     const real t = a - (mu - (real)1 + a * D) / (Q + D);
     return t > (real)0 ? t : (real)0;
@@ -202,7 +215,7 @@ inline real dual_gap(const real a, const real mu, const real C)
 {
 #if MODEL == MODEL_HINGE
     return C * fmax((real)1 - mu, (real)0) + a * (mu - (real)1);
-#elif MODEL == MODEL_SQHINGE
+#elif MODEL == MODEL_SQUARED_HINGE
     const real h = fmax((real)1 - mu, (real)0);
     return C * h * h + a * a * (real)0.25 / C + a * (mu - (real)1);
 #else

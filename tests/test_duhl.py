@@ -10,8 +10,8 @@ from helpers import edited_profile
 import duhl_cl as dc
 from duhl_cl import models
 from duhl_cl.duhl.capacity import plan_capacity
+from duhl_cl.duhl.local_solver import AUTO_PASSES, auto_passes_for
 from duhl_cl.duhl.policies import make_policy, wait_bound
-from duhl_cl.duhl.solver import AUTO_PASSES, auto_passes_for
 from duhl_cl.duhl.working_set import DeviceWorkingSet
 from duhl_cl.store import CoordinateStore
 
@@ -198,8 +198,8 @@ CASES = {
     "elasticnet": (lambda **k: dc.ElasticNet(alpha=0.05, l1_ratio=0.5, **k), "reg"),
     "ridge": (lambda **k: dc.Ridge(alpha=5.0, **k), "reg"),
     "logistic-l1": (lambda **k: dc.LogisticRegression(penalty="l1", C=0.5, **k), "clf-primal"),
-    "hinge": (lambda **k: dc.LinearSVC(C=0.05, loss="hinge", **k), "clf"),
-    "squared-hinge": (lambda **k: dc.LinearSVC(C=0.05, **k), "clf"),
+    "svm-hinge": (lambda **k: dc.LinearSVC(C=0.05, loss="hinge", **k), "clf"),
+    "svm-squared-hinge": (lambda **k: dc.LinearSVC(C=0.05, **k), "clf"),
     "logistic-l2": (lambda **k: dc.LogisticRegression(C=0.05, **k), "clf"),
 }
 
@@ -451,7 +451,7 @@ def test_a_fragmented_pool_is_repacked_for_a_piece_that_fits(device):
         ws.release()
 
 
-@pytest.mark.parametrize("kind", ["lasso", "hinge"])
+@pytest.mark.parametrize("kind", ["lasso", "svm-hinge"])
 def test_full_residency_holds_empty_coordinates(device, kind):
     """Empty coordinates (columns or rows without entries) take one device entry each; the
     pool of an "everything fits" budget was sized by the stored entries alone, so one of
@@ -498,7 +498,7 @@ def _active_set_problem(kind):
     return X, y, lambda **kw: dc.LinearSVC(C=10.0, loss="hinge", **kw)
 
 
-@pytest.mark.parametrize("kind", ["lasso", "hinge"])
+@pytest.mark.parametrize("kind", ["lasso", "svm-hinge"])
 def test_an_active_set_larger_than_the_budget_rotates(device, kind, monkeypatch):
     """DuHL's own regime: the support (Lasso) or the support vectors (SVM) outnumber what the
     device holds several times over. At a 5% budget duhl reaches the all-resident objective

@@ -31,8 +31,8 @@ def make_model(name, X, y):
         "elasticnet": (models.SquaredL1L2(0.02, 0.03), y),
         "ridge": (models.SquaredL1L2(0.0, 0.5 / n), y),
         "logistic-l1": (models.LogisticL1(0.01), ypm),
-        "hinge": (models.Hinge(0.5, 1.0), ypm),
-        "squared-hinge": (models.SquaredHinge(0.5, 1.0), ypm),
+        "svm-hinge": (models.Hinge(0.5, 1.0), ypm),
+        "svm-squared-hinge": (models.SquaredHinge(0.5, 1.0), ypm),
         "logistic-l2": (models.LogisticL2(0.5, 1.0), ypm),
     }
     model, target = table[name]
@@ -40,7 +40,7 @@ def make_model(name, X, y):
     return model, target
 
 
-MODELS = ["lasso", "elasticnet", "ridge", "logistic-l1", "hinge", "squared-hinge", "logistic-l2"]
+MODELS = list(models.model_names())  # every row of the model table
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_pass_matches_numpy_reference(device, problem, name, sparse, kernel_vari
 
 
 @pytest.mark.parametrize("sparse", [False, True])
-@pytest.mark.parametrize("name", ["lasso", "hinge", "squared-hinge", "logistic-l2"])
+@pytest.mark.parametrize("name", ["lasso", "svm-hinge", "svm-squared-hinge", "logistic-l2"])
 def test_passes_shuffled_on_the_device_match_numpy(device, problem, name, sparse):
     """The "serial" kernel's several passes in one launch, each shuffling the visit list on
     the device (and shrinking, for the SVMs), against testing.reference_passes over
@@ -157,7 +157,7 @@ def test_passes_shuffled_on_the_device_match_numpy(device, problem, name, sparse
     out = testing.reference_passes(model, store, alpha, v, orders)
     # The samples the launch shrank (stored as ~slot) are the reference's, and there are some.
     assert set(dev.slot_coord[~entries[entries < 0]].tolist()) == out
-    assert bool(out) == (name in ("hinge", "squared-hinge")), out
+    assert bool(out) == (name in ("svm-hinge", "svm-squared-hinge")), out
     np.testing.assert_allclose(got[resident], alpha[resident], rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(shared, v, rtol=1e-10, atol=1e-10)
 
@@ -258,9 +258,9 @@ def _gap_formula(name, model, a, u):
         B = model.bound
         return a * u + 0.01 * np.abs(a) + B * np.maximum(np.abs(u) - 0.01, 0)
     C = 0.5
-    if name == "hinge":
+    if name == "svm-hinge":
         return C * np.maximum(0, 1 - u) + a * (u - 1)
-    if name == "squared-hinge":
+    if name == "svm-squared-hinge":
         return C * np.maximum(0, 1 - u) ** 2 + a**2 / (4 * C) + a * (u - 1)
     ent = a * np.log(a) + (C - a) * np.log(C - a) - C * np.log(C)
     return C * np.log1p(np.exp(-u)) + a * u + ent

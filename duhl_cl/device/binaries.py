@@ -18,21 +18,12 @@ from pathlib import Path
 
 from ..kernels import VARIANTS, defines_to_options, kernel_source
 from ..kernels import programs as catalogue
+from ..models import model_names, model_spec
 from .discovery import quiet_build
 
 __all__ = ["PrebuiltError", "device_identity", "build_binaries", "load_program", "binaries_dir"]
 
 MANIFEST = "manifest.json"
-# Model codes of kernels_cl/model.h by the CLI's model names.
-MODEL_CODES = {
-    "lasso": 1,
-    "elasticnet": 1,
-    "ridge": 1,
-    "logistic-l1": 2,
-    "svm": 3,
-    "svm-sq": 4,
-    "logistic": 5,
-}
 
 
 class PrebuiltError(RuntimeError):
@@ -137,12 +128,11 @@ def build_binaries(device, out, *, models=None, dtypes=None, variants=None, prog
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    models = list(models or MODEL_CODES)
+    kernel_models = [model_spec(m).kernel for m in (models or model_names())]
     dtypes = list(dtypes or (["float32", "float64"] if device.fp64 else ["float32"]))
     variants = list(variants or VARIANTS)
     programs = {}
-    codes = [MODEL_CODES[m] for m in models]
-    for name, defines in catalogue(device, codes, dtypes, variants):
+    for name, defines in catalogue(device, kernel_models, dtypes, variants):
         src = kernel_source(name)
         options = defines_to_options(defines)
         key = _key(name, options, src)

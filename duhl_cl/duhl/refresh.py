@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from .certificate import coordinate_u, dual_point
+
 __all__ = ["HostRefresher"]
 
 
@@ -61,22 +63,12 @@ class HostRefresher:
         self.busy = 0.0
         self.error = None
 
-    def _block(self, a, b, w):
-        X, m = self.store.matrix, self.model
-        if m.primal:
-            u = np.asarray(X[:, a:b].T @ w, dtype=np.float64).ravel()
-        else:
-            y = self.store.labels[a:b]
-            u = y * (np.asarray(X[a:b] @ w[:-1], dtype=np.float64).ravel() + m.bias * float(w[-1]))
-        self.u_mem[a:b] = u
-
     def _run(self, alpha, v):
         t0 = time.perf_counter()
         try:
             # The gap memory only ranks coordinates, so the products run in the data's own
             # precision (no float64 copy of float32 data); certificates are computed apart.
-            w = self.model.gradient(v) if self.model.primal else v
-            w = w.astype(self.store.dtype)
+            w = dual_point(self.model, v).astype(self.store.dtype)
             nb = len(self.bounds) - 1
             done = 0
             while done < nb and (done == 0 or not self._stop.is_set()):
@@ -84,7 +76,7 @@ class HostRefresher:
                 a, b = int(self.bounds[i]), int(self.bounds[i + 1])
                 if done and self.count + (b - a) > self.limit:
                     break
-                self._block(a, b, w)
+                self.u_mem[a:b] = coordinate_u(self.model, self.store, w, (a, b))
                 self.z[a:b] = self.model.gaps(alpha[a:b], self.u_mem[a:b])
                 self.count += b - a
                 self.next_block = (i + 1) % nb

@@ -95,7 +95,7 @@ class DeviceWorkingSet(PoolWrites):
             banks=device.profile.banks,
             bank_size=device.profile.bank_size,
         )
-        base = base_defines(model.code, self.dtype, store.sparse)
+        base = base_defines(model, self.dtype, store.sparse)
         self.passes = routine(device, base, get_kernel)
         self.k_gap = get_kernel(device, "gap.cl", base, "coord_gap")
         self.k_grad = get_kernel(device, "gap.cl", base, "datafit_gradient")

@@ -1,0 +1,51 @@
+"""The ``duhl-cl`` command line: devices, train, predict, build-kernels, demo.
+
+One module per command family, each adding its own subparser (``add_*``) and running it
+(``cmd_*``): :mod:`.train` (train, predict), :mod:`.devices` (devices, build-kernels),
+:mod:`.demo`; :mod:`.args` holds the shared arguments. Every error a user can cause ends as
+one ``error: ...`` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .demo import add_demo
+from .devices import add_build_kernels, add_devices
+from .train import add_predict, add_train
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser():
+    import argparse
+
+    p = argparse.ArgumentParser(prog="duhl-cl", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for add in (add_devices, add_train, add_predict, add_build_kernels, add_demo):
+        add(sub)
+    return p
+
+
+def main(argv=None):
+    from ..device.binaries import PrebuiltError
+    from ..device.discovery import DeviceError
+    from ..device.ledger import MemoryBudgetError
+    from ..device.profiles import ProfileError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (
+        ProfileError,
+        DeviceError,
+        MemoryBudgetError,
+        PrebuiltError,
+        ValueError,
+        FileNotFoundError,
+    ) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,291 @@
+"""``duhl-cl train`` and ``duhl-cl predict``: a model from a data file, and its predictions.
+
+The estimator comes from the model table (duhl_cl.models.table): ``--model`` names a row,
+whose estimator, arguments and strength parameter (``--alpha`` or ``--C``) are used.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from ..duhl.policies import POLICIES
+from ..kernels import VARIANTS
+from ..models import MODELS, model_names, model_spec
+from .args import device_args, passes_arg
+
+__all__ = ["add_train", "add_predict", "cmd_train", "cmd_predict", "Progress"]
+
+
+def _short_names():
+    return ", ".join(f"{a} = {s.name}" for s in MODELS for a in s.aliases)
+
+
+def add_train(sub):
+    q = sub.add_parser("train", help="train a model on a data file")
+    q.add_argument(
+        "--model", required=True, choices=model_names(aliases=True), metavar="MODEL",
+        help=f"one of {', '.join(model_names())} (short: {_short_names()})",
+    )  # fmt: skip
+    q.add_argument(
+        "--alpha", type=float, help="regularisation of lasso/elasticnet/ridge (default 1.0)"
+    )
+    q.add_argument(
+        "--C", type=float, help="inverse regularisation of the classifiers (default 1.0)"
+    )
+    q.add_argument("--l1-ratio", type=float, help="elasticnet's l1 share (default 0.5)")
+    q.add_argument(
+        "--data", required=True, help=".svm/.svm.gz, .npz (X, y), .npy (+ _y.npy) or .csv"
+    )
+    q.add_argument("--target", help="CSV: name of the target column (default: the last)")
+    q.add_argument(
+        "--standardize",
+        action="store_true",
+        help="scale dense features to zero mean, unit variance",
+    )
+    q.add_argument("--test", help="a test data file in the same format")
+    device_args(q)
+    q.add_argument("--tol", type=float, default=1e-4)
+    q.add_argument("--max-iter", type=int, default=1000, help="rounds at most")
+    q.add_argument("--max-time", type=float)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--dtype", choices=("float32", "float64"))
+    q.add_argument("--no-intercept", action="store_true")
+    q.add_argument(
+        "--budget",
+        help="device memory for this fit: bytes, '64MiB' or a fraction of the data, '10%%'",
+    )
+    q.add_argument("--policy", default="duhl", choices=POLICIES)
+    q.add_argument(
+        "--passes-per-round",
+        type=passes_arg,
+        default="auto",
+        help="passes over the resident set per round: an integer >= 1, or 'auto' (the "
+        "default: 8, more while every coordinate with a positive gap is resident)",
+    )
+    q.add_argument(
+        "--kernel-variant",
+        choices=VARIANTS,
+        help="the device pass (default: the profile's)",
+    )
+    q.add_argument("--out", help="write the model (.npz)")
+    q.add_argument("--log", help="write one JSON line per round")
+    q.set_defaults(func=cmd_train)
+
+
+def add_predict(sub):
+    q = sub.add_parser("predict", help="predict with a saved model")
+    q.add_argument("--model", required=True, help="a model .npz written by 'train --out'")
+    q.add_argument("--data", required=True)
+    q.add_argument("--out", help="file for the predictions (default stdout)")
+    q.set_defaults(func=cmd_predict)
+
+
+def _make_estimator(args):
+    from .. import estimators as E
+
+    spec = model_spec(args.model)
+    strength, other = ("alpha", "C") if spec.regularization == "alpha" else ("C", "alpha")
+    if getattr(args, other) is not None:
+        kind = "regressors" if other == "alpha" else "classifiers"
+        raise SystemExit(
+            f"error: --{other} applies to the {kind}; --model {args.model} takes --{strength}"
+        )
+    if args.l1_ratio is not None and spec.name != "elasticnet":
+        raise SystemExit(f"error: --l1-ratio applies to elasticnet, not --model {args.model}")
+    kwargs = dict(
+        spec.params,
+        fit_intercept=not args.no_intercept,
+        tol=args.tol,
+        max_iter=args.max_iter,
+        max_time=args.max_time,
+        random_state=args.seed,
+        device=args.device,
+        emulate=args.emulate,
+        dtype=args.dtype,
+        memory_budget=args.budget,
+        policy=args.policy,
+        passes_per_round=args.passes_per_round,
+        kernel_variant=args.kernel_variant,
+    )
+    kwargs[strength] = 1.0 if getattr(args, strength) is None else getattr(args, strength)
+    if spec.name == "elasticnet":
+        kwargs["l1_ratio"] = 0.5 if args.l1_ratio is None else args.l1_ratio
+    return getattr(E, spec.estimator)(**kwargs)
+
+
+class Progress:
+    """Per-round progress: one updating bar on a terminal, plain lines otherwise; feeds the log."""
+
+    def __init__(self, log=None, stream=None):
+        self.log, self.stream = log, stream or sys.stdout
+        self.tty = self.stream.isatty()
+        self.open = False
+
+    def __call__(self, rec):
+        from ..duhl.solver import format_round
+
+        if self.log is not None:
+            self.log(rec)
+        line = format_round(rec)
+        if self.tty:
+            self.stream.write("\r\033[K" + line[:160])
+            self.open = True
+        else:
+            self.stream.write("  " + line + "\n")
+        self.stream.flush()
+
+    def close(self):
+        if self.open:
+            self.stream.write("\n")
+            self.open = False
+
+
+def _summary(est):
+    h = [r for r in est.history_ if "n_swapped_in" in r]
+    st = est.stats_
+    print(
+        f"rounds      {est.n_iter_}   swapped in {sum(r['n_swapped_in'] for r in h)} coordinates   "
+        f"gap refreshes {sum(r['n_gap_refreshes'] for r in h)}"
+    )
+    print(
+        f"bytes       host->device {st['bytes_h2d'] / 2**20:.1f} MiB, device->host "
+        f"{st['bytes_d2h'] / 2**20:.1f} MiB, device memory peak {st['ledger_peak'] / 2**20:.1f} MiB"
+        f" of {st['budget'] / 2**20:.1f} MiB"
+    )
+    print(
+        f"time        device {sum(r['device_time'] for r in h):.2f} s, host refresh "
+        f"{sum(r['host_time'] for r in h):.2f} s (overlapping)"
+    )
+
+
+class _JsonLog:
+    def __init__(self, path):
+        self.f = open(path, "w") if path else None
+
+    def __call__(self, record):
+        if self.f:
+            self.f.write(json.dumps(record) + "\n")
+            self.f.flush()
+
+    def close(self):
+        if self.f:
+            self.f.close()
+
+
+def _standardize(X):
+    import scipy.sparse as sp
+
+    if sp.issparse(X):
+        raise SystemExit("error: --standardize needs dense data (it would densify sparse X)")
+    X = np.asarray(X, dtype=np.float64)
+    mu, sd = X.mean(axis=0), X.std(axis=0)
+    sd[sd == 0] = 1.0
+    return (X - mu) / sd, {"mean": mu.tolist(), "std": sd.tolist()}
+
+
+def cmd_train(args):
+    from ..io import load_dataset, save_model
+
+    X, y = load_dataset(args.data, target=args.target)
+    scaling = None
+    if args.standardize:
+        X, scaling = _standardize(X)
+    est = _make_estimator(args)
+    log = _JsonLog(args.log)
+    print(
+        f"duhl-cl train: model {args.model}, data {args.data} ({X.shape[0]} x {X.shape[1]}"
+        f"{', sparse' if hasattr(X, 'nnz') else ''}), device {args.device or 'the host CPU'}"
+        f"{' (emulated on the host CPU)' if args.emulate else ''}",
+        flush=True,
+    )
+    t0 = time.perf_counter()
+
+    progress = Progress(log)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            est.fit(X, y, callback=progress)
+        finally:
+            log.close()
+    progress.close()
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    dt = time.perf_counter() - t0
+    print(
+        f"device      {est.device_}, policy {est.policy}, kernel variant "
+        f"{est.stats_['kernel_variant']}, time {dt:.2f} s, converged {est.converged_}"
+    )
+    _summary(est)
+    if est.stats_["emulated"]:
+        from ..projection import Projection
+
+        proj = Projection(**est.stats_["projected"])
+        print(f"measured    {dt:.2f} s on the host CPU (emulating {proj.profile})")
+        print(f"projected   {proj.describe()}")
+    print(f"objective   {est.objective_:.12g}")
+    print(f"certified duality gap {est.dual_gap_:.3e}  (objective - optimum <= gap)")
+    regressor = model_spec(args.model).regressor
+    if regressor:
+        print(
+            f"nonzeros    {int(np.count_nonzero(est.coef_))} of {est.coef_.size}   train R^2 {est.score(X, y):.4f}"
+        )
+    else:
+        print(f"train accuracy {est.score(X, y):.4f}")
+    if args.test:
+        Xt, yt = load_dataset(args.test, n_features=X.shape[1], target=args.target)
+        if scaling:
+            Xt = (np.asarray(Xt) - np.asarray(scaling["mean"])) / np.asarray(scaling["std"])
+        label = "test R^2" if regressor else "test accuracy"
+        print(f"{label} {est.score(Xt[:, : X.shape[1]], yt):.4f}")
+    if args.out:
+        meta = {
+            "model": model_spec(args.model).name,
+            "params": {
+                k: v
+                for k, v in est.get_params().items()
+                if isinstance(v, (int, float, str, bool, type(None)))
+            },
+            "dual_gap": est.dual_gap_,
+            "objective": est.objective_,
+            "n_features": X.shape[1],
+            "device": est.device_,
+            "scaling": scaling,
+        }
+        save_model(args.out, est, meta)
+        print(f"model written to {args.out}")
+    return 0
+
+
+def cmd_predict(args):
+    from ..io import load_dataset, load_model
+
+    coef, intercept, classes, meta = load_model(args.model)
+    X, y = load_dataset(args.data, n_features=meta["n_features"])
+    if X.shape[1] != meta["n_features"]:
+        raise SystemExit(
+            f"error: the data has {X.shape[1]} features, the model expects {meta['n_features']}"
+        )
+    if meta.get("scaling"):
+        X = (np.asarray(X, dtype=np.float64) - np.asarray(meta["scaling"]["mean"])) / np.asarray(
+            meta["scaling"]["std"]
+        )
+    f = np.asarray(X @ coef).ravel() + intercept
+    pred = classes[(f > 0).astype(int)] if classes is not None else f
+    out = sys.stdout if args.out in (None, "-") else open(args.out, "w")
+    for p in pred:
+        out.write(f"{p}\n")
+    if out is not sys.stdout:
+        out.close()
+    if classes is not None:
+        print(f"accuracy {np.mean(pred == y):.4f} on {len(y)} samples", file=sys.stderr)
+    else:
+        print(
+            f"mean squared error {np.mean((pred - y) ** 2):.6g} on {len(y)} samples",
+            file=sys.stderr,
+        )
+    return 0

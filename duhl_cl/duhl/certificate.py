@@ -1,0 +1,134 @@
+"""The certificate, and the products it is made of: the shared vector and each coordinate's u.
+
+This is the one home of the formulas that tie coefficients to the shared vector and the
+shared vector to the coordinates (docs/architecture.md, "The maths"):
+
+- :func:`shared_vector`: primal ``v = X alpha + b0 (- y)``; dual ``w = [X^T (alpha y);
+  bias alpha^T y]``, the bias feature's weight last.
+- :func:`dual_point`: what the coordinates are multiplied with: ``grad f(v)`` (primal) or
+  ``w`` (dual).
+- :func:`coordinate_u`: primal ``u = X^T grad f(v)``; dual margins ``mu = y (X w + bias
+  w_b)``; of every coordinate in float64 (threads, duhl_cl.store.products), or of one block
+  in the point's own precision (the host refresh, duhl_cl.duhl.refresh).
+- :func:`certificate`: the exact float64 gap and objective at given coefficients (the
+  shared vector recomputed), valid: ``objective - optimum <= gap``.
+- :func:`gaps_against`: every coordinate's gap against a given shared vector (what a
+  distributed driver asks of a local solver).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..store import matvec, rmatvec
+
+__all__ = [
+    "Certificate",
+    "certificate",
+    "coordinate_u",
+    "dual_point",
+    "gaps_against",
+    "shared_vector",
+]
+
+
+@dataclass
+class Certificate:
+    """A float64 evaluation of the model at given coefficients."""
+
+    gap: float
+    objective: float
+    alpha: np.ndarray
+    intercept: float
+    shared: np.ndarray  # v (primal) or w (dual) recomputed exactly from alpha
+    u: np.ndarray  # every coordinate's u (primal: X^T grad f(v); dual: margins), float64
+
+
+def shared_vector(model, store, alpha, intercept=0.0) -> np.ndarray:
+    """The shared vector at ``alpha`` in float64: v (primal, with ``intercept``) or w (dual).
+
+    Parameters
+    ----------
+    model : duhl_cl.models.Model (``setup`` done)
+    store : duhl_cl.store.Store
+    alpha : ndarray (n_coords,)
+    intercept : float
+        The primal intercept b0 (the dual's bias weight is part of w).
+
+    Returns
+    -------
+    ndarray (n_samples,) for primal models, (n_features + 1,) for dual models.
+    """
+    if model.primal:
+        return model.shared_from(matvec(store.matrix, alpha), intercept)
+    y = store.labels
+    w = np.empty(model.shared_dim())
+    w[:-1] = rmatvec(store.matrix, alpha * y)
+    w[-1] = model.bias * (alpha @ y)
+    return w
+
+
+def dual_point(model, shared) -> np.ndarray:
+    """What u is the product with: ``grad f(v)`` (primal) or ``w`` itself (dual)."""
+    return model.gradient(shared) if model.primal else shared
+
+
+def coordinate_u(model, store, point, block=None) -> np.ndarray:
+    """u of the coordinates against ``point`` (:func:`dual_point` of a shared vector).
+
+    Parameters
+    ----------
+    point : ndarray
+        ``grad f(v)`` (n_samples,) for primal models, ``w`` (n_features + 1,) for dual.
+    block : (int, int), optional
+        Only coordinates ``a:b``, computed in ``point``'s precision (the refresh ranks with
+        it); None: every coordinate, in float64 on the host's threads (the certificate).
+
+    Returns
+    -------
+    ndarray (float64): primal ``X^T point``; dual margins ``y (X w + bias w_b)``.
+    """
+    X = store.matrix
+    if block is None:
+        if model.primal:
+            return rmatvec(X, point)
+        return store.labels * (matvec(X, point[:-1]) + model.bias * point[-1])
+    a, b = block
+    if model.primal:
+        return np.asarray(X[:, a:b].T @ point, dtype=np.float64).ravel()
+    Xw = np.asarray(X[a:b] @ point[:-1], dtype=np.float64).ravel()
+    return store.labels[a:b] * (Xw + model.bias * float(point[-1]))
+
+
+def gaps_against(model, store, alpha, shared):
+    """Every coordinate's u and gap at ``alpha`` against a given shared vector.
+
+    Returns
+    -------
+    u, gaps : ndarray (n_coords,), float64
+    """
+    u = coordinate_u(model, store, dual_point(model, np.asarray(shared, dtype=np.float64)))
+    return u, model.gaps(np.asarray(alpha, dtype=np.float64), u)
+
+
+def certificate(model, store, alpha, intercept=0.0) -> Certificate:
+    """Exact float64 gap and objective at ``alpha`` (the shared vector is recomputed).
+
+    For primal models with an intercept, the intercept is first set to its optimum for
+    ``alpha`` (which only lowers the objective), so that the dual point is feasible; the
+    ``intercept`` given is then not used.
+    """
+    alpha = np.asarray(alpha, dtype=np.float64)
+    if model.primal:
+        v, b0 = shared_vector(model, store, alpha, 0.0), 0.0
+        if model.fit_intercept:
+            v, b0 = model.intercept_update(v, 0.0)
+        u = coordinate_u(model, store, dual_point(model, v))
+        gap = model.total_gap(alpha, u, v)
+        return Certificate(gap, float(model.objective(alpha, v)), alpha, b0, v, u)
+    w = shared_vector(model, store, alpha)
+    mu = coordinate_u(model, store, w)
+    gap = model.total_gap(alpha, mu, w)
+    return Certificate(gap, float(model.primal_objective(w, mu)), alpha, model.bias * w[-1], w, mu)
