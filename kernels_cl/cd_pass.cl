@@ -31,7 +31,7 @@
  *         for s in order:
  *             u = X[:, s] @ (v / m)
  *             b_new = soft(q[s] * b[s] - u, l1) / (q[s] + l2);  v += (b_new - b[s]) * X[:, s]
- * (duhl_cl/models.py: reference_pass, and reference_passes with the shrinking, are the exact
+ * (duhl_cl/testing.py: reference_pass, and reference_passes with the shrinking, are the exact
  * references used in the tests.)
  */
 #include "step.h"

@@ -6,7 +6,7 @@
  * datafit_gradient: w[j] = grad f(v)_j for the primal models. Launch: global size >= dim.
  *
  * NumPy equivalent (primal, dense): u = X[:, slots].T @ w;
- *     gap = b*u + l1*|b| + l2/2*b**2 + g*(-u)        (duhl_cl/models.py, Model.gaps)
+ *     gap = b*u + l1*|b| + l2/2*b**2 + g*(-u)        (duhl_cl/models/, Model.gaps)
  */
 #include "slot.h"
 

@@ -9,7 +9,7 @@
  *   MODEL 4  squared hinge loss (SVM)                                  dual, rows of X
  *   MODEL 5  logistic loss + l2 penalty                                dual, rows of X
  * How it is used: included by the kernel files (the builder inlines it); not a kernel itself.
- * NumPy equivalent: duhl_cl/models.py, which holds the same formulas in float64.
+ * NumPy equivalent: duhl_cl/models/ (primal.py, dual.py), which holds the same formulas in float64.
  *
  * Specialised only through -D defines, each with a default so that every file compiles alone:
  *   USE_DOUBLE (0|1) precision of data, coefficients and the shared vector

@@ -17,7 +17,7 @@
  * cd_pass_tpa.cl) after slot.h; not a kernel itself. The shrinking of cd_pass.cl reads the
  * margin between coord_margin and coord_step. Each expression is the one the kernels had
  * inline (scale 1 multiplies exactly), so results are unchanged bit for bit.
- * NumPy equivalent (duhl_cl/models.py, Model.step): a_new = model.step(a_old, mu, q);
+ * NumPy equivalent (duhl_cl/models/, Model.step): a_new = model.step(a_old, mu, q);
  *   d = scale * (a_new - a_old) (* y_s, dual); v += d * x_s (v[dim] += d * bias, dual).
  */
 #ifndef DUHL_STEP_H

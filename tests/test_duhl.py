@@ -13,7 +13,7 @@ from duhl_cl.duhl.capacity import plan_capacity
 from duhl_cl.duhl.local_solver import AUTO_PASSES, auto_passes_for
 from duhl_cl.duhl.policies import make_policy, wait_bound
 from duhl_cl.duhl.working_set import DeviceWorkingSet
-from duhl_cl.store import CoordinateStore
+from duhl_cl.store import CoordinateStore, check_X
 
 POLICIES = ["duhl", "sequential", "random"]
 
@@ -56,7 +56,7 @@ def test_ledger_peak_never_exceeds_budget(device):
         y[:2] = [0, 1]
         est = makers[trial % len(makers)](None)
         store = CoordinateStore(
-            dc.estimators.check_X(X),
+            check_X(X),
             primal=isinstance(est, (dc.Lasso, dc.ElasticNet))
             or getattr(est, "penalty", "") == "l1",
             dtype=np.float32,

@@ -242,7 +242,7 @@ def test_gap_kernel_matches_numpy(device, problem, name, sparse, dtype):
 
 
 def _gap_formula(name, model, a, u):
-    """Per-coordinate gaps written out from docs/architecture.md ("The maths"), independently of models.py."""
+    """Per-coordinate gaps written out from docs/architecture.md ("The maths"), independently of duhl_cl/models/."""
     if name == "lasso":
         B = model.bound
         return a * u + 0.05 * np.abs(a) + B * np.maximum(np.abs(u) - 0.05, 0)

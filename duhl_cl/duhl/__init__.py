@@ -3,8 +3,11 @@
 - :mod:`.capacity`: how a budget is split (vectors, slot table, staging, pool parts);
 - :mod:`.placement`: where sparse pieces go in the pool;
 - :mod:`.pool_writes`: writing the incoming coordinates into the pool;
-- :mod:`.working_set`: the resident set on the device and the kernel launches on it;
+- :mod:`.working_set`: the resident set on the device (slots, residency, transfers);
+- :mod:`.launches`: the pass and gap launches on the resident set;
 - :mod:`.policies`: which coordinates are resident each round (duhl, sequential, random, full);
 - :mod:`.refresh`: unit A, the host thread that refreshes the gap memory;
-- :mod:`.solver`: the round loop and its certificate.
+- :mod:`.certificate`: the shared vector, each coordinate's u, the float64 certificate;
+- :mod:`.local_solver`: one device's state and its round (the seam for a distributed driver);
+- :mod:`.solver`: the driver of one device's fit (rounds, when to certify, when to stop).
 """

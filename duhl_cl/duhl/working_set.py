@@ -24,8 +24,9 @@ import numpy as np
 
 from ..device.build import get_kernel
 from ..device.ledger import Ledger
-from ..kernels import WG, base_defines, grid, pass_routine
+from ..kernels import base_defines, pass_routine
 from .capacity import DESC_BYTES, plan_capacity
+from .launches import Launches
 from .placement import free_ranges, place_pieces
 from .pool_writes import DIRECT_RUNS, PoolWrites
 
@@ -47,7 +48,7 @@ class SwapStats:
     bytes_swapped_in: int = 0
 
 
-class DeviceWorkingSet(PoolWrites):
+class DeviceWorkingSet(PoolWrites, Launches):
     """Device buffers, kernels and the resident set for one model on one coordinate store.
 
     Parameters
@@ -95,13 +96,7 @@ class DeviceWorkingSet(PoolWrites):
             banks=device.profile.banks,
             bank_size=device.profile.bank_size,
         )
-        base = base_defines(model, self.dtype, store.sparse)
-        self.passes = routine(device, base, get_kernel)
-        self.k_gap = get_kernel(device, "gap.cl", base, "coord_gap")
-        self.k_grad = get_kernel(device, "gap.cl", base, "datafit_gradient")
-        self.k_scatter_real = get_kernel(device, "scatter.cl", base, "scatter_real")
-        self.k_scatter_int = get_kernel(device, "scatter.cl", base, "scatter_int")
-        self.k_scatter_slots = get_kernel(device, "scatter.cl", base, "scatter_slots")
+        self._build_kernels(routine)
         self.dim = store.dim
         self.vdim = model.shared_dim()
         self._simulated = "oclgrind" in device.info.platform.lower()
@@ -112,19 +107,40 @@ class DeviceWorkingSet(PoolWrites):
         self._pass_params = [R(p["l1"]), R(p["l2"]), R(p["C"]), R(p["bias"])]
         self._gap_params = [R(p["l1"]), R(p["l2"]), R(p["bound"]), R(p["C"]), R(p["bias"])]
         self.inv_m = R(p["inv_m"])
-        # Resident-set bookkeeping on the host.
+        self._slot_table()
+        self._order_flat = None  # the slot list last uploaded to b_order, if still valid
+        self._starts = []
+        # The Oclgrind simulator's uninitialised-value tracking misses host writes at a
+        # buffer offset (a write of 8 floats at byte 64, then a kernel reading them: 8
+        # reports), so under it every incoming coordinate takes the staged path, whose copy
+        # is a kernel it can check; the direct path is host writes only.
+        self._direct_runs = 0 if self._simulated else DIRECT_RUNS
+
+    def _build_kernels(self, routine):
+        """The pass routine and the gap, gradient and scatter kernels of this fit's build."""
+        device = self.device
+        base = base_defines(self.model, self.dtype, self.store.sparse)
+        self.passes = routine(device, base, get_kernel)
+        self.k_gap = get_kernel(device, "gap.cl", base, "coord_gap")
+        self.k_grad = get_kernel(device, "gap.cl", base, "datafit_gradient")
+        self.k_scatter_real = get_kernel(device, "scatter.cl", base, "scatter_real")
+        self.k_scatter_int = get_kernel(device, "scatter.cl", base, "scatter_int")
+        self.k_scatter_slots = get_kernel(device, "scatter.cl", base, "scatter_slots")
+
+    def _slot_table(self):
+        """The resident-set bookkeeping on the host: slots, their coordinates and homes."""
         S = self.cap.n_slots
         self.slot_coord = np.full(S, -1, dtype=np.int64)  # coordinate in each slot
         self.slot_active = np.zeros(S, dtype=bool)  # visited by the passes
         # Device entries of each coordinate: an empty piece takes one (OpenCL has no
         # zero-length pieces).
-        self.entries = np.maximum(store.lens.astype(np.int64), 1)
-        self.coord_slot = np.full(store.n_coords, -1, dtype=np.int64)
+        self.entries = np.maximum(self.store.lens.astype(np.int64), 1)
+        self.coord_slot = np.full(self.store.n_coords, -1, dtype=np.int64)
         self.slot_part = np.zeros(S, dtype=np.int64)
         self.slot_off = np.zeros(S, dtype=np.int64)
         # Sparse pieces vary in size: each round places them in the free ranges (place_pieces).
         self.n_homes = S
-        if not store.sparse:
+        if not self.store.sparse:
             # Dense coordinates are all one size: each slot gets a fixed home in the pool, so
             # a swap is array bookkeeping, without a free list.
             per_part = [part.capacity // max(self.dim, 1) for part in self.parts]
@@ -133,13 +149,6 @@ class DeviceWorkingSet(PoolWrites):
                 [np.arange(k, dtype=np.int64) * max(self.dim, 1) for k in per_part]
             )[:S]
             self.n_homes = len(self.slot_part)
-        self._order_flat = None  # the slot list last uploaded to b_order, if still valid
-        self._starts = []
-        # The Oclgrind simulator's uninitialised-value tracking misses host writes at a
-        # buffer offset (a write of 8 floats at byte 64, then a kernel reading them: 8
-        # reports), so under it every incoming coordinate takes the staged path, whose copy
-        # is a kernel it can check; the direct path is host writes only.
-        self._direct_runs = 0 if self._simulated else DIRECT_RUNS
 
     # ------------------------------------------------------------------ allocation
     def _allocate(self):
@@ -333,132 +342,6 @@ class DeviceWorkingSet(PoolWrites):
         occ = self.slot_coord >= 0
         alpha[self.slot_coord[occ]] = out[occ]
         return alpha
-
-    # ------------------------------------------------------------------ kernels
-    def _by_part(self, rng=None):
-        """Visited slots grouped by pool part (shuffled within and across parts if rng)."""
-        occ = np.flatnonzero(self.slot_active)
-        groups = []
-        part_ids = np.unique(self.slot_part[occ])
-        if rng is not None:
-            part_ids = rng.permutation(part_ids)
-        for p in part_ids:
-            slots = occ[self.slot_part[occ] == p]
-            groups.append((int(p), rng.permutation(slots) if rng is not None else slots))
-        return groups
-
-    def run_pass(self, rng, order=None):
-        """Enqueue one coordinate-descent pass over the resident set; returns at once.
-
-        The visit order is a shuffle of the resident slots (one launch per pool part, parts
-        in shuffled order), or, when ``order`` gives coordinates, exactly that order (all
-        resident in one part): the kernel tests use it.
-        """
-        if order is not None:
-            slots = self.coord_slot[np.asarray(order)]
-            assert np.all(slots >= 0), "every coordinate in order must be resident"
-            groups = [(int(self.slot_part[slots[0]]), slots)] if len(slots) else []
-        else:
-            groups = self._by_part(rng)
-        if not groups:
-            return
-        self._set_order(groups)
-        state = (self.b_copies, self.b_v, self.vdim, self.real) if self.n_buckets else None
-        for (p, g), start in self._starts:
-            self.passes.enqueue(self.queue, self._pass_args(p, start, len(g)), len(g), state=state)
-        if order is not None:
-            self._order_flat = None  # an explicit order need not cover the resident set
-
-    def _pass_args(self, p, start, count):
-        """The pass kernels' common arguments for ``count`` slots of pool part ``p`` listed
-        from ``start`` in the visit list."""
-        part = self.parts[p]
-        return (
-            part.val, part.idx, self.b_offs, self.b_lens, self.b_order, np.int32(start), np.int32(count),
-            self.b_alpha, self.b_sqnorm, self.b_label, self.b_v, np.int32(self.dim),
-            *self._pass_params, self.inv_m,
-        )  # fmt: skip
-
-    @property
-    def passes_in_one_launch(self) -> bool:
-        """Whether :meth:`run_passes` does a round's passes in one launch: the "serial"
-        variant with the visited set in one pool part."""
-        occ = np.flatnonzero(self.slot_active)
-        parts = self.slot_part[occ]
-        return self.passes.one_launch and len(occ) > 0 and bool(np.all(parts == parts[0]))
-
-    def run_passes(self, rng, n_passes):
-        """Enqueue ``n_passes`` shuffled passes over the visited set; returns at once.
-
-        The "serial" variant on a visited set in one pool part does them in one launch that
-        shuffles the list on the device before each pass (:func:`device_orders`); otherwise
-        one :meth:`run_pass` (host shuffle, one launch per part) each.
-        """
-        if not self.passes_in_one_launch:
-            for _ in range(n_passes):
-                self.run_pass(rng)
-            return
-        if self._order_flat is None:
-            self._set_order(self._by_part())
-        (p, g), start = self._starts[0]
-        seed = np.uint32(rng.integers(1, 1 << 32))
-        self.passes.enqueue(
-            self.queue, self._pass_args(p, start, len(g)), len(g), n_passes=n_passes, seed=seed
-        )
-        self._order_flat = None  # shuffled on the device: the host's copy is stale
-
-    def _set_order(self, groups):
-        """Upload the visit list (slot groups by pool part) and remember it for the gap kernel."""
-        flat = np.concatenate([g for _, g in groups]).astype(np.int32)
-        self.ledger.upload(self.b_order, flat)
-        offsets = np.concatenate([[0], np.cumsum([len(g) for _, g in groups])[:-1]])
-        self._order_flat = flat
-        self._starts = list(zip(groups, offsets.tolist(), strict=True))
-
-    def resident_gaps(self, gaps=True):
-        """(coordinates, u, gap) of every visited coordinate, in device precision.
-
-        ``gaps=False`` leaves the gaps on the device (None is returned for them): the round
-        loop needs only u.
-        """
-        q = self.queue
-        if self._order_flat is None:
-            # No pass since the resident set last changed: list the resident slots now. After
-            # a pass, the list it uploaded covers exactly the resident set and is reused.
-            groups = self._by_part()
-            if not groups:
-                return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
-            self._set_order(groups)
-        if self.model.primal:
-            self.k_grad(
-                q,
-                grid(self.dim),
-                (WG,),
-                self.b_v,
-                self.b_y,
-                self.b_w,
-                np.int32(self.dim),
-                self.inv_m,
-            )
-            w = self.b_w
-        else:
-            w = self.b_v
-        flat = self._order_flat
-        for (p, g), start in self._starts:
-            part = self.parts[p]
-            self.k_gap(
-                q, grid(len(g)), (WG,),
-                part.val, part.idx, self.b_offs, self.b_lens, self.b_order, np.int32(start), np.int32(len(g)),
-                self.b_alpha, self.b_label, w, np.int32(self.dim), *self._gap_params, self.b_u, self.b_gap,
-            )  # fmt: skip
-        # outputs sit at the position of each slot in the list
-        u = np.empty(len(flat), dtype=self.dtype)
-        self.ledger.download(u, self.b_u)
-        g = None
-        if gaps:
-            g = np.empty(len(flat), dtype=self.dtype)
-            self.ledger.download(g, self.b_gap)
-        return self.slot_coord[flat], u, g
 
     def finish(self):
         self.queue.finish()

@@ -1,27 +1,10 @@
-"""scikit-learn-style estimators: Lasso, ElasticNet, Ridge, LinearSVC, LogisticRegression.
+"""What every estimator shares: scikit-learn's parameter protocol, validation, the fit driver.
 
-They follow scikit-learn's conventions (parameters, fitted attributes ending in ``_``,
-``get_params``/``set_params``, ``clone`` and ``GridSearchCV`` work) without importing
-scikit-learn, which is only a test reference.
-
-Objectives (m = n_samples), as in scikit-learn:
-
-- Lasso: ``(1/2m)||y - Xw - b||^2 + alpha ||w||_1``
-- ElasticNet: ``(1/2m)||y - Xw - b||^2 + alpha l1_ratio ||w||_1 + alpha (1 - l1_ratio)/2 ||w||^2``
-- Ridge: ``||y - Xw - b||^2 + alpha ||w||^2`` (reported divided by 2m)
-- LinearSVC: ``1/2||w||^2 + C sum loss(y_j (x_j w + b))``, hinge or squared hinge, solved in
-  the dual (liblinear's). The intercept is liblinear's: a constant feature of value
-  ``intercept_scaling`` whose weight is penalised like the others.
-- LogisticRegression(penalty="l2"): ``1/2||w||^2 + C sum log(1 + exp(-y_j (x_j w + b)))``
-  solved in the dual with liblinear's bias feature; penalty="l1": ``||w||_1 + C sum log(...)``
-  solved in the primal with an unpenalised intercept (as scikit-learn's saga solver).
-
-Stopping: the certified duality gap ``dual_gap_ <= tol * scale``, where scale is
-``||y - mean(y)||^2 / m`` (``||y||^2 / m`` without intercept) for the squared loss, as in
-scikit-learn's Lasso, and the objective at zero coefficients otherwise (``C m`` for the SVMs,
-``C m log 2`` for the dual logistic, the intercept-only logistic loss for L1-logistic).
-``dual_gap_`` and ``objective_`` are on the scale of the normalised objective the model
-solves (Ridge: the objective above divided by 2m; L1-logistic: divided by C m).
+:class:`_Base` opens the device, binds the model to the data (duhl_cl.models), builds the
+coordinate store (duhl_cl.store), runs the solver (duhl_cl.duhl.solver.solve) and sets the
+fitted attributes; subclasses (duhl_cl.estimators.regressors, .classifiers) validate y and
+make the model from their parameters (``_make_model``). ``COMMON_DOC`` documents the
+parameters and attributes they all have.
 """
 
 from __future__ import annotations
@@ -30,18 +13,16 @@ import dataclasses
 import inspect
 
 import numpy as np
-import scipy.sparse as sp
 
-from . import models
-from .device.discovery import open_device
-from .device.profiles import DeviceProfile, parse_budget
-from .duhl.policies import POLICIES
-from .duhl.solver import host_threads, solve
-from .kernels import VARIANTS
-from .projection import project_fit
-from .store import CoordinateStore, check_X, check_y_binary, check_y_regression
+from ..device.discovery import open_device
+from ..device.profiles import DeviceProfile, parse_budget
+from ..duhl.policies import POLICIES
+from ..duhl.solver import host_threads, solve
+from ..kernels import VARIANTS
+from ..projection import project_fit
+from ..store import CoordinateStore, check_X
 
-__all__ = ["Lasso", "ElasticNet", "Ridge", "LinearSVC", "LogisticRegression", "NotFittedError"]
+__all__ = ["NotFittedError", "COMMON_DOC", "check_positive"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -260,7 +241,7 @@ def _same(a, b):
         return a is b
 
 
-def _check_positive(name, value):
+def check_positive(name, value):
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float, np.number))
@@ -271,32 +252,7 @@ def _check_positive(name, value):
     return float(value)
 
 
-class _Regressor(_Base):
-    _estimator_type = "regressor"
-
-    def fit(self, X, y, callback=None):
-        """Fit on X of shape (n_samples, n_features) (dense, memmap or sparse) and y (n_samples,).
-
-        ``callback(record)`` is called after every round with that round's history record.
-        """
-        # Dense X: the coordinate store's squared norms make the finite check (one pass less).
-        X = check_X(X, check_finite=sp.issparse(X))
-        y = check_y_regression(y, X.shape[0])
-        return self._fit(X, y, self._make_model(X), callback)
-
-    def predict(self, X):
-        """Predictions, shape (n_samples,)."""
-        return self._decision(X)
-
-    def score(self, X, y):
-        """Coefficient of determination R^2 of the predictions."""
-        y = np.asarray(y, dtype=np.float64).ravel()
-        resid = y - self.predict(X)
-        tot = ((y - y.mean()) ** 2).sum()
-        return 1.0 - (resid @ resid) / tot if tot > 0 else (1.0 if resid @ resid == 0 else 0.0)
-
-
-_COMMON_DOC = """
+COMMON_DOC = """
     fit_intercept : bool, default=True
     tol : float
         Stop when the certified duality gap <= tol * scale (see the module docstring).
@@ -356,150 +312,3 @@ _COMMON_DOC = """
         entry), and projected: the time the same rounds
         would take on the profile's device by its bandwidths (duhl_cl.projection; a model).
 """
-
-
-class Lasso(_Regressor):
-    __doc__ = (
-        "Lasso: ``(1/2m)||y - Xw - b||^2 + alpha ||w||_1``.\n\n    Parameters\n    ----------\n    alpha : float > 0"
-        + _COMMON_DOC
-    )
-
-    def __init__(
-        self, alpha=1.0, *, fit_intercept=True, tol=1e-4, max_iter=1000, max_time=None,
-        warm_start=False, random_state=None, verbose=0, device=None, emulate=False, dtype=None,
-        memory_budget=None, policy="duhl", passes_per_round="auto",
-        kernel_variant=None,
-    ):  # fmt: skip
-        _store_params(self, locals())
-
-    def _make_model(self, X):
-        return models.SquaredL1L2(_check_positive("alpha", self.alpha), 0.0)
-
-
-class ElasticNet(_Regressor):
-    __doc__ = (
-        "ElasticNet: ``(1/2m)||y - Xw - b||^2 + alpha rho ||w||_1 + alpha (1-rho)/2 ||w||^2``.\n\n    Parameters\n    ----------\n    alpha : float > 0\n    l1_ratio : float in [0, 1]"
-        + _COMMON_DOC
-    )
-
-    def __init__(
-        self, alpha=1.0, *, l1_ratio=0.5, fit_intercept=True, tol=1e-4, max_iter=1000,
-        max_time=None, warm_start=False, random_state=None, verbose=0, device=None,
-        emulate=False, dtype=None, memory_budget=None, policy="duhl", passes_per_round="auto",
-        kernel_variant=None,
-    ):  # fmt: skip
-        _store_params(self, locals())
-
-    def _make_model(self, X):
-        alpha = _check_positive("alpha", self.alpha)
-        r = self.l1_ratio
-        if isinstance(r, bool) or not isinstance(r, (int, float, np.number)) or not 0 <= r <= 1:
-            raise ValueError(f"l1_ratio must be in [0, 1], got {r!r}")
-        return models.SquaredL1L2(alpha * r, alpha * (1 - r))
-
-
-class Ridge(_Regressor):
-    __doc__ = (
-        "Ridge: ``||y - Xw - b||^2 + alpha ||w||^2`` (scikit-learn's Ridge).\n\n    Parameters\n    ----------\n    alpha : float > 0"
-        + _COMMON_DOC
-    )
-
-    def __init__(
-        self, alpha=1.0, *, fit_intercept=True, tol=1e-4, max_iter=1000, max_time=None,
-        warm_start=False, random_state=None, verbose=0, device=None, emulate=False, dtype=None,
-        memory_budget=None, policy="duhl", passes_per_round="auto",
-        kernel_variant=None,
-    ):  # fmt: skip
-        _store_params(self, locals())
-
-    def _make_model(self, X):
-        # ||r||^2 + alpha ||w||^2 = 2m [ (1/2m)||r||^2 + (alpha/m)/2 ||w||^2 ]
-        return models.SquaredL1L2(0.0, _check_positive("alpha", self.alpha) / X.shape[0])
-
-
-class _Classifier(_Base):
-    _estimator_type = "classifier"
-
-    def fit(self, X, y, callback=None):
-        """Fit on X of shape (n_samples, n_features) (dense, memmap or sparse) and y of two classes.
-
-        ``callback(record)`` is called after every round with that round's history record.
-        """
-        X = check_X(X, check_finite=sp.issparse(X))
-        classes, ypm = check_y_binary(y, X.shape[0])
-        self._fit(X, ypm, self._make_model(X), callback)
-        self.classes_ = classes
-        return self
-
-    def decision_function(self, X):
-        """Signed distance to the boundary, shape (n_samples,); > 0 means classes_[1]."""
-        return self._decision(X)
-
-    def predict(self, X):
-        """Predicted class labels, shape (n_samples,)."""
-        f = self.decision_function(X)
-        return self.classes_[(f > 0).astype(int)]
-
-    def score(self, X, y):
-        """Mean accuracy."""
-        return float(np.mean(self.predict(X) == np.asarray(y).ravel()))
-
-
-class LinearSVC(_Classifier):
-    __doc__ = (
-        "Linear SVM trained in the dual: ``1/2||w||^2 + C sum loss(y_j (x_j w + b))``.\n\n    Parameters\n    ----------\n    C : float > 0\n    loss : 'hinge' or 'squared_hinge'\n    intercept_scaling : float > 0\n        Value of liblinear's constant bias feature."
-        + _COMMON_DOC
-    )
-
-    def __init__(
-        self, C=1.0, *, loss="squared_hinge", fit_intercept=True, intercept_scaling=1.0,
-        tol=1e-4, max_iter=1000, max_time=None, warm_start=False, random_state=None, verbose=0,
-        device=None, emulate=False, dtype=None,
-        memory_budget=None, policy="duhl", passes_per_round="auto",
-        kernel_variant=None,
-    ):  # fmt: skip
-        _store_params(self, locals())
-
-    def _make_model(self, X):
-        C = _check_positive("C", self.C)
-        bias = _check_positive("intercept_scaling", self.intercept_scaling)
-        if self.loss == "hinge":
-            return models.Hinge(C, bias)
-        if self.loss == "squared_hinge":
-            return models.SquaredHinge(C, bias)
-        raise ValueError(f"loss must be 'hinge' or 'squared_hinge', got {self.loss!r}")
-
-
-class LogisticRegression(_Classifier):
-    __doc__ = (
-        "Binary logistic regression, L2 (dual, liblinear's) or L1 (primal) penalty.\n\n    Parameters\n    ----------\n    penalty : 'l2' or 'l1'\n    C : float > 0\n    intercept_scaling : float > 0\n        penalty='l2': value of liblinear's constant bias feature."
-        + _COMMON_DOC
-    )
-
-    def __init__(
-        self, penalty="l2", *, C=1.0, fit_intercept=True, intercept_scaling=1.0, tol=1e-4,
-        max_iter=1000, max_time=None, warm_start=False, random_state=None, verbose=0,
-        device=None, emulate=False, dtype=None,
-        memory_budget=None, policy="duhl", passes_per_round="auto",
-        kernel_variant=None,
-    ):  # fmt: skip
-        _store_params(self, locals())
-
-    def _make_model(self, X):
-        C = _check_positive("C", self.C)
-        if self.penalty == "l2":
-            return models.LogisticL2(
-                C, _check_positive("intercept_scaling", self.intercept_scaling)
-            )
-        if self.penalty == "l1":
-            # ||w||_1 + C sum log(...) = C m [ (1/m) sum log(...) + 1/(C m) ||w||_1 ]
-            return models.LogisticL1(1.0 / (C * X.shape[0]))
-        raise ValueError(f"penalty must be 'l2' or 'l1', got {self.penalty!r}")
-
-    def predict_proba(self, X):
-        """Class probabilities, shape (n_samples, 2), columns in the order of classes_."""
-        p = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
-        return np.column_stack([1 - p, p])
-
-    def predict_log_proba(self, X):
-        return np.log(self.predict_proba(X))

@@ -1,0 +1,147 @@
+"""The kernel launches on the resident set: visit lists, coordinate-descent passes, gaps.
+
+A mixin of :class:`duhl_cl.duhl.working_set.DeviceWorkingSet` (it reads the working set's
+buffers, slot table and pass routine): :meth:`Launches.run_pass` and
+:meth:`Launches.run_passes` enqueue the profile's pass variant (duhl_cl.kernels) over the
+visited slots, grouped by pool part; :meth:`Launches.resident_gaps` runs the gap kernel
+(after the datafit gradient, primal models) over the same visit list and reads back each
+visited coordinate's u and gap. Every launch is enqueued and returns at once; the round loop
+waits with ``finish``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels import WG, grid
+
+__all__ = ["Launches"]
+
+
+class Launches:
+    """Pass and gap launches over the visited slots (mixed into DeviceWorkingSet)."""
+
+    def _by_part(self, rng=None):
+        """Visited slots grouped by pool part (shuffled within and across parts if rng)."""
+        occ = np.flatnonzero(self.slot_active)
+        groups = []
+        part_ids = np.unique(self.slot_part[occ])
+        if rng is not None:
+            part_ids = rng.permutation(part_ids)
+        for p in part_ids:
+            slots = occ[self.slot_part[occ] == p]
+            groups.append((int(p), rng.permutation(slots) if rng is not None else slots))
+        return groups
+
+    def run_pass(self, rng, order=None):
+        """Enqueue one coordinate-descent pass over the resident set; returns at once.
+
+        The visit order is a shuffle of the resident slots (one launch per pool part, parts
+        in shuffled order), or, when ``order`` gives coordinates, exactly that order (all
+        resident in one part): the kernel tests use it.
+        """
+        if order is not None:
+            slots = self.coord_slot[np.asarray(order)]
+            assert np.all(slots >= 0), "every coordinate in order must be resident"
+            groups = [(int(self.slot_part[slots[0]]), slots)] if len(slots) else []
+        else:
+            groups = self._by_part(rng)
+        if not groups:
+            return
+        self._set_order(groups)
+        state = (self.b_copies, self.b_v, self.vdim, self.real) if self.n_buckets else None
+        for (p, g), start in self._starts:
+            self.passes.enqueue(self.queue, self._pass_args(p, start, len(g)), len(g), state=state)
+        if order is not None:
+            self._order_flat = None  # an explicit order need not cover the resident set
+
+    def _pass_args(self, p, start, count):
+        """The pass kernels' common arguments for ``count`` slots of pool part ``p`` listed
+        from ``start`` in the visit list."""
+        part = self.parts[p]
+        return (
+            part.val, part.idx, self.b_offs, self.b_lens, self.b_order, np.int32(start), np.int32(count),
+            self.b_alpha, self.b_sqnorm, self.b_label, self.b_v, np.int32(self.dim),
+            *self._pass_params, self.inv_m,
+        )  # fmt: skip
+
+    @property
+    def passes_in_one_launch(self) -> bool:
+        """Whether :meth:`run_passes` does a round's passes in one launch: the "serial"
+        variant with the visited set in one pool part."""
+        occ = np.flatnonzero(self.slot_active)
+        parts = self.slot_part[occ]
+        return self.passes.one_launch and len(occ) > 0 and bool(np.all(parts == parts[0]))
+
+    def run_passes(self, rng, n_passes):
+        """Enqueue ``n_passes`` shuffled passes over the visited set; returns at once.
+
+        The "serial" variant on a visited set in one pool part does them in one launch that
+        shuffles the list on the device before each pass (:func:`device_orders`); otherwise
+        one :meth:`run_pass` (host shuffle, one launch per part) each.
+        """
+        if not self.passes_in_one_launch:
+            for _ in range(n_passes):
+                self.run_pass(rng)
+            return
+        if self._order_flat is None:
+            self._set_order(self._by_part())
+        (p, g), start = self._starts[0]
+        seed = np.uint32(rng.integers(1, 1 << 32))
+        self.passes.enqueue(
+            self.queue, self._pass_args(p, start, len(g)), len(g), n_passes=n_passes, seed=seed
+        )
+        self._order_flat = None  # shuffled on the device: the host's copy is stale
+
+    def _set_order(self, groups):
+        """Upload the visit list (slot groups by pool part) and remember it for the gap kernel."""
+        flat = np.concatenate([g for _, g in groups]).astype(np.int32)
+        self.ledger.upload(self.b_order, flat)
+        offsets = np.concatenate([[0], np.cumsum([len(g) for _, g in groups])[:-1]])
+        self._order_flat = flat
+        self._starts = list(zip(groups, offsets.tolist(), strict=True))
+
+    def resident_gaps(self, gaps=True):
+        """(coordinates, u, gap) of every visited coordinate, in device precision.
+
+        ``gaps=False`` leaves the gaps on the device (None is returned for them): the round
+        loop needs only u.
+        """
+        q = self.queue
+        if self._order_flat is None:
+            # No pass since the resident set last changed: list the resident slots now. After
+            # a pass, the list it uploaded covers exactly the resident set and is reused.
+            groups = self._by_part()
+            if not groups:
+                return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+            self._set_order(groups)
+        if self.model.primal:
+            self.k_grad(
+                q,
+                grid(self.dim),
+                (WG,),
+                self.b_v,
+                self.b_y,
+                self.b_w,
+                np.int32(self.dim),
+                self.inv_m,
+            )
+            w = self.b_w
+        else:
+            w = self.b_v
+        flat = self._order_flat
+        for (p, g), start in self._starts:
+            part = self.parts[p]
+            self.k_gap(
+                q, grid(len(g)), (WG,),
+                part.val, part.idx, self.b_offs, self.b_lens, self.b_order, np.int32(start), np.int32(len(g)),
+                self.b_alpha, self.b_label, w, np.int32(self.dim), *self._gap_params, self.b_u, self.b_gap,
+            )  # fmt: skip
+        # outputs sit at the position of each slot in the list
+        u = np.empty(len(flat), dtype=self.dtype)
+        self.ledger.download(u, self.b_u)
+        g = None
+        if gaps:
+            g = np.empty(len(flat), dtype=self.dtype)
+            self.ledger.download(g, self.b_gap)
+        return self.slot_coord[flat], u, g

@@ -1,0 +1,35 @@
+"""scikit-learn-style estimators: Lasso, ElasticNet, Ridge, LinearSVC, LogisticRegression.
+
+:mod:`.base` (the parameter protocol, validation and the fit driver they share),
+:mod:`.regressors` (Lasso, ElasticNet, Ridge), :mod:`.classifiers` (LinearSVC,
+LogisticRegression).
+
+They follow scikit-learn's conventions (parameters, fitted attributes ending in ``_``,
+``get_params``/``set_params``, ``clone`` and ``GridSearchCV`` work) without importing
+scikit-learn, which is only a test reference.
+
+Objectives (m = n_samples), as in scikit-learn:
+
+- Lasso: ``(1/2m)||y - Xw - b||^2 + alpha ||w||_1``
+- ElasticNet: ``(1/2m)||y - Xw - b||^2 + alpha l1_ratio ||w||_1 + alpha (1 - l1_ratio)/2 ||w||^2``
+- Ridge: ``||y - Xw - b||^2 + alpha ||w||^2`` (reported divided by 2m)
+- LinearSVC: ``1/2||w||^2 + C sum loss(y_j (x_j w + b))``, hinge or squared hinge, solved in
+  the dual (liblinear's). The intercept is liblinear's: a constant feature of value
+  ``intercept_scaling`` whose weight is penalised like the others.
+- LogisticRegression(penalty="l2"): ``1/2||w||^2 + C sum log(1 + exp(-y_j (x_j w + b)))``
+  solved in the dual with liblinear's bias feature; penalty="l1": ``||w||_1 + C sum log(...)``
+  solved in the primal with an unpenalised intercept (as scikit-learn's saga solver).
+
+Stopping: the certified duality gap ``dual_gap_ <= tol * scale``, where scale is
+``||y - mean(y)||^2 / m`` (``||y||^2 / m`` without intercept) for the squared loss, as in
+scikit-learn's Lasso, and the objective at zero coefficients otherwise (``C m`` for the SVMs,
+``C m log 2`` for the dual logistic, the intercept-only logistic loss for L1-logistic).
+``dual_gap_`` and ``objective_`` are on the scale of the normalised objective the model
+solves (Ridge: the objective above divided by 2m; L1-logistic: divided by C m).
+"""
+
+from .base import NotFittedError
+from .classifiers import LinearSVC, LogisticRegression
+from .regressors import ElasticNet, Lasso, Ridge
+
+__all__ = ["Lasso", "ElasticNet", "Ridge", "LinearSVC", "LogisticRegression", "NotFittedError"]

@@ -1,0 +1,106 @@
+"""The binary classifiers: LinearSVC and LogisticRegression.
+
+- LinearSVC: ``1/2||w||^2 + C sum loss(y_j (x_j w + b))``, hinge or squared hinge, solved in
+  the dual (liblinear's). The intercept is liblinear's: a constant feature of value
+  ``intercept_scaling`` whose weight is penalised like the others.
+- LogisticRegression(penalty="l2"): ``1/2||w||^2 + C sum log(1 + exp(-y_j (x_j w + b)))``
+  solved in the dual with liblinear's bias feature; penalty="l1": ``||w||_1 + C sum log(...)``
+  solved in the primal with an unpenalised intercept (as scikit-learn's saga solver).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .. import models
+from ..store import check_X, check_y_binary
+from .base import COMMON_DOC, _Base, _store_params, check_positive
+
+__all__ = ["LinearSVC", "LogisticRegression"]
+
+
+class _Classifier(_Base):
+    _estimator_type = "classifier"
+
+    def fit(self, X, y, callback=None):
+        """Fit on X of shape (n_samples, n_features) (dense, memmap or sparse) and y of two classes.
+
+        ``callback(record)`` is called after every round with that round's history record.
+        """
+        X = check_X(X, check_finite=sp.issparse(X))
+        classes, ypm = check_y_binary(y, X.shape[0])
+        self._fit(X, ypm, self._make_model(X), callback)
+        self.classes_ = classes
+        return self
+
+    def decision_function(self, X):
+        """Signed distance to the boundary, shape (n_samples,); > 0 means classes_[1]."""
+        return self._decision(X)
+
+    def predict(self, X):
+        """Predicted class labels, shape (n_samples,)."""
+        f = self.decision_function(X)
+        return self.classes_[(f > 0).astype(int)]
+
+    def score(self, X, y):
+        """Mean accuracy."""
+        return float(np.mean(self.predict(X) == np.asarray(y).ravel()))
+
+
+class LinearSVC(_Classifier):
+    __doc__ = (
+        "Linear SVM trained in the dual: ``1/2||w||^2 + C sum loss(y_j (x_j w + b))``.\n\n    Parameters\n    ----------\n    C : float > 0\n    loss : 'hinge' or 'squared_hinge'\n    intercept_scaling : float > 0\n        Value of liblinear's constant bias feature."
+        + COMMON_DOC
+    )
+
+    def __init__(
+        self, C=1.0, *, loss="squared_hinge", fit_intercept=True, intercept_scaling=1.0,
+        tol=1e-4, max_iter=1000, max_time=None, warm_start=False, random_state=None, verbose=0,
+        device=None, emulate=False, dtype=None,
+        memory_budget=None, policy="duhl", passes_per_round="auto",
+        kernel_variant=None,
+    ):  # fmt: skip
+        _store_params(self, locals())
+
+    def _make_model(self, X):
+        C = check_positive("C", self.C)
+        bias = check_positive("intercept_scaling", self.intercept_scaling)
+        if self.loss == "hinge":
+            return models.Hinge(C, bias)
+        if self.loss == "squared_hinge":
+            return models.SquaredHinge(C, bias)
+        raise ValueError(f"loss must be 'hinge' or 'squared_hinge', got {self.loss!r}")
+
+
+class LogisticRegression(_Classifier):
+    __doc__ = (
+        "Binary logistic regression, L2 (dual, liblinear's) or L1 (primal) penalty.\n\n    Parameters\n    ----------\n    penalty : 'l2' or 'l1'\n    C : float > 0\n    intercept_scaling : float > 0\n        penalty='l2': value of liblinear's constant bias feature."
+        + COMMON_DOC
+    )
+
+    def __init__(
+        self, penalty="l2", *, C=1.0, fit_intercept=True, intercept_scaling=1.0, tol=1e-4,
+        max_iter=1000, max_time=None, warm_start=False, random_state=None, verbose=0,
+        device=None, emulate=False, dtype=None,
+        memory_budget=None, policy="duhl", passes_per_round="auto",
+        kernel_variant=None,
+    ):  # fmt: skip
+        _store_params(self, locals())
+
+    def _make_model(self, X):
+        C = check_positive("C", self.C)
+        if self.penalty == "l2":
+            return models.LogisticL2(C, check_positive("intercept_scaling", self.intercept_scaling))
+        if self.penalty == "l1":
+            # ||w||_1 + C sum log(...) = C m [ (1/m) sum log(...) + 1/(C m) ||w||_1 ]
+            return models.LogisticL1(1.0 / (C * X.shape[0]))
+        raise ValueError(f"penalty must be 'l2' or 'l1', got {self.penalty!r}")
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n_samples, 2), columns in the order of classes_."""
+        p = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+        return np.column_stack([1 - p, p])
+
+    def predict_log_proba(self, X):
+        return np.log(self.predict_proba(X))

@@ -1,0 +1,103 @@
+"""The regressors: Lasso, ElasticNet, Ridge (squared loss, primal coordinate descent).
+
+Objectives (m = n_samples), as in scikit-learn:
+
+- Lasso: ``(1/2m)||y - Xw - b||^2 + alpha ||w||_1``
+- ElasticNet: ``(1/2m)||y - Xw - b||^2 + alpha l1_ratio ||w||_1 + alpha (1 - l1_ratio)/2 ||w||^2``
+- Ridge: ``||y - Xw - b||^2 + alpha ||w||^2`` (reported divided by 2m)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .. import models
+from ..store import check_X, check_y_regression
+from .base import COMMON_DOC, _Base, _store_params, check_positive
+
+__all__ = ["Lasso", "ElasticNet", "Ridge"]
+
+
+class _Regressor(_Base):
+    _estimator_type = "regressor"
+
+    def fit(self, X, y, callback=None):
+        """Fit on X of shape (n_samples, n_features) (dense, memmap or sparse) and y (n_samples,).
+
+        ``callback(record)`` is called after every round with that round's history record.
+        """
+        # Dense X: the coordinate store's squared norms make the finite check (one pass less).
+        X = check_X(X, check_finite=sp.issparse(X))
+        y = check_y_regression(y, X.shape[0])
+        return self._fit(X, y, self._make_model(X), callback)
+
+    def predict(self, X):
+        """Predictions, shape (n_samples,)."""
+        return self._decision(X)
+
+    def score(self, X, y):
+        """Coefficient of determination R^2 of the predictions."""
+        y = np.asarray(y, dtype=np.float64).ravel()
+        resid = y - self.predict(X)
+        tot = ((y - y.mean()) ** 2).sum()
+        return 1.0 - (resid @ resid) / tot if tot > 0 else (1.0 if resid @ resid == 0 else 0.0)
+
+
+class Lasso(_Regressor):
+    __doc__ = (
+        "Lasso: ``(1/2m)||y - Xw - b||^2 + alpha ||w||_1``.\n\n    Parameters\n    ----------\n    alpha : float > 0"
+        + COMMON_DOC
+    )
+
+    def __init__(
+        self, alpha=1.0, *, fit_intercept=True, tol=1e-4, max_iter=1000, max_time=None,
+        warm_start=False, random_state=None, verbose=0, device=None, emulate=False, dtype=None,
+        memory_budget=None, policy="duhl", passes_per_round="auto",
+        kernel_variant=None,
+    ):  # fmt: skip
+        _store_params(self, locals())
+
+    def _make_model(self, X):
+        return models.SquaredL1L2(check_positive("alpha", self.alpha), 0.0)
+
+
+class ElasticNet(_Regressor):
+    __doc__ = (
+        "ElasticNet: ``(1/2m)||y - Xw - b||^2 + alpha rho ||w||_1 + alpha (1-rho)/2 ||w||^2``.\n\n    Parameters\n    ----------\n    alpha : float > 0\n    l1_ratio : float in [0, 1]"
+        + COMMON_DOC
+    )
+
+    def __init__(
+        self, alpha=1.0, *, l1_ratio=0.5, fit_intercept=True, tol=1e-4, max_iter=1000,
+        max_time=None, warm_start=False, random_state=None, verbose=0, device=None,
+        emulate=False, dtype=None, memory_budget=None, policy="duhl", passes_per_round="auto",
+        kernel_variant=None,
+    ):  # fmt: skip
+        _store_params(self, locals())
+
+    def _make_model(self, X):
+        alpha = check_positive("alpha", self.alpha)
+        r = self.l1_ratio
+        if isinstance(r, bool) or not isinstance(r, (int, float, np.number)) or not 0 <= r <= 1:
+            raise ValueError(f"l1_ratio must be in [0, 1], got {r!r}")
+        return models.SquaredL1L2(alpha * r, alpha * (1 - r))
+
+
+class Ridge(_Regressor):
+    __doc__ = (
+        "Ridge: ``||y - Xw - b||^2 + alpha ||w||^2`` (scikit-learn's Ridge).\n\n    Parameters\n    ----------\n    alpha : float > 0"
+        + COMMON_DOC
+    )
+
+    def __init__(
+        self, alpha=1.0, *, fit_intercept=True, tol=1e-4, max_iter=1000, max_time=None,
+        warm_start=False, random_state=None, verbose=0, device=None, emulate=False, dtype=None,
+        memory_budget=None, policy="duhl", passes_per_round="auto",
+        kernel_variant=None,
+    ):  # fmt: skip
+        _store_params(self, locals())
+
+    def _make_model(self, X):
+        # ||r||^2 + alpha ||w||^2 = 2m [ (1/2m)||r||^2 + (alpha/m)/2 ||w||^2 ]
+        return models.SquaredL1L2(0.0, check_positive("alpha", self.alpha) / X.shape[0])
