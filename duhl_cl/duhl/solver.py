@@ -130,6 +130,11 @@ def solve(
     converged = cert.gap <= target
     if not converged:
         _warn_stopped(run.stop_reason, local.n_rounds, cert.gap, target, max_iter, max_time)
+    return _fit_result(run, converged, ledger_stats, bank_peak, time.perf_counter() - t0)
+
+
+def _fit_result(run, converged, ledger_stats, bank_peak, seconds) -> FitResult:
+    local, cert = run.local, run.cert
     h2d, d2h, peak = ledger_stats
     return FitResult(
         alpha=cert.alpha,
@@ -145,7 +150,7 @@ def solve(
         bytes_d2h=d2h,
         ledger_peak=peak,
         bank_peak=bank_peak,
-        time=time.perf_counter() - t0,
+        time=seconds,
         kernel_variant=local.ws.variant,
         budget=local.ledger.budget,
         entry_bytes=local.ws.cap.entry_bytes,
