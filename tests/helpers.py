@@ -15,3 +15,17 @@ def edited_profile(directory, replacements, name="edited.toml", base=None):
     path = directory / name
     path.write_text(text)
     return path
+
+
+def housing_like(m=2000, seed=0):
+    """Correlated standardised features and a target of order 1e6 (cal_housing's dollars
+    x 10), where a float32 Lasso with a small alpha meets its floor (float32 coefficients
+    cannot make |X^T r / m| meet alpha) while float64 converges in a few rounds."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((m, 4))
+    mixed = base[:, :2] @ [[1.0, 0.2], [0.1, 1.0]] + 0.2 * rng.standard_normal((m, 2))
+    X = np.column_stack([base, mixed, 3 * base[:, 2:] + 0.6 * rng.standard_normal((m, 2))])
+    y = 2e6 + 8e5 * (X @ rng.standard_normal(8)) / 3 + 5e5 * rng.standard_normal(m)
+    return (X - X.mean(0)) / X.std(0), y

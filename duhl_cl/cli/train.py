@@ -220,6 +220,14 @@ def cmd_train(args):
         f"device      {est.device_}, policy {est.policy}, kernel variant "
         f"{est.stats_['kernel_variant']}, time {dt:.2f} s, converged {est.converged_}"
     )
+    ref = est.stats_.get("refinement")
+    if ref:
+        if ref.get("refused"):
+            print(f"precision   {est.stats_['dtype']}; a {ref['dtype']} refinement from round "
+                  f"{ref['round']} did not fit: {ref['refused']}")  # fmt: skip
+        else:
+            print(f"precision   {est.stats_['dtype']}, then {ref['dtype']} from round "
+                  f"{ref['round']} (the {est.stats_['dtype']} gap had stalled at {ref['gap']:.3e})")  # fmt: skip
     _summary(est)
     if est.stats_["emulated"]:
         from ..projection import Projection

@@ -128,6 +128,9 @@ class Ledger:
         """
         import pyopencl as cl
 
+        if self not in _ALL_LEDGERS:  # in use again after free_all (a refinement phase)
+            _ALL_LEDGERS.append(self)
+
         nbytes = max(int(nbytes), 1)  # OpenCL refuses zero-sized buffers
         self.check({name: nbytes})
         b = self._bank_for(name, nbytes, bank)

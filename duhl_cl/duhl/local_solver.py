@@ -89,6 +89,9 @@ class LocalSolver:
         The device pass (duhl_cl.kernels); None takes the profile's.
     rng : numpy Generator
         Seeds the shuffles and the random policy.
+    dtype : numpy dtype, optional
+        The device's precision (default: the store's); float64 over a float32 store is the
+        refinement phase of a fit that float32 arithmetic stalled (duhl_cl.duhl.solver).
 
     Attributes
     ----------
@@ -104,13 +107,14 @@ class LocalSolver:
     """
 
     def __init__(self, model, store, device, *, budget=None, ledger=None, policy="duhl",
-                 passes_per_round="auto", kernel_variant=None, rng=None):  # fmt: skip
+                 passes_per_round="auto", kernel_variant=None, rng=None, dtype=None):  # fmt: skip
         self.model, self.store = model, store
         self.rng = rng if rng is not None else np.random.default_rng()
         n = store.n_coords
         self.ws = DeviceWorkingSet(
-            device, model, store, budget=budget, ledger=ledger, variant=kernel_variant
-        )
+            device, model, store, budget=budget, ledger=ledger, variant=kernel_variant,
+            dtype=dtype,
+        )  # fmt: skip
         self.z = np.full(n, np.inf)  # gap memory: never evaluated ranks first
         self.u_mem = np.full(n, np.nan)
         self.auto_passes = passes_per_round == "auto"
@@ -150,6 +154,19 @@ class LocalSolver:
     @property
     def ledger(self):
         return self.ws.ledger
+
+    @property
+    def dtype(self):
+        return self.ws.dtype
+
+    def resume(self, cert, n_rounds: int) -> None:
+        """Continue a fit from its last certificate (instead of :meth:`start`): the exact
+        coefficients, intercept and shared vector, every coordinate's u, the round count."""
+        self.n_rounds = n_rounds
+        self.alpha = np.array(cert.alpha, dtype=np.float64)
+        self.intercept = cert.intercept
+        self._remember(cert)
+        self.set_shared(cert.shared)
 
     def start(self, alpha0=None, intercept0=0.0) -> float:
         """Set the state to ``alpha0`` (default: the model's start) and send the shared

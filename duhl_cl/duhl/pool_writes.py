@@ -179,14 +179,14 @@ class PoolWrites:
                         if np.all(np.diff(cs[a:b]) == 1):
                             np.copyto(out, X2[cs[a] : cs[b - 1] + 1])
                         else:
-                            np.take(X2, cs[a:b], axis=0, out=out)
+                            _take(X2, cs[a:b], out, axis=0)
                 else:
                     # Scattered homes: through a small buffer that stays in cache.
                     blk = max(1, (1 << 20) // (d * r))
                     tmp = np.empty((min(blk, len(cs)), d), dtype=self.dtype)
                     for a in range(0, len(cs), blk):
                         k = min(blk, len(cs) - a)
-                        np.take(X2, cs[a : a + k], axis=0, out=tmp[:k])
+                        _take(X2, cs[a : a + k], tmp[:k], axis=0)
                         view[home[a : a + k]] = tmp[:k]
                 L.count_h2d(int(ln.sum()) * r)
                 return
@@ -221,7 +221,7 @@ class PoolWrites:
             return None  # an empty coordinate takes a padding entry on the device
         a = int(st.offs[cs[0]])
         b = a + int(ln.sum())
-        return st.val[a:b], (st.idx[a:b] if st.sparse else None)
+        return st.val[a:b].astype(self.dtype, copy=False), (st.idx[a:b] if st.sparse else None)
 
     def _gather(self, cs, ln):
         """The values (and indices) of coordinates ``cs``, back to back in host staging memory
@@ -230,13 +230,13 @@ class PoolWrites:
         align = self.device.profile.host_alignment
         if not st.sparse:
             vals = aligned_empty((len(cs), st.dim), self.dtype, align)
-            np.take(st.val.reshape(st.n_coords, st.dim), cs, axis=0, out=vals)
+            _take(st.val.reshape(st.n_coords, st.dim), cs, vals, axis=0)
             return vals.ravel(), None
         rep, pad = self._entry_sources(cs, ln)
         vals = aligned_empty(len(rep), self.dtype, align)
         idx = aligned_empty(len(rep), np.int32, align)
         if pad is None:
-            np.take(st.val, rep, out=vals)
+            _take(st.val, rep, vals)
             np.take(st.idx, rep, out=idx)
             return vals, idx
         # empty coordinates occupy one entry (OpenCL has no zero-length pieces): zeros
@@ -245,3 +245,12 @@ class PoolWrites:
         vals[~pad] = st.val[rep[~pad]]
         idx[~pad] = st.idx[rep[~pad]]
         return vals, idx
+
+
+def _take(src, index, out, axis=None):
+    """``np.take`` into ``out``, converting when the device's precision is not the store's
+    (np.take itself refuses to write float32 data into float64 memory)."""
+    if out.dtype == src.dtype:
+        np.take(src, index, axis=axis, out=out)
+    else:
+        out[...] = np.take(src, index, axis=axis)

@@ -19,7 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..device.ledger import MemoryBudgetError
 from .local_solver import LocalSolver
+
+# A stall: the best certified gap has not halved over this many certificate intervals.
+STALL_CERTIFICATES = 4
 
 __all__ = ["ConvergenceWarning", "FitResult", "format_round", "host_threads", "solve"]
 
@@ -47,6 +51,8 @@ class FitResult:
     kernel_variant: str = "serial"
     budget: int = 0
     entry_bytes: int = 0  # device bytes of one stored entry (value, and index when sparse)
+    dtype: str = ""  # the device's precision (of the last phase)
+    refinement: dict | None = None  # {"dtype", "round", "gap"}: where a stalled fit switched
 
 
 def solve(
@@ -68,6 +74,7 @@ def solve(
     passes_per_round: int | str = "auto",
     certify_every: int = 10,
     kernel_variant: str | None = None,
+    refine_dtype=None,
 ) -> FitResult:
     """Fit ``model`` on ``store`` with the coordinates the policy keeps resident on ``device``.
 
@@ -97,39 +104,50 @@ def solve(
         gap memory suggests the tolerance is reached).
     kernel_variant : {None, "serial", "tpa", "bucketed"}
         The device pass (duhl_cl.kernels); None takes the profile's.
+    refine_dtype : None or numpy dtype
+        Where the certified gap stalls above the target (float32 arithmetic is the limit:
+        :meth:`_Run.stalled`), continue in this precision on the device from the last
+        certificate (the refinement phase; records say their ``dtype``). None: never.
     """
     t0 = time.perf_counter()
     target = tol * model.scale
-    local = LocalSolver(
-        model, store, device, budget=budget, ledger=ledger, policy=policy,
-        passes_per_round=passes_per_round, kernel_variant=kernel_variant,
-        rng=np.random.default_rng(random_state),
-    )  # fmt: skip
-    run = _Run(local, target, certify_every, t0, verbose, callback)
+    rng = np.random.default_rng(random_state)
+
+    def local_solver(dtype=None, ledger=ledger):
+        return LocalSolver(
+            model, store, device, budget=budget, ledger=ledger, policy=policy,
+            passes_per_round=passes_per_round, kernel_variant=kernel_variant, rng=rng,
+            dtype=dtype,
+        )  # fmt: skip
+
+    run = _Run(local_solver(), target, certify_every, t0, verbose, callback)
     try:
         try:
-            run.start_cert_time = local.start(alpha0, intercept0)
-            while local.n_rounds < max_iter:
+            run.start_cert_time = run.local.start(alpha0, intercept0)
+            while run.local.n_rounds < max_iter:
                 if max_time is not None and time.perf_counter() - t0 > max_time:
                     run.stop_reason = "max_time"
                     break
                 if run.round():
                     run.stop_reason = "converged"
                     break
+                if refine_dtype is not None and run.stalled():
+                    run.refine(local_solver, np.dtype(refine_dtype))
         except KeyboardInterrupt:
             run.stop_reason = "interrupted"
         finally:
-            local.close()
+            led = run.local.ledger
+            run.local.close()
             if run.stop_reason != "converged":
                 run.finish()
-            ledger_stats = local.ledger.bytes_h2d, local.ledger.bytes_d2h, local.ledger.peak
-            bank_peak = list(local.ledger.bank_peak)
+            ledger_stats = led.bytes_h2d, led.bytes_d2h, led.peak
+            bank_peak = list(led.bank_peak)
     finally:
-        local.release()
+        run.local.release()
     cert = run.cert
     converged = cert.gap <= target
     if not converged:
-        _warn_stopped(run.stop_reason, local.n_rounds, cert.gap, target, max_iter, max_time)
+        _warn_stopped(run, target, max_iter, max_time, refine_dtype)
     return _fit_result(run, converged, ledger_stats, bank_peak, time.perf_counter() - t0)
 
 
@@ -154,6 +172,8 @@ def _fit_result(run, converged, ledger_stats, bank_peak, seconds) -> FitResult:
         kernel_variant=local.ws.variant,
         budget=local.ledger.budget,
         entry_bytes=local.ws.cap.entry_bytes,
+        dtype=str(local.dtype),
+        refinement=run.refinement,
     )
 
 
@@ -169,6 +189,9 @@ class _Run:
         self.stop_reason = "max_iter"
         self.start_cert_time = 0.0  # the start's certificate, counted in round 1's record
         self.last_cert, self.cert_wait = 0, 1
+        # The best certified gap after each certificate of this precision phase, for stalled().
+        self.best_log: list[tuple[int, float]] = []
+        self.refinement = None
 
     def round(self) -> bool:
         """One round, certified when due; True when the certified gap meets the target."""
@@ -190,6 +213,9 @@ class _Run:
             ok = self.cert.gap <= self.target
             self.cert_wait = 1 if ok else min(2 * self.cert_wait, self.certify_every)
             record.update(gap=self.cert.gap, objective=self.cert.objective)
+            best = min(self.cert.gap, self.best_log[-1][1]) if self.best_log else self.cert.gap
+            self.best_log.append((local.n_rounds, best))
+        record["dtype"] = str(local.dtype)
         record["bytes_h2d"] = local.ledger.bytes_h2d - h2d0
         record["bytes_d2h"] = local.ledger.bytes_d2h - d2h0
         record["time"] = time.perf_counter() - self.t0
@@ -199,6 +225,49 @@ class _Run:
         if self.callback is not None:
             self.callback(record)
         return record["gap"] is not None and self.cert.gap <= self.target
+
+    def stalled(self, just_certified: bool = True) -> bool:
+        """Whether the certified gap has stalled above the target: just certified, and the
+        best certified gap of this phase has not halved in the last ``STALL_CERTIFICATES *
+        certify_every`` rounds.
+
+        On the machine this was measured on, a float32 Lasso on cal_housing (y in dollars,
+        alpha = 0.01) certified 1.2e8 from round 130 to 1000 against a target of 1.3e6; its
+        float64 fit converged in 90 rounds: the float32 coefficients cannot make ``|X^T r /
+        m|`` meet alpha to better than float32's 6e-8 of ``|X||r|/m`` (about 1e5 here), so
+        no dual point built from them is close to feasible. A stall of a fit that is only
+        slow also switches, which costs time (float64 entries take twice the room), not
+        correctness.
+        """
+        local = self.local
+        if self.cert is None or self.cert.gap <= self.target:
+            return False
+        if just_certified and self.last_cert != local.n_rounds:
+            return False
+        horizon = local.n_rounds - STALL_CERTIFICATES * self.certify_every
+        past = [best for r, best in self.best_log if r <= horizon]
+        return bool(past) and self.best_log[-1][1] > 0.5 * past[-1]
+
+    def refine(self, local_solver, dtype) -> None:
+        """Continue in ``dtype`` from the last certificate: the device's working set is
+        rebuilt in that precision (same ledger and budget), the gap memory carried over."""
+        old = self.local
+        if old.dtype == dtype or self.refinement is not None:
+            return
+        ledger, n = old.ledger, old.n_rounds
+        old.close()
+        old.release()
+        try:
+            new = local_solver(dtype, ledger)
+        except MemoryBudgetError as exc:
+            # The budget holds the float32 working set but not the float64 one: stay.
+            self.refinement = {"dtype": str(dtype), "round": n, "refused": str(exc)}
+            new = local_solver(old.dtype, ledger)
+        else:
+            self.refinement = {"dtype": str(dtype), "round": n, "gap": float(self.cert.gap)}
+        new.resume(self.cert, n)
+        self.local = new
+        self.best_log = []
 
     def finish(self) -> None:
         """The stop's certificate (not converged), completing the last round's record."""
@@ -214,7 +283,7 @@ class _Run:
                     "n_swapped_in": 0, "bytes_swapped_in": 0, "bytes_h2d": 0, "bytes_d2h": 0,
                     "n_gap_refreshes": 0, "passes": 0, "device_time": 0.0, "host_time": 0.0,
                     "cert_time": self.start_cert_time if n == 0 else 0.0,
-                    "ledger_peak": local.ledger.peak}  # fmt: skip
+                    "ledger_peak": local.ledger.peak, "dtype": str(local.dtype)}  # fmt: skip
             self.history.append(last)
         last.update(
             cert_time=last.get("cert_time", 0.0) + cert_time,
@@ -231,16 +300,35 @@ class _Run:
                 pass
 
 
-def _warn_stopped(stop_reason, n_rounds, gap, target, max_iter, max_time):
+def _warn_stopped(run, target, max_iter, max_time, refine_dtype):
     why = {
         "max_iter": f"max_iter={max_iter} rounds",
         "max_time": f"max_time={max_time} s",
         "interrupted": "an interrupt (Ctrl-C)",
-    }[stop_reason]
+    }[run.stop_reason]
+    local, gap = run.local, run.cert.gap
+    advice = "Increase max_iter or max_time, or loosen tol."
+    if local.dtype == np.float32 and run.stalled(just_certified=False):
+        # More rounds cannot help: float32 arithmetic is the limit.
+        if refine_dtype is not None and (run.refinement or {}).get("refused"):
+            fix = (
+                f"the {np.dtype(refine_dtype)} refinement did not fit the memory budget "
+                "(raise memory_budget)"
+            )
+        elif local.ws.device.fp64:
+            fix = "fit with dtype='float64' (or dtype=None, which refines in float64 by itself)"
+        else:
+            fix = (
+                f"{local.ws.device.info.name} has no fp64; rescale y (and alpha with it), "
+                "loosen tol, or fit on a device with cl_khr_fp64"
+            )
+        advice = (
+            f"The certified gap stalled in float32 (the float32 floor: float32 coefficients "
+            f"cannot certify a smaller gap on this problem); {fix}."
+        )
     warnings.warn(
-        f"Stopped after {n_rounds} rounds by {why} with certified duality gap {gap:.3e} "
-        f"> tol * scale = {target:.3e}; the model so far is returned. Increase max_iter or "
-        f"max_time, or loosen tol.",
+        f"Stopped after {local.n_rounds} rounds by {why} with certified duality gap {gap:.3e} "
+        f"> tol * scale = {target:.3e}; the model so far is returned. {advice}",
         ConvergenceWarning,
         stacklevel=4,
     )

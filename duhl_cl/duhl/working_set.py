@@ -59,9 +59,13 @@ class DeviceWorkingSet(PoolWrites, Launches):
     budget : int, optional
         Bytes of device memory this fit may use; default: the profile's budget.
     ledger : Ledger, optional
+    variant : {None, "serial", "tpa", "bucketed"}
+        The pass kernel; None takes the profile's.
+    dtype : numpy dtype, optional
+        The device's precision (default: the store's).
     """
 
-    def __init__(self, device, model, store, budget=None, ledger=None, variant=None):
+    def __init__(self, device, model, store, budget=None, ledger=None, variant=None, dtype=None):
         import pyopencl as cl
 
         self.cl = cl
@@ -72,7 +76,9 @@ class DeviceWorkingSet(PoolWrites, Launches):
             self.ledger.budget = (
                 min(int(budget), self.ledger.budget) if budget else self.ledger.budget
             )
-        self.dtype = store.dtype
+        # The device's precision: the store's, or another one (a float64 refinement of a
+        # float32 store: values are converted as they are copied in, never on the host whole).
+        self.dtype = np.dtype(dtype) if dtype is not None else store.dtype
         self.real = self.dtype.type
         self.variant = variant or device.profile.kernel_variant
         routine = pass_routine(self.variant)

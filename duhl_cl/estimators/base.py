@@ -167,8 +167,11 @@ class _Base:
         alpha0, b00 = None, 0.0
         if self.warm_start and hasattr(self, "_alpha") and len(self._alpha) == model.n_coords:
             alpha0, b00 = self._alpha, getattr(self, "_intercept0", 0.0)
+        # The default precision (the profile's) finishes in float64 where float32 stalls and
+        # the device has fp64; an explicit dtype is kept (and the warning says why it stalled).
+        refine = "float64" if self.dtype is None and dtype == np.float32 and device.fp64 else None
         with host_threads(device.profile.host_threads):
-            result = self._solve(model, store, device, alpha0, b00, callback)
+            result = self._solve(model, store, device, alpha0, b00, callback, refine)
         self._alpha = result.alpha
         self._intercept0 = result.intercept
         if model.primal:
@@ -195,6 +198,7 @@ class _Base:
             "budget": result.budget,
             "policy": self.policy,
             "entry_bytes": result.entry_bytes,
+            "refinement": result.refinement,
         }
         # The same rounds on the profile's bandwidths: a model, labelled as one.
         self.stats_["projected"] = dataclasses.asdict(
@@ -203,7 +207,7 @@ class _Base:
         self.n_features_in_ = X.shape[1]
         return self
 
-    def _solve(self, model, store, device, alpha0, b00, callback):
+    def _solve(self, model, store, device, alpha0, b00, callback, refine=None):
         return solve(
             model,
             store,
@@ -220,6 +224,7 @@ class _Base:
             policy=self.policy,
             passes_per_round=self.passes_per_round,
             kernel_variant=self.kernel_variant,
+            refine_dtype=refine,
         )
 
     def _decision(self, X):
