@@ -70,7 +70,7 @@ def main():
         ]:  # fmt: skip
             t1, e = timed(lambda ours=ours: ours().fit(X, ypm), args.repeats)
             t2, s = timed(lambda ref=ref: ref().fit(X, ypm), args.repeats)
-            f1 = svm_obj(X, ypm, e.coef_, e.intercept_, 1.0, loss)
+            f1 = svm_obj(X, ypm, e.coef_.ravel(), e.intercept_[0], 1.0, loss)
             f2 = svm_obj(X, ypm, s.coef_.ravel(), s.intercept_[0], 1.0, loss)
             rows.append(dict(problem=name, duhl_objective=f1, sklearn_objective=f2, duhl_gap=e.dual_gap_,
                              duhl_passes=e.n_iter_, duhl_time=t1, sklearn_time=t2))  # fmt: skip

@@ -122,7 +122,7 @@ def duhl_solvers(kind, budget_label, max_time):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", dc.ConvergenceWarning)
             est.fit(X, y)
-        return est.coef_
+        return np.ravel(est.coef_)
 
     return {f"duhl-cl ({budget_label})": fit}
 
@@ -213,7 +213,7 @@ def reference_objective(kind, X, y, reg, target, objective):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", dc.ConvergenceWarning)
             est.fit(X, y)
-        f = objective(X, y, est.coef_)
+        f = objective(X, y, np.ravel(est.coef_))
         tol = target / 100 * abs(f) / tol_scale(est, X, y)
     return f, est.dual_gap_
 

@@ -134,13 +134,22 @@ def save_model(path, est, meta: dict) -> None:
 
 
 def load_model(path):
-    """Inverse of :func:`save_model`: (coef, intercept, classes or None, meta dict)."""
+    """Inverse of :func:`save_model`: (coef, intercept, classes or None, meta dict).
+
+    Regressors: coef (n_features,) and a float intercept; classifiers: coef (1, n_features)
+    and intercept (1,).
+    """
     import json
 
     z = np.load(path, allow_pickle=False)
     try:
         meta = json.loads(str(z["meta"]))
         classes = z["classes"] if z["classes"].size else None
-        return z["coef"], float(z["intercept"]), classes, meta
+        coef, intercept = z["coef"], z["intercept"]
     except KeyError as exc:
         raise ValueError(f"{path} is not a duhl-cl model file (missing {exc})") from None
+    if classes is not None:
+        # Classifiers: coef (n_classes or 1, n_features) and intercept (n_classes or 1,), as
+        # scikit-learn's; files written before that (1-D coef, scalar intercept) still load.
+        return np.atleast_2d(coef), np.atleast_1d(intercept).astype(np.float64), classes, meta
+    return coef.ravel(), float(intercept), classes, meta

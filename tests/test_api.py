@@ -48,7 +48,9 @@ def test_predict_proba_and_decision(device, classification_data):
     p = est.predict_proba(X)
     f = est.decision_function(X)
     np.testing.assert_allclose(p.sum(axis=1), 1.0)
-    np.testing.assert_allclose(p[:, 1], 1 / (1 + np.exp(-(X @ est.coef_ + est.intercept_))))
+    assert est.coef_.shape == (1, X.shape[1]) and est.intercept_.shape == (1,)
+    assert f.shape == (X.shape[0],)
+    np.testing.assert_allclose(p[:, 1], 1 / (1 + np.exp(-(X @ est.coef_[0] + est.intercept_[0]))))
     np.testing.assert_array_equal(est.predict(X), est.classes_[(f > 0).astype(int)])
     assert est.score(X, y) > 0.75
 
@@ -124,6 +126,61 @@ def test_interrupt_returns_certified_model(device, regression_data):
     # The certificate is valid against a tight reference fit.
     ref = dc.Lasso(alpha=0.01, tol=1e-12, dtype="float64", device=device).fit(X, y)
     assert est.objective_ - ref.objective_ <= est.dual_gap_
+
+
+def test_a_callback_returning_false_stops_with_a_certificate(device, regression_data):
+    X, y = regression_data
+    seen = []
+
+    def stop_at_3(record):
+        seen.append(record["round"])
+        return record["round"] < 3
+
+    est = dc.Lasso(alpha=0.01, tol=1e-14, dtype="float64", device=device, random_state=0)
+    with pytest.warns(dc.ConvergenceWarning, match="callback"):
+        est.fit(X, y, callback=stop_at_3)
+    assert est.n_iter_ == 3 and seen[:3] == [1, 2, 3]
+    assert est.history_[-1]["gap"] is not None and est.history_[-1].get("final")
+    ref = dc.Lasso(alpha=0.01, tol=1e-12, dtype="float64", device=device).fit(X, y)
+    assert 0 <= est.objective_ - ref.objective_ <= est.dual_gap_
+
+
+def test_a_callback_error_propagates_after_the_model_is_stored(device, classification_data):
+    X, y = classification_data
+
+    class Boom(Exception):
+        pass
+
+    def boom(record):
+        if record["round"] == 2:
+            raise Boom("from the callback")
+
+    est = dc.LinearSVC(C=0.5, tol=1e-12, dtype="float64", device=device, random_state=0)
+    with pytest.raises(Boom, match="from the callback"):
+        est.fit(X, y, callback=boom)
+    # The model so far, with its certificate, is there.
+    assert est.n_iter_ == 2 and est.coef_.shape == (1, X.shape[1])
+    assert np.isfinite(est.dual_gap_) and est.history_[-1]["gap"] == est.dual_gap_
+    assert est.predict(X).shape == (X.shape[0],)
+    ref = dc.LinearSVC(C=0.5, tol=1e-10, dtype="float64", device=device).fit(X, y)
+    assert est.objective_ - ref.objective_ <= est.dual_gap_ * (1 + 1e-9)
+
+
+def test_estimators_are_scikit_learn_estimators():
+    from sklearn.base import BaseEstimator, is_classifier, is_regressor
+
+    for make in ESTIMATORS:
+        est = make(None)
+        assert isinstance(est, BaseEstimator)
+        assert is_classifier(est) != is_regressor(est)
+        # Every parameter in the signature, in get_params and in the repr of a change.
+        names = set(est.get_params())
+        assert {"tol", "max_iter", "memory_budget", "kernel_variant", "device"} <= names
+        assert "tol=0.5" in repr(clone(est).set_params(tol=0.5))
+    with pytest.raises(TypeError, match="memory_budgett"):
+        dc.Lasso(memory_budgett="10%")
+    with pytest.raises(TypeError):
+        dc.Lasso(0.1, True)  # only alpha is positional, as scikit-learn's
 
 
 def test_max_time_stops_with_a_certificate(device, regression_data):

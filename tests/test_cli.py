@@ -65,6 +65,29 @@ def test_train_predict_roundtrip(tmp_path, svm_file, device, capsys):
     assert set(np.unique(preds)) <= {-1.0, 1.0} and len(preds) == 240
 
 
+def test_model_files_of_either_layout_predict_alike(tmp_path, svm_file, device, capsys):
+    """A classifier's file holds coef (1, n_features) and intercept (1,) now; a file written
+    before (1-D coef, scalar intercept) still loads and predicts the same."""
+    from duhl_cl.io import load_model
+
+    new = tmp_path / "m.npz"
+    assert main(["train", "--model", "svm", "--data", str(svm_file), "--out", str(new)]) == 0
+    coef, intercept, classes, meta = load_model(new)
+    assert coef.shape == (1, 20) and intercept.shape == (1,)
+    z = dict(np.load(new))
+    old = tmp_path / "old.npz"
+    np.savez(old, coef=z["coef"].ravel(), intercept=np.asarray(float(z["intercept"][0])),
+             classes=z["classes"], meta=z["meta"])  # fmt: skip
+    preds = []
+    for f in (new, old):
+        assert main(["predict", "--model", str(f), "--data", str(svm_file), "--out",
+                     str(tmp_path / f"{f.stem}.txt")]) == 0  # fmt: skip
+        preds.append(np.loadtxt(tmp_path / f"{f.stem}.txt"))
+    np.testing.assert_array_equal(preds[0], preds[1])
+    X, y = load_svmlight(svm_file)
+    np.testing.assert_array_equal(preds[0], classes[(X @ coef[0] + intercept[0] > 0).astype(int)])
+
+
 def test_train_npz_regression(tmp_path, regression_data, device, capsys):
     X, y = regression_data
     p = tmp_path / "d.npz"

@@ -189,7 +189,14 @@ def _check(device, case_table, name, X, y, fit_intercept, storage, dtype, kernel
     assert est.stats_["kernel_variant"] == kernel_variant
     coef_ref, b_ref = reference(name, dtype, fit_intercept, Xref, y, make_ref)
     f_ref = objective(coef_ref, b_ref)
-    f = objective(est.coef_, est.intercept_)
+    # scikit-learn's shapes: coef_ (1, n_features), intercept_ (1,) for a binary classifier;
+    # coef_ (n_features,) and a float intercept_ for a regressor.
+    if hasattr(est, "classes_"):
+        assert est.coef_.shape == (1, X.shape[1]) and est.intercept_.shape == (1,)
+        f = objective(est.coef_[0], est.intercept_[0])
+    else:
+        assert est.coef_.shape == (X.shape[1],) and isinstance(est.intercept_, float)
+        f = objective(est.coef_, est.intercept_)
     # The reported objective is the same function on our scale.
     assert est.objective_ * ratio == pytest.approx(f, rel=1e-9)
     assert abs(f - f_ref) <= RTOL[dtype] * abs(f_ref), (f, f_ref)

@@ -282,8 +282,11 @@ def cmd_predict(args):
         X = (np.asarray(X, dtype=np.float64) - np.asarray(meta["scaling"]["mean"])) / np.asarray(
             meta["scaling"]["std"]
         )
-    f = np.asarray(X @ coef).ravel() + intercept
-    pred = classes[(f > 0).astype(int)] if classes is not None else f
+    if classes is not None:
+        f = np.asarray(X @ coef[0], dtype=np.float64).ravel() + intercept[0]
+        pred = classes[(f > 0).astype(int)]
+    else:
+        pred = np.asarray(X @ coef, dtype=np.float64).ravel() + intercept
     out = sys.stdout if args.out in (None, "-") else open(args.out, "w")
     for p in pred:
         out.write(f"{p}\n")

@@ -53,6 +53,7 @@ class FitResult:
     entry_bytes: int = 0  # device bytes of one stored entry (value, and index when sparse)
     dtype: str = ""  # the device's precision (of the last phase)
     refinement: dict | None = None  # {"dtype", "round", "gap"}: where a stalled fit switched
+    error: BaseException | None = None  # what the callback raised (the fit stopped there)
 
 
 def solve(
@@ -92,8 +93,11 @@ def solve(
     random_state : None, int or numpy Generator
         Seeds the shuffles and the random policy.
     alpha0, intercept0 : warm start.
-    callback : callable(record) -> None, optional
-        Called with each round's history record.
+    callback : callable(record) -> None or bool, optional
+        Called with each round's history record; returning False stops the fit (the model
+        so far is returned with its certificate), and an exception it raises stops the fit
+        too and is returned in ``FitResult.error`` with the model so far (the estimators
+        store the model, then raise it). Ctrl-C in it is an interrupt, as anywhere.
     budget : int, optional
         Device bytes this fit may use (default: the profile's budget).
     policy : {"duhl", "sequential", "random", "full"}
@@ -135,6 +139,10 @@ def solve(
                     run.refine(local_solver, np.dtype(refine_dtype))
         except KeyboardInterrupt:
             run.stop_reason = "interrupted"
+        except _CallbackStop:
+            run.stop_reason = "callback"
+        except _CallbackError as exc:
+            run.stop_reason, run.error = "callback error", exc.error
         finally:
             led = run.local.ledger
             run.local.close()
@@ -146,9 +154,21 @@ def solve(
         run.local.release()
     cert = run.cert
     converged = cert.gap <= target
-    if not converged:
+    if not converged and run.error is None:
         _warn_stopped(run, target, max_iter, max_time, refine_dtype)
     return _fit_result(run, converged, ledger_stats, bank_peak, time.perf_counter() - t0)
+
+
+class _CallbackStop(Exception):
+    """The callback returned False."""
+
+
+class _CallbackError(Exception):
+    """The callback raised ``error``."""
+
+    def __init__(self, error):
+        super().__init__(repr(error))
+        self.error = error
 
 
 def _fit_result(run, converged, ledger_stats, bank_peak, seconds) -> FitResult:
@@ -174,6 +194,7 @@ def _fit_result(run, converged, ledger_stats, bank_peak, seconds) -> FitResult:
         entry_bytes=local.ws.cap.entry_bytes,
         dtype=str(local.dtype),
         refinement=run.refinement,
+        error=run.error,
     )
 
 
@@ -192,6 +213,7 @@ class _Run:
         # The best certified gap after each certificate of this precision phase, for stalled().
         self.best_log: list[tuple[int, float]] = []
         self.refinement = None
+        self.error = None  # what a callback raised
 
     def round(self) -> bool:
         """One round, certified when due; True when the certified gap meets the target."""
@@ -223,7 +245,14 @@ class _Run:
         if self.verbose:
             print(format_round(record, self.target), flush=True)
         if self.callback is not None:
-            self.callback(record)
+            try:
+                go_on = self.callback(record)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # the fit stops; solve() returns it with the model
+                raise _CallbackError(exc) from exc
+            if go_on is False:
+                raise _CallbackStop
         return record["gap"] is not None and self.cert.gap <= self.target
 
     def stalled(self, just_certified: bool = True) -> bool:
@@ -305,6 +334,7 @@ def _warn_stopped(run, target, max_iter, max_time, refine_dtype):
         "max_iter": f"max_iter={max_iter} rounds",
         "max_time": f"max_time={max_time} s",
         "interrupted": "an interrupt (Ctrl-C)",
+        "callback": "the callback (it returned False)",
     }[run.stop_reason]
     local, gap = run.local, run.cert.gap
     advice = "Increase max_iter or max_time, or loosen tol."

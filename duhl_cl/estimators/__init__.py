@@ -1,12 +1,9 @@
-"""scikit-learn-style estimators: Lasso, ElasticNet, Ridge, LinearSVC, LogisticRegression.
+"""scikit-learn estimators: Lasso, ElasticNet, Ridge, LinearSVC, LogisticRegression.
 
-:mod:`.base` (the parameter protocol, validation and the fit driver they share),
-:mod:`.regressors` (Lasso, ElasticNet, Ridge), :mod:`.classifiers` (LinearSVC,
-LogisticRegression).
-
-They follow scikit-learn's conventions (parameters, fitted attributes ending in ``_``,
-``get_params``/``set_params``, ``clone`` and ``GridSearchCV`` work) without importing
-scikit-learn, which is only a test reference.
+:mod:`.params` (the parameters every estimator has, declared once), :mod:`.base` (validation
+and the fit driver they share, on scikit-learn's BaseEstimator), :mod:`.regressors` (Lasso,
+ElasticNet, Ridge, with RegressorMixin), :mod:`.classifiers` (LinearSVC,
+LogisticRegression, with ClassifierMixin).
 
 Objectives (m = n_samples), as in scikit-learn:
 

@@ -6,62 +6,67 @@
 - LogisticRegression(penalty="l2"): ``1/2||w||^2 + C sum log(1 + exp(-y_j (x_j w + b)))``
   solved in the dual with liblinear's bias feature; penalty="l1": ``||w||_1 + C sum log(...)``
   solved in the primal with an unpenalised intercept (as scikit-learn's saga solver).
+
+As scikit-learn's, a fitted binary classifier has ``coef_`` of shape (1, n_features) and
+``intercept_`` of shape (1,); ``decision_function`` is (n_samples,), > 0 for ``classes_[1]``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.base import ClassifierMixin
 
 from .. import models
 from ..store import check_X, check_y_binary
-from .base import COMMON_DOC, _Base, _store_params, check_positive
+from .base import _Base, check_positive
+from .params import COMMON_DOC, make_init
 
 __all__ = ["LinearSVC", "LogisticRegression"]
 
 
-class _Classifier(_Base):
-    _estimator_type = "classifier"
+class _Classifier(ClassifierMixin, _Base):
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()  # ClassifierMixin's classifier tags, then ours
+        tags.classifier_tags.multi_class = False
+        return tags
 
     def fit(self, X, y, callback=None):
         """Fit on X of shape (n_samples, n_features) (dense, memmap or sparse) and y of two classes.
 
-        ``callback(record)`` is called after every round with that round's history record.
+        ``callback(record)`` is called after every round with that round's history record;
+        returning False stops the fit (the model so far is kept, with its certificate).
         """
         X = check_X(X, check_finite=sp.issparse(X))
         classes, ypm = check_y_binary(y, X.shape[0])
-        self._fit(X, ypm, self._make_model(X), callback)
         self.classes_ = classes
-        return self
+        return self._fit(X, ypm, self._make_model(X), callback)
+
+    def _set_solution(self, coef, intercept):
+        self.coef_ = np.asarray(coef, dtype=np.float64).reshape(1, -1)
+        self.intercept_ = np.array([intercept], dtype=np.float64)
 
     def decision_function(self, X):
         """Signed distance to the boundary, shape (n_samples,); > 0 means classes_[1]."""
-        return self._decision(X)
+        X = self._check_X_predict(X)
+        return np.asarray(X @ self.coef_[0], dtype=np.float64).ravel() + self.intercept_[0]
 
     def predict(self, X):
         """Predicted class labels, shape (n_samples,)."""
-        f = self.decision_function(X)
+        f = self.decision_function(X)  # checks that the estimator is fitted
         return self.classes_[(f > 0).astype(int)]
 
-    def score(self, X, y):
-        """Mean accuracy."""
-        return float(np.mean(self.predict(X) == np.asarray(y).ravel()))
+
+_PARAMS = "\n\n    Parameters\n    ----------\n"
 
 
 class LinearSVC(_Classifier):
     __doc__ = (
-        "Linear SVM trained in the dual: ``1/2||w||^2 + C sum loss(y_j (x_j w + b))``.\n\n    Parameters\n    ----------\n    C : float > 0\n    loss : 'hinge' or 'squared_hinge'\n    intercept_scaling : float > 0\n        Value of liblinear's constant bias feature."
-        + COMMON_DOC
-    )
-
-    def __init__(
-        self, C=1.0, *, loss="squared_hinge", fit_intercept=True, intercept_scaling=1.0,
-        tol=1e-4, max_iter=1000, max_time=None, warm_start=False, random_state=None, verbose=0,
-        device=None, emulate=False, dtype=None,
-        memory_budget=None, policy="duhl", passes_per_round="auto",
-        kernel_variant=None,
-    ):  # fmt: skip
-        _store_params(self, locals())
+        "Linear SVM trained in the dual: ``1/2||w||^2 + C sum loss(y_j (x_j w + b))``." + _PARAMS
+        + "    C : float > 0\n    loss : 'hinge' or 'squared_hinge'\n    intercept_scaling : "
+        "float > 0\n        Value of liblinear's constant bias feature." + COMMON_DOC
+    )  # fmt: skip
+    __init__ = make_init([("C", 1.0)], [("loss", "squared_hinge"), ("intercept_scaling", 1.0)])
 
     def _make_model(self, X):
         C = check_positive("C", self.C)
@@ -75,18 +80,11 @@ class LinearSVC(_Classifier):
 
 class LogisticRegression(_Classifier):
     __doc__ = (
-        "Binary logistic regression, L2 (dual, liblinear's) or L1 (primal) penalty.\n\n    Parameters\n    ----------\n    penalty : 'l2' or 'l1'\n    C : float > 0\n    intercept_scaling : float > 0\n        penalty='l2': value of liblinear's constant bias feature."
-        + COMMON_DOC
-    )
-
-    def __init__(
-        self, penalty="l2", *, C=1.0, fit_intercept=True, intercept_scaling=1.0, tol=1e-4,
-        max_iter=1000, max_time=None, warm_start=False, random_state=None, verbose=0,
-        device=None, emulate=False, dtype=None,
-        memory_budget=None, policy="duhl", passes_per_round="auto",
-        kernel_variant=None,
-    ):  # fmt: skip
-        _store_params(self, locals())
+        "Binary logistic regression, L2 (dual, liblinear's) or L1 (primal) penalty." + _PARAMS
+        + "    penalty : 'l2' or 'l1'\n    C : float > 0\n    intercept_scaling : float > 0\n"
+        "        penalty='l2': value of liblinear's constant bias feature." + COMMON_DOC
+    )  # fmt: skip
+    __init__ = make_init([("penalty", "l2")], [("C", 1.0), ("intercept_scaling", 1.0)])
 
     def _make_model(self, X):
         C = check_positive("C", self.C)
@@ -103,4 +101,5 @@ class LogisticRegression(_Classifier):
         return np.column_stack([1 - p, p])
 
     def predict_log_proba(self, X):
+        """Logarithms of :meth:`predict_proba`."""
         return np.log(self.predict_proba(X))

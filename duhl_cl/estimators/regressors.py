@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.base import RegressorMixin
 
 from .. import models
 from ..store import check_X, check_y_regression
-from .base import COMMON_DOC, _Base, _store_params, check_positive
+from .base import _Base, check_positive
+from .params import COMMON_DOC, make_init
 
 __all__ = ["Lasso", "ElasticNet", "Ridge"]
 
 
-class _Regressor(_Base):
-    _estimator_type = "regressor"
-
+class _Regressor(RegressorMixin, _Base):
     def fit(self, X, y, callback=None):
         """Fit on X of shape (n_samples, n_features) (dense, memmap or sparse) and y (n_samples,).
 
-        ``callback(record)`` is called after every round with that round's history record.
+        ``callback(record)`` is called after every round with that round's history record;
+        returning False stops the fit (the model so far is kept, with its certificate).
         """
         # Dense X: the coordinate store's squared norms make the finite check (one pass less).
         X = check_X(X, check_finite=sp.issparse(X))
@@ -34,29 +35,19 @@ class _Regressor(_Base):
 
     def predict(self, X):
         """Predictions, shape (n_samples,)."""
-        return self._decision(X)
+        X = self._check_X_predict(X)
+        return np.asarray(X @ self.coef_, dtype=np.float64).ravel() + self.intercept_
 
-    def score(self, X, y):
-        """Coefficient of determination R^2 of the predictions."""
-        y = np.asarray(y, dtype=np.float64).ravel()
-        resid = y - self.predict(X)
-        tot = ((y - y.mean()) ** 2).sum()
-        return 1.0 - (resid @ resid) / tot if tot > 0 else (1.0 if resid @ resid == 0 else 0.0)
+
+_PARAMS = "\n\n    Parameters\n    ----------\n"
 
 
 class Lasso(_Regressor):
     __doc__ = (
-        "Lasso: ``(1/2m)||y - Xw - b||^2 + alpha ||w||_1``.\n\n    Parameters\n    ----------\n    alpha : float > 0"
+        "Lasso: ``(1/2m)||y - Xw - b||^2 + alpha ||w||_1``." + _PARAMS + "    alpha : float > 0"
         + COMMON_DOC
-    )
-
-    def __init__(
-        self, alpha=1.0, *, fit_intercept=True, tol=1e-4, max_iter=1000, max_time=None,
-        warm_start=False, random_state=None, verbose=0, device=None, emulate=False, dtype=None,
-        memory_budget=None, policy="duhl", passes_per_round="auto",
-        kernel_variant=None,
-    ):  # fmt: skip
-        _store_params(self, locals())
+    )  # fmt: skip
+    __init__ = make_init([("alpha", 1.0)])
 
     def _make_model(self, X):
         return models.SquaredL1L2(check_positive("alpha", self.alpha), 0.0)
@@ -64,17 +55,10 @@ class Lasso(_Regressor):
 
 class ElasticNet(_Regressor):
     __doc__ = (
-        "ElasticNet: ``(1/2m)||y - Xw - b||^2 + alpha rho ||w||_1 + alpha (1-rho)/2 ||w||^2``.\n\n    Parameters\n    ----------\n    alpha : float > 0\n    l1_ratio : float in [0, 1]"
-        + COMMON_DOC
-    )
-
-    def __init__(
-        self, alpha=1.0, *, l1_ratio=0.5, fit_intercept=True, tol=1e-4, max_iter=1000,
-        max_time=None, warm_start=False, random_state=None, verbose=0, device=None,
-        emulate=False, dtype=None, memory_budget=None, policy="duhl", passes_per_round="auto",
-        kernel_variant=None,
-    ):  # fmt: skip
-        _store_params(self, locals())
+        "ElasticNet: ``(1/2m)||y - Xw - b||^2 + alpha rho ||w||_1 + alpha (1-rho)/2 ||w||^2``."
+        + _PARAMS + "    alpha : float > 0\n    l1_ratio : float in [0, 1]" + COMMON_DOC
+    )  # fmt: skip
+    __init__ = make_init([("alpha", 1.0)], [("l1_ratio", 0.5)])
 
     def _make_model(self, X):
         alpha = check_positive("alpha", self.alpha)
@@ -86,17 +70,10 @@ class ElasticNet(_Regressor):
 
 class Ridge(_Regressor):
     __doc__ = (
-        "Ridge: ``||y - Xw - b||^2 + alpha ||w||^2`` (scikit-learn's Ridge).\n\n    Parameters\n    ----------\n    alpha : float > 0"
-        + COMMON_DOC
-    )
-
-    def __init__(
-        self, alpha=1.0, *, fit_intercept=True, tol=1e-4, max_iter=1000, max_time=None,
-        warm_start=False, random_state=None, verbose=0, device=None, emulate=False, dtype=None,
-        memory_budget=None, policy="duhl", passes_per_round="auto",
-        kernel_variant=None,
-    ):  # fmt: skip
-        _store_params(self, locals())
+        "Ridge: ``||y - Xw - b||^2 + alpha ||w||^2`` (scikit-learn's Ridge)." + _PARAMS
+        + "    alpha : float > 0" + COMMON_DOC
+    )  # fmt: skip
+    __init__ = make_init([("alpha", 1.0)])
 
     def _make_model(self, X):
         # ||r||^2 + alpha ||w||^2 = 2m [ (1/2m)||r||^2 + (alpha/m)/2 ||w||^2 ]
