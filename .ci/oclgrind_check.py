@@ -1,5 +1,6 @@
 """Every kernel on the Oclgrind simulator: a small budgeted fit per model, storage, precision
-and kernel variant, each checked for out-of-bounds accesses, uninitialised reads and races.
+and kernel variant, and with sample weights (float32) per model, storage and variant, each
+checked for out-of-bounds accesses, uninitialised reads and races.
 
 Oclgrind reports on stderr but exits 0, so each fit runs in a child process (through the
 shipped profile devices/oclgrind.toml) and the check fails on any report. The budget holds
@@ -39,7 +40,7 @@ from duhl_cl.models import model_names, model_spec  # noqa: E402
 MODELS = model_names()  # every row of the model table
 
 
-def child(name, storage, dtype, variant):
+def child(name, storage, dtype, variant, weights="unweighted"):
     import warnings
 
     import numpy as np
@@ -72,9 +73,11 @@ def child(name, storage, dtype, variant):
         max_iter=3,
         random_state=0,
     )
-    est.fit(Xin, target)
+    # Sample weights (the WEIGHTED kernels), zeros included: a dual model drops those rows.
+    sw = rng.integers(0, 3, X.shape[0]).astype(float) if weights == "weighted" else None
+    est.fit(Xin, target, sample_weight=sw)
     h = est.history_
-    n = X.shape[1] if primal else X.shape[0]
+    n = X.shape[1] if primal else (X.shape[0] if sw is None else np.count_nonzero(sw))
     assert min(r["n_resident"] for r in h) < n, "everything was resident: the budget is too big"
     assert est.stats_["kernel_variant"] == variant
     assert np.isfinite(est.dual_gap_)
@@ -135,7 +138,7 @@ def check_canary():
 
 
 def run_case(case):
-    name, storage, dtype, variant = case
+    name, storage, dtype, variant, weights = case
     env = dict(os.environ, OCLGRIND_UNINITIALIZED="1")
     if variant != "tpa":
         env["OCLGRIND_DATA_RACES"] = "1"
@@ -149,7 +152,7 @@ def run_case(case):
     )
     reports = [line for line in proc.stderr.splitlines() if line.strip()]
     ok = proc.returncode == 0 and not reports
-    label = f"{name:18s} {storage:6s} {dtype:7s} {variant:8s}"
+    label = f"{name:18s} {storage:6s} {dtype:7s} {variant:8s} {weights:10s}"
     status = proc.stdout.strip() if ok else f"FAILED (exit {proc.returncode})"
     return ok, f"{label} {time.perf_counter() - t0:5.1f} s  {status}", reports
 
@@ -171,12 +174,15 @@ def main(argv=None):
     if not ok:
         return 1
     cases = [
-        (m, s, d, v)
+        (m, s, d, v, "unweighted")
         for v in VARIANTS
         for d in ("float32", "float64")
         for s in ("dense", "sparse")
         for m in MODELS
     ]
+    # The sample-weight kernels, in float32 (the precision changes no weighted line).
+    cases += [(m, s, "float32", v, "weighted") for v in VARIANTS for s in ("dense", "sparse")
+              for m in MODELS]  # fmt: skip
     failed = 0
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
@@ -195,7 +201,7 @@ def main(argv=None):
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(*sys.argv[2:6])
+        child(*sys.argv[2:7])
     elif len(sys.argv) > 1 and sys.argv[1] == "--canary":
         canary()
     else:

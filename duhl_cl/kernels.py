@@ -14,11 +14,12 @@ built elsewhere.
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import numpy as np
 
-from .models import kernel_defines
+from .models import Model, kernel_defines
 from .resources import kernels_dir
 
 __all__ = [
@@ -74,14 +75,18 @@ def defines_to_options(defines: dict) -> list[str]:
     return [f"-D{k}={int(v) if isinstance(v, bool) else v}" for k, v in sorted(defines.items())]
 
 
-def base_defines(model, dtype, sparse: bool) -> dict:
+def base_defines(model, dtype, sparse: bool, weighted: bool | None = None) -> dict:
     """The defines every program of one fit shares (kernels_cl/model.h).
 
     ``model`` is a kernel model (a :class:`duhl_cl.models.Model` class or instance): its
-    code and the table's model codes (:func:`duhl_cl.models.kernel_defines`).
+    code and the table's model codes (:func:`duhl_cl.models.kernel_defines`); ``weighted``
+    (default: whether a bound model has sample weights) sets WEIGHTED.
     """
+    if weighted is None:
+        weighted = isinstance(model, Model) and model.weighted
     return {
         **kernel_defines(model),
+        "WEIGHTED": int(bool(weighted)),
         "USE_DOUBLE": int(np.dtype(dtype) == np.float64),
         "SPARSE": int(bool(sparse)),
     }
@@ -207,11 +212,11 @@ def pass_routine(variant: str):
 def programs(device, kernel_models, dtypes, variants):
     """Every (kernel file, defines) a fit of these kernel models (Model classes), precisions
     and variants builds: the gap and scatter programs and each variant's pass program, dense
-    and sparse."""
+    and sparse, without and with sample weights."""
     for model in sorted(set(kernel_models), key=lambda k: k.code):
         for dtype in dtypes:
-            for sparse in (0, 1):
-                base = base_defines(model, dtype, sparse)
+            for sparse, weighted in itertools.product((0, 1), (0, 1)):
+                base = base_defines(model, dtype, sparse, weighted)
                 yield "gap.cl", base
                 yield "scatter.cl", base
                 for v in variants:

@@ -102,10 +102,11 @@ __kernel void cd_pass(__global const real *val, __global const int *idx,
             const real u = slot_dot(val, idx, o, n, 0, 1, v, ylab, inv_m, 1, next);
             const real a_old = alpha[s];
             const real yl = coord_label(ylab, s);
+            const real Cs = coord_C(ylab, s, C);
             const real mu = coord_margin(u, yl, v, dim, bias);
 #if SHRINKING
             real pg;
-            if (dual_shrinks(a_old, dual_grad(a_old, mu, C), C, pg_hi, pg_lo, &pg)) {
+            if (dual_shrinks(a_old, dual_grad(a_old, mu, Cs), Cs, pg_hi, pg_lo, &pg)) {
                 order[k] = ~s;
                 continue;
             }
@@ -113,7 +114,7 @@ __kernel void cd_pass(__global const real *val, __global const int *idx,
             pg_min = pg < pg_min ? pg : pg_min;
 #endif
             real a_new;
-            const real d = coord_step(a_old, mu, sqnorm[s], yl, (real)1, l1, l2, C, inv_m, &a_new);
+            const real d = coord_step(a_old, mu, sqnorm[s], yl, (real)1, l1, l2, Cs, inv_m, &a_new);
             if (a_new == a_old)
                 continue;
             alpha[s] = a_new;

@@ -47,9 +47,10 @@ __kernel void cd_pass_bucketed(__global const real *val, __global const int *idx
         const real u = slot_dot(val, idx, o, n, 0, 1, vb, ylab, inv_m, 1, next);
         const real a_old = alpha[s];
         const real yl = coord_label(ylab, s);
+        const real Cs = coord_C(ylab, s, C);
         real a_new;
         const real d = coord_step(a_old, coord_margin(u, yl, vb, dim, bias), sigma * sqnorm[s],
-                                  yl, sigma, l1, l2, C, inv_m, &a_new);
+                                  yl, sigma, l1, l2, Cs, inv_m, &a_new);
         if (a_new == a_old)
             continue;
         alpha[s] = a_new;

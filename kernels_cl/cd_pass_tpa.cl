@@ -74,9 +74,10 @@ __kernel void cd_pass_tpa(__global const real *val, __global const int *idx,
     if (lid == 0) {
         const real a_old = alpha[s];
         const real yl = coord_label(ylab, s);
+        const real Cs = coord_C(ylab, s, C);
         real a_new;
         step = coord_step(a_old, coord_margin(part[0], yl, v, dim, bias), sqnorm[s], yl,
-                          (real)1, l1, l2, C, inv_m, &a_new);
+                          (real)1, l1, l2, Cs, inv_m, &a_new);
 #if !PRIMAL
         if (a_new != a_old)
             atomic_add_real(&v[dim], step * bias);

@@ -38,8 +38,8 @@ __kernel void coord_gap(__global const real *val, __global const int *idx,
     u_out[k] = u;
     gap_out[k] = primal_gap(alpha[s], u, l1, l2, bound);
 #else
-    const real mu = ylab[s] * (u + bias * w[dim]);
+    const real mu = slot_y(ylab[s]) * (u + bias * w[dim]);
     u_out[k] = mu;
-    gap_out[k] = dual_gap(alpha[s], mu, C);
+    gap_out[k] = dual_gap(alpha[s], mu, slot_C(C, ylab[s]));
 #endif
 }

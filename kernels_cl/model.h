@@ -16,6 +16,10 @@
  *   MODEL      (1..5) as above, compared against MODEL_SQUARED ... MODEL_LOGISTIC_L2
  *   SPARSE     (0|1) dense slots (dim contiguous values) or sparse slots (index, value pairs)
  *   INNER_ITERS       cap on the Newton iterations of the dual logistic step
+ *   WEIGHTED   (0|1) sample weights (fit(..., sample_weight)): primal, the row vector ylab
+ *              holds s_j (squared loss) or y_j s_j (logistic) and the datafit gradient is
+ *              weighted; dual, each slot's label holds y_j s_j (s_j > 0: samples of weight 0
+ *              are not in the store) and the sample's box is C s_j (slot_y, slot_C)
  */
 #ifndef DUHL_MODEL_H
 #define DUHL_MODEL_H
@@ -31,6 +35,9 @@
 #endif
 #ifndef INNER_ITERS
 #define INNER_ITERS 50
+#endif
+#ifndef WEIGHTED
+#define WEIGHTED 0
 #endif
 
 #if USE_DOUBLE
@@ -74,11 +81,37 @@ typedef REAL_T real;
  * v = X b + b0 - y (the residual's negative) so that y need not be read in the inner loop. */
 inline real datafit_grad(const real v, const real y, const real inv_m)
 {
-#if MODEL == MODEL_LOGISTIC_L1
+#if MODEL == MODEL_LOGISTIC_L1 && WEIGHTED
+    /* y holds y_j s_j: sign(y) v is y_j v, and a weight of 0 gives 0. */
+    return -y * inv_m / ((real)1 + exp(sign(y) * v));
+#elif MODEL == MODEL_LOGISTIC_L1
     return -y * inv_m / ((real)1 + exp(y * v));
+#elif WEIGHTED
+    return y * v * inv_m; /* y holds s_j */
 #else
     (void)y;
     return v * inv_m;
+#endif
+}
+
+/* Dual models: a slot's label is y_s, or y_s w_s with WEIGHTED (w_s > 0); slot_y is the
+ * sign the margin and the update take, slot_C the sample's box C w_s. */
+inline real slot_y(const real label)
+{
+#if WEIGHTED
+    return label > (real)0 ? (real)1 : (real)-1;
+#else
+    return label;
+#endif
+}
+
+inline real slot_C(const real C, const real label)
+{
+#if WEIGHTED
+    return C * fabs(label);
+#else
+    (void)label;
+    return C;
 #endif
 }
 

@@ -150,7 +150,12 @@ inline real slot_dot(__global const real *val, __global const int *idx, const ul
         int t = t0;
         for (; t + 2 * VW <= n; t += 2 * VW) {
             SLOT_PREFETCH(next + t);
-#if PRIMAL
+#if PRIMAL && WEIGHTED
+            /* the squared loss's gradient, weighted: ylab holds the rows' weights */
+            const realv v0 = VLOAD(0, v + t), v1 = VLOAD(0, v + t + VW);
+            acc0 += VLOAD(0, x + t) * (grad ? v0 * VLOAD(0, ylab + t) * inv_m : v0);
+            acc1 += VLOAD(0, x + t + VW) * (grad ? v1 * VLOAD(0, ylab + t + VW) * inv_m : v1);
+#elif PRIMAL
             const realv v0 = VLOAD(0, v + t), v1 = VLOAD(0, v + t + VW);
             acc0 += VLOAD(0, x + t) * (grad ? v0 * inv_m : v0);
             acc1 += VLOAD(0, x + t + VW) * (grad ? v1 * inv_m : v1);

@@ -3,6 +3,7 @@
  * What it computes: for slot s with u = a_s^T w(v) (slot.h, slot_dot) and alpha[s] = a_old,
  *   coord_label:  the sample's label y_s (dual); 1 for the primal models, whose ylab holds
  *                 the labels by row and is not read here;
+ *   coord_C:      the sample's box C (dual): the model's C, or C w_s with sample weights;
  *   coord_margin: what the model's step sees: u itself (primal), the margin
  *                 mu = y_s (u + bias v[dim]) (dual; v[dim] is the bias feature's weight);
  *   coord_step:   the step a_old -> *a_new (model.h: primal_step, dual_step) with curvature
@@ -32,7 +33,19 @@ inline real coord_label(__global const real *ylab, const int s)
     (void)s;
     return (real)1;
 #else
-    return ylab[s];
+    return slot_y(ylab[s]);
+#endif
+}
+
+/* The coordinate's C: the model's, or the sample's C w_s (dual, WEIGHTED). */
+inline real coord_C(__global const real *ylab, const int s, const real C)
+{
+#if PRIMAL || !WEIGHTED
+    (void)ylab;
+    (void)s;
+    return C;
+#else
+    return slot_C(C, ylab[s]);
 #endif
 }
 

@@ -109,7 +109,7 @@ def test_check_estimator(device, make):
         warnings.simplefilter("ignore", dc.ConvergenceWarning)
         # The checks fit dozens of tiny, sometimes separable problems: a round budget keeps
         # them quick (a fit that runs out still returns a certified model, with a warning).
-        check_estimator(make(device).set_params(max_iter=100))
+        check_estimator(make(device).set_params(max_iter=100, dtype="float64", tol=1e-12))
 
 
 def test_interrupt_returns_certified_model(device, regression_data):

@@ -54,4 +54,5 @@ def test_binaries_cover_each_kernel_model_once(device):
     listed = list(programs(device, [s.kernel for s in models.MODELS], ["float32"], ["serial"]))
     codes = {d["MODEL"] for _, d in listed}
     assert codes == {k.code for k in models.KERNEL_MODELS}
-    assert len(listed) == len(models.KERNEL_MODELS) * 2 * 3  # dense and sparse; gap, scatter, pass
+    # dense and sparse, unweighted and weighted; gap, scatter, pass
+    assert len(listed) == len(models.KERNEL_MODELS) * 2 * 2 * 3

@@ -39,8 +39,9 @@ def test_build_save_load_fit(built, tmp_path, device, regression_data, monkeypat
     X, y = regression_data
     manifest = json.loads((built / "manifest.json").read_text())
     assert manifest["device"]["device"] == device.info.name
-    # 5 kernel files (gap, scatter, 3 pass variants) x dense/sparse for one model, one dtype
-    assert len(manifest["programs"]) == 10
+    # 5 kernel files (gap, scatter, 3 pass variants) x dense/sparse x without/with sample
+    # weights, for one model and one dtype
+    assert len(manifest["programs"]) == 20
     loads = []
     real_load = binaries.load_program
 

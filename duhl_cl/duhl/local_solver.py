@@ -255,7 +255,7 @@ class LocalSolver:
         # The visited coordinates' gaps, fresh from the device, go into the gap memory: what
         # the passes settled makes room for the others (whose gaps the host refreshes with
         # the previous round's state, or the last certificate gave).
-        self.z[coords] = m.gaps(alpha[coords], self.u_mem[coords])
+        self.z[coords] = m.gaps(alpha[coords], self.u_mem[coords], coords)
         if np.isnan(self.u_mem).any():
             return np.inf
         return m.total_gap(alpha, self.u_mem, self.shared)

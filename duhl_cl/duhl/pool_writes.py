@@ -58,7 +58,9 @@ class PoolWrites:
         lens = self.entries[coords]
         r = self.dtype.itemsize
         n = len(coords)
-        labels = st.labels[coords] if st.labels is not None else np.zeros(n)
+        labels = np.zeros(n)
+        if st.labels is not None:  # dual: y_j, or y_j s_j with sample weights (model.h)
+            labels = self.model.slot_labels(st.labels[coords], coords)
         packed, o = self._pack(
             [
                 slots.astype(np.int32),

@@ -77,7 +77,7 @@ class HostRefresher:
                 if done and self.count + (b - a) > self.limit:
                     break
                 self.u_mem[a:b] = coordinate_u(self.model, self.store, w, (a, b))
-                self.z[a:b] = self.model.gaps(alpha[a:b], self.u_mem[a:b])
+                self.z[a:b] = self.model.gaps(alpha[a:b], self.u_mem[a:b], slice(a, b))
                 self.count += b - a
                 self.next_block = (i + 1) % nb
                 done += 1

@@ -163,7 +163,8 @@ class DeviceWorkingSet(PoolWrites, Launches):
         try:
             self.b_v = L.alloc("shared vector", r * self.vdim)
             self.b_w = L.alloc("gradient", r * self.vdim)
-            y = self.model.y if self.model.primal else np.zeros(1)
+            # Primal: the row vector the datafit gradient reads (y, or the sample weights).
+            y = self.model.device_y() if self.model.primal else np.zeros(1)
             self.b_y = L.alloc("labels y", r * len(y), np.asarray(y, dtype=self.dtype))
             self.b_offs = L.alloc("slot offsets", 8 * S)
             self.b_lens = L.alloc("slot lengths", 4 * S)

@@ -80,7 +80,7 @@ class _Base(BaseEstimator):
         return X
 
     # -- the fit driver
-    def _fit(self, X, y_model, model, callback=None):
+    def _fit(self, X, y_model, model, callback=None, sample_weight=None):
         self._check_common_params()
         if (
             isinstance(self.device, (str, DeviceProfile))
@@ -97,11 +97,17 @@ class _Base(BaseEstimator):
                 f"dtype float64 needs a device with cl_khr_fp64, and {device.info.name} has "
                 f"none; use dtype='float32'"
             )
-        model.setup(X, y_model, self.fit_intercept)
+        s = sample_weight
+        if s is not None and not model.primal and not np.all(s > 0):
+            # A dual model's sample of weight 0 has the box [0, 0]: it drops out of the store.
+            keep = np.flatnonzero(s > 0)
+            X, y_model, s = X[keep], y_model[keep], s[keep]
+        model.setup(X, y_model, self.fit_intercept, s)
         labels = y_model if not model.primal else None
         store = CoordinateStore(
-            X, primal=model.primal, dtype=dtype, labels=labels, bias=getattr(model, "bias", 0.0)
-        )
+            X, primal=model.primal, dtype=dtype, labels=labels, bias=getattr(model, "bias", 0.0),
+            row_weights=s if model.primal else None,
+        )  # fmt: skip
         alpha0, b00 = None, 0.0
         if self.warm_start and hasattr(self, "_alpha") and len(self._alpha) == model.n_coords:
             alpha0, b00 = self._alpha, getattr(self, "_intercept0", 0.0)

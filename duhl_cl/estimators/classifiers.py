@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from sklearn.base import ClassifierMixin
 
 from .. import models
-from ..store import check_X, check_y_binary
+from ..store import check_sample_weight, check_X, check_y_binary, class_weights
 from .base import _Base, check_positive
 from .params import COMMON_DOC, make_init
 
@@ -31,16 +31,24 @@ class _Classifier(ClassifierMixin, _Base):
         tags.classifier_tags.multi_class = False
         return tags
 
-    def fit(self, X, y, callback=None):
+    def fit(self, X, y, sample_weight=None, callback=None):
         """Fit on X of shape (n_samples, n_features) (dense, memmap or sparse) and y of two classes.
 
+        ``sample_weight`` (n_samples,), >= 0, and ``class_weight`` multiply sample j's loss
+        (liblinear's: its box is C s_j in the dual; weight 0 leaves a sample out).
         ``callback(record)`` is called after every round with that round's history record;
         returning False stops the fit (the model so far is kept, with its certificate).
         """
         X = check_X(X, check_finite=sp.issparse(X))
         classes, ypm = check_y_binary(y, X.shape[0])
+        s = check_sample_weight(sample_weight, X.shape[0])
+        cw = class_weights(self.class_weight, classes, (ypm > 0).astype(int), s)
+        if cw is not None:
+            s = cw if s is None else s * cw
+            if not (s > 0).any():
+                raise ValueError("class_weight and sample_weight leave every sample at weight 0")
         self.classes_ = classes
-        return self._fit(X, ypm, self._make_model(X), callback)
+        return self._fit(X, ypm, self._make_model(X, s), callback, s)
 
     def _set_solution(self, coef, intercept):
         self.coef_ = np.asarray(coef, dtype=np.float64).reshape(1, -1)
@@ -58,17 +66,24 @@ class _Classifier(ClassifierMixin, _Base):
 
 
 _PARAMS = "\n\n    Parameters\n    ----------\n"
+_CLASS_WEIGHT = (
+    "\n    class_weight : None, 'balanced' or dict {class: weight}\n        Multiplies the "
+    "loss of each class's samples (scikit-learn's, with the sample weights)."
+)
 
 
 class LinearSVC(_Classifier):
     __doc__ = (
         "Linear SVM trained in the dual: ``1/2||w||^2 + C sum loss(y_j (x_j w + b))``." + _PARAMS
         + "    C : float > 0\n    loss : 'hinge' or 'squared_hinge'\n    intercept_scaling : "
-        "float > 0\n        Value of liblinear's constant bias feature." + COMMON_DOC
+        "float > 0\n        Value of liblinear's constant bias feature." + _CLASS_WEIGHT + COMMON_DOC
     )  # fmt: skip
-    __init__ = make_init([("C", 1.0)], [("loss", "squared_hinge"), ("intercept_scaling", 1.0)])
+    __init__ = make_init(
+        [("C", 1.0)],
+        [("loss", "squared_hinge"), ("intercept_scaling", 1.0), ("class_weight", None)],
+    )
 
-    def _make_model(self, X):
+    def _make_model(self, X, sample_weight=None):
         C = check_positive("C", self.C)
         bias = check_positive("intercept_scaling", self.intercept_scaling)
         if self.loss == "hinge":
@@ -82,17 +97,21 @@ class LogisticRegression(_Classifier):
     __doc__ = (
         "Binary logistic regression, L2 (dual, liblinear's) or L1 (primal) penalty." + _PARAMS
         + "    penalty : 'l2' or 'l1'\n    C : float > 0\n    intercept_scaling : float > 0\n"
-        "        penalty='l2': value of liblinear's constant bias feature." + COMMON_DOC
+        "        penalty='l2': value of liblinear's constant bias feature." + _CLASS_WEIGHT
+        + COMMON_DOC
     )  # fmt: skip
-    __init__ = make_init([("penalty", "l2")], [("C", 1.0), ("intercept_scaling", 1.0)])
+    __init__ = make_init(
+        [("penalty", "l2")], [("C", 1.0), ("intercept_scaling", 1.0), ("class_weight", None)]
+    )
 
-    def _make_model(self, X):
+    def _make_model(self, X, sample_weight=None):
         C = check_positive("C", self.C)
         if self.penalty == "l2":
             return models.LogisticL2(C, check_positive("intercept_scaling", self.intercept_scaling))
         if self.penalty == "l1":
             # ||w||_1 + C sum log(...) = C m [ (1/m) sum log(...) + 1/(C m) ||w||_1 ]
-            return models.LogisticL1(1.0 / (C * X.shape[0]))
+            m = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
+            return models.LogisticL1(1.0 / (C * m))
         raise ValueError(f"penalty must be 'l2' or 'l1', got {self.penalty!r}")
 
     def predict_proba(self, X):

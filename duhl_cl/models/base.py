@@ -44,12 +44,24 @@ class Model:
     # entry's cost (primal), the dual logistic's Newton solve costs ~100 ns a coordinate.
     pass_cost = (1, 16)
 
-    def setup(self, X, y, fit_intercept: bool) -> None:
-        """Bind the problem: sizes, labels, scale of the stopping rule."""
+    def setup(self, X, y, fit_intercept: bool, sample_weight=None) -> None:
+        """Bind the problem: sizes, labels, sample weights, scale of the stopping rule.
+
+        ``sample_weight`` (n_samples,), >= 0, or None: the loss of sample j is multiplied
+        by s_j. Primal models normalise by their sum (``inv_m = 1 / sum s``, scikit-learn's
+        Lasso), so that integer weights are repeated rows; dual models give sample j the box
+        ``C s_j`` (liblinear's), and take no sample of weight 0 (the estimator drops them).
+        """
         self.n_samples, self.n_features = X.shape
         self.y = np.asarray(y, dtype=np.float64)
         self.fit_intercept = fit_intercept
-        self.inv_m = 1.0 / self.n_samples
+        self.sw = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+        self.inv_m = 1.0 / (self.n_samples if self.sw is None else float(self.sw.sum()))
+
+    @property
+    def weighted(self) -> bool:
+        """Sample weights are on (the kernels' WEIGHTED define)."""
+        return getattr(self, "sw", None) is not None
 
     # -- quantities the device kernels take as arguments
     def kernel_params(self) -> dict:

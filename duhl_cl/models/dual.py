@@ -29,8 +29,10 @@ class _Dual(Model):
     def shared_dim(self) -> int:
         return self.n_features + 1
 
-    def setup(self, X, y, fit_intercept):
-        super().setup(X, y, fit_intercept)
+    def setup(self, X, y, fit_intercept, sample_weight=None):
+        super().setup(X, y, fit_intercept, sample_weight)
+        if self.sw is not None and not np.all(self.sw > 0):
+            raise ValueError("a dual model takes no sample of weight 0 (drop those samples)")
         self.bound = 0.0
         if not fit_intercept:
             self.bias = 0.0
@@ -44,13 +46,27 @@ class _Dual(Model):
     def initial_alpha(self):
         return np.zeros(self.n_samples)
 
+    def Cs(self, coords=slice(None)):
+        """Each sample's box: C, or ``C s_j`` for the samples ``coords`` when weighted."""
+        return self.C if self.sw is None else self.C * self.sw[coords]
+
+    def total_C(self) -> float:
+        """``sum_j C s_j`` (``C n`` unweighted)."""
+        return self.C * (self.n_samples if self.sw is None else float(self.sw.sum()))
+
+    def slot_labels(self, labels, coords):
+        """What the device's slot labels hold: y_j, or y_j s_j (weighted; s_j > 0)."""
+        return labels if self.sw is None else labels * self.sw[coords]
+
     def total_gap(self, alpha, mu, w):
         """``P(w) - D(alpha)``, the sum of the per-sample gaps, from the margins mu."""
         return max(float(np.sum(self.gaps(alpha, mu))), 0.0)
 
     def primal_objective(self, w, mu):
-        """``P(w) = 1/2 ||w||^2 + C sum loss(mu_j)``; w includes the bias weight."""
-        return 0.5 * (w @ w) + self.C * self.loss(mu).sum()
+        """``P(w) = 1/2 ||w||^2 + sum_j C_j loss(mu_j)``; w includes the bias weight."""
+        if self.sw is None:
+            return 0.5 * (w @ w) + self.C * self.loss(mu).sum()
+        return 0.5 * (w @ w) + self.Cs() @ self.loss(mu)
 
 
 class Hinge(_Dual):
@@ -63,15 +79,17 @@ class Hinge(_Dual):
         return np.maximum(1 - mu, 0)
 
     def primal_at_zero(self):
-        return self.C * self.n_samples
+        return self.total_C()
 
-    def step(self, a, mu, Q):
+    def step(self, a, mu, Q, C=None):
+        C = self.C if C is None else C
         if Q <= 0:
-            return self.C if mu < 1 else 0.0
-        return min(max(a - (mu - 1) / Q, 0.0), self.C)
+            return C if mu < 1 else 0.0
+        return min(max(a - (mu - 1) / Q, 0.0), C)
 
-    def gaps(self, a, mu):
-        return self.C * np.maximum(1 - mu, 0) + a * (mu - 1)
+    def gaps(self, a, mu, coords=slice(None)):
+        """Per-sample gaps of the samples ``coords`` (a, mu of those samples)."""
+        return self.Cs(coords) * np.maximum(1 - mu, 0) + a * (mu - 1)
 
 
 class SquaredHinge(_Dual):
@@ -84,15 +102,17 @@ class SquaredHinge(_Dual):
         return np.maximum(1 - mu, 0) ** 2
 
     def primal_at_zero(self):
-        return self.C * self.n_samples
+        return self.total_C()
 
-    def step(self, a, mu, Q):
-        D = 0.5 / self.C
+    def step(self, a, mu, Q, C=None):
+        D = 0.5 / (self.C if C is None else C)
         return max(a - (mu - 1 + a * D) / (Q + D), 0.0)
 
-    def gaps(self, a, mu):
+    def gaps(self, a, mu, coords=slice(None)):
+        """Per-sample gaps of the samples ``coords`` (a, mu of those samples)."""
+        C = self.Cs(coords)
         h = np.maximum(1 - mu, 0)
-        return self.C * h * h + a * a / (4 * self.C) + a * (mu - 1)
+        return C * h * h + a * a / (4 * C) + a * (mu - 1)
 
 
 class LogisticL2(_Dual):
@@ -107,14 +127,16 @@ class LogisticL2(_Dual):
         return _log1pexp(-mu)
 
     def primal_at_zero(self):
-        return self.C * self.n_samples * np.log(2.0)
+        return self.total_C() * np.log(2.0)
 
     def initial_alpha(self):
         # Strictly inside (0, C), as liblinear starts.
-        return np.full(self.n_samples, min(1e-3 * self.C, 1e-8))
+        if self.sw is None:
+            return np.full(self.n_samples, min(1e-3 * self.C, 1e-8))
+        return np.minimum(1e-3 * self.Cs(), 1e-8)
 
-    def step(self, a, mu, Q, iters=50, eps=1e-12, rtol=2.0**-45):
-        C = self.C
+    def step(self, a, mu, Q, C=None, iters=50, eps=1e-12, rtol=2.0**-45):
+        C = self.C if C is None else C
         zmin = C * 2.0**-50  # z and C - z kept off 0, as the kernel does (model.h)
         zold, sgn = a, 1.0
         if 0.5 * Q * ((C - a) - a) + mu < 0:
@@ -138,6 +160,7 @@ class LogisticL2(_Dual):
             gp = Q * (z - zold) + sgn * mu + np.log(z / (C - z))
         return z if sgn > 0 else C - z
 
-    def gaps(self, a, mu):
-        C = self.C
+    def gaps(self, a, mu, coords=slice(None)):
+        """Per-sample gaps of the samples ``coords`` (a, mu of those samples)."""
+        C = self.Cs(coords)
         return C * _log1pexp(-mu) + a * mu + xlogy(a, a) + xlogy(C - a, C - a) - xlogy(C, C)

@@ -49,8 +49,9 @@ class _Primal(Model):
         z = q * b - u
         return np.sign(z) * max(abs(z) - self.l1, 0.0) / den
 
-    def gaps(self, b, u):
-        """Per-coordinate gaps ``b u + g(b) + g*(-u)`` (array in, array out)."""
+    def gaps(self, b, u, coords=None):
+        """Per-coordinate gaps ``b u + g(b) + g*(-u)`` (array in, array out; ``coords``, the
+        coordinates they are of, matters to the dual models only)."""
         t = np.maximum(np.abs(u) - self.l1, 0.0)
         g = b * u + self.l1 * np.abs(b)
         if self.l2 > 0:
@@ -93,10 +94,15 @@ class SquaredL1L2(_Primal):
     def __init__(self, l1: float, l2: float):
         self.l1, self.l2 = float(l1), float(l2)
 
-    def setup(self, X, y, fit_intercept):
-        super().setup(X, y, fit_intercept)
-        yc = self.y - self.y.mean() if fit_intercept else self.y
-        f0 = 0.5 * self.inv_m * (yc @ yc)  # f at b = 0 with the optimal intercept
+    def setup(self, X, y, fit_intercept, sample_weight=None):
+        super().setup(X, y, fit_intercept, sample_weight)
+        s = self.sw
+        if s is None:
+            yc = self.y - self.y.mean() if fit_intercept else self.y
+            f0 = 0.5 * self.inv_m * (yc @ yc)  # f at b = 0 with the optimal intercept
+        else:
+            yc = self.y - (s @ self.y) * self.inv_m if fit_intercept else self.y
+            f0 = 0.5 * self.inv_m * (s @ (yc * yc))
         self.bound = f0 / self.l1 if (self.l2 == 0 and self.l1 > 0) else 0.0
         # scikit-learn's Lasso stops when its gap <= tol * ||y||^2 (y centred with an
         # intercept); our objective is its objective divided by n_samples.
@@ -111,28 +117,45 @@ class SquaredL1L2(_Primal):
 
     def gradient(self, v, rows=slice(None)):
         """``w = grad f(v)``; ``rows`` selects the samples v holds when v is a part."""
-        return v * self.inv_m
+        if self.sw is None:
+            return v * self.inv_m
+        return v * self.inv_m * self.sw[rows]
 
     def datafit(self, v):
-        return 0.5 * self.inv_m * (v @ v)
+        if self.sw is None:
+            return 0.5 * self.inv_m * (v @ v)
+        return 0.5 * self.inv_m * (self.sw @ (v * v))
+
+    def device_y(self):
+        """What the device's row vector holds: y (not read), or the weights s."""
+        return self.y if self.sw is None else self.sw
 
     def objective(self, b, v):
         return self.datafit(v) + self.penalty(b)
 
+    def _wq(self, w):
+        """``sum_j w_j^2 / s_j / inv_m``: ``m ||w||^2``, or weighted (w_j = 0 where s_j = 0)."""
+        if self.sw is None:
+            return self.n_samples * float(w @ w)
+        pos = self.sw > 0
+        return float(np.sum(w[pos] ** 2 / self.sw[pos])) / self.inv_m
+
     def conjugate(self, w):
-        """``f*(w)`` for ``f(z) = (1/2m)||z - y||^2``: ``(m/2)||w||^2 + w^T y``."""
-        return 0.5 * self.n_samples * (w @ w) + w @ self.y
+        """``f*(w)`` for ``f(z) = (inv_m/2) sum s_j (z_j - y_j)^2``: ``sum w_j^2 / (2 inv_m
+        s_j) + w^T y`` (``(m/2)||w||^2 + w^T y`` unweighted)."""
+        return 0.5 * self._wq(w) + w @ self.y
 
     def best_scale(self, w, t_max):
-        """``argmin_t f*(t w)`` over ``0 <= t <= t_max``: ``-w^T y / (m ||w||^2)``, clipped."""
-        ww = float(w @ w)
+        """``argmin_t f*(t w)`` over ``0 <= t <= t_max``: ``-w^T y / (m ||w||^2)`` (weighted
+        alike), clipped."""
+        ww = self._wq(w)
         if ww <= 0:
             return min(1.0, t_max)
-        return float(np.clip(-float(w @ self.y) / (self.n_samples * ww), 0.0, t_max))
+        return float(np.clip(-float(w @ self.y) / ww, 0.0, t_max))
 
     def intercept_update(self, v, b0):
         """Optimal intercept for the current coefficients; returns (v, b0) shifted."""
-        shift = -v.mean()
+        shift = -v.mean() if self.sw is None else -(self.sw @ v) * self.inv_m
         return v + shift, b0 + shift
 
 
@@ -146,10 +169,11 @@ class LogisticL1(_Primal):
     def __init__(self, l1: float):
         self.l1, self.l2 = float(l1), 0.0
 
-    def setup(self, X, y, fit_intercept):
-        super().setup(X, y, fit_intercept)
+    def setup(self, X, y, fit_intercept, sample_weight=None):
+        super().setup(X, y, fit_intercept, sample_weight)
         if fit_intercept:
-            p = np.mean(self.y > 0)
+            pos = self.y > 0
+            p = np.mean(pos) if self.sw is None else (self.sw @ pos) * self.inv_m
             f0 = -(xlogy(p, p) + xlogy(1 - p, 1 - p))
         else:
             f0 = np.log(2.0)
@@ -166,32 +190,52 @@ class LogisticL1(_Primal):
     def gradient(self, v, rows=slice(None)):
         """``w = grad f(v)``; ``rows`` selects the samples v holds when v is a part."""
         y = self.y[rows]
-        return -y * self.inv_m * expit(-y * v)
+        if self.sw is None:
+            return -y * self.inv_m * expit(-y * v)
+        return -y * self.inv_m * self.sw[rows] * expit(-y * v)
 
     def datafit(self, v):
-        return self.inv_m * _log1pexp(-self.y * v).sum()
+        if self.sw is None:
+            return self.inv_m * _log1pexp(-self.y * v).sum()
+        return self.inv_m * (self.sw @ _log1pexp(-self.y * v))
+
+    def device_y(self):
+        """What the device's row vector holds: y, or y s (the weight's sign is y's)."""
+        return self.y if self.sw is None else self.y * self.sw
+
+    def _p(self, w):
+        """``p_j = -y_j w_j / (inv_m s_j)`` in [0, 1] where the conjugate is finite."""
+        if self.sw is None:
+            return -self.y * self.n_samples * w
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = -self.y * w / (self.inv_m * self.sw)
+        return np.where(self.sw > 0, p, 0.0)
 
     def objective(self, b, v):
         return self.datafit(v) + self.penalty(b)
 
     def conjugate(self, w):
-        """``f*(w) = (1/m) sum p log p + (1-p) log(1-p)``, ``p_j = -y_j m w_j`` in [0, 1]."""
-        p = np.clip(-self.y * self.n_samples * w, 0.0, 1.0)
-        return self.inv_m * float(np.sum(xlogy(p, p) + xlogy(1 - p, 1 - p)))
+        """``f*(w) = inv_m sum s_j [p log p + (1-p) log(1-p)]``, ``p_j = -y_j w_j / (inv_m
+        s_j)`` in [0, 1] (s = 1, ``p_j = -y_j m w_j`` unweighted)."""
+        p = np.clip(self._p(w), 0.0, 1.0)
+        terms = xlogy(p, p) + xlogy(1 - p, 1 - p)
+        return self.inv_m * float(np.sum(terms) if self.sw is None else self.sw @ terms)
 
     def best_scale(self, w, t_max, iters=60):
         """``argmin_t f*(t w)`` over ``0 <= t <= t_max`` (and ``t p_j <= 1``), by bisection on
         the derivative ``(1/m) sum p_j log(t p_j / (1 - t p_j))``, increasing in t."""
-        p = np.clip(-self.y * self.n_samples * w, 0.0, None)
+        p = np.clip(self._p(w), 0.0, None)
         p_max = float(np.max(p, initial=0.0))
         if p_max <= 0:
             return min(1.0, t_max)
         hi = min(t_max, 1.0 / p_max)
-        nz = p[p > 0]
+        nz = p > 0
+        pn = p[nz]
+        sn = 1.0 if self.sw is None else self.sw[nz]
 
         def slope(t):
-            tp = np.minimum(t * nz, 1.0 - 1e-16)
-            return float(np.sum(nz * (np.log(tp) - np.log1p(-tp))))
+            tp = np.minimum(t * pn, 1.0 - 1e-16)
+            return float(np.sum(sn * pn * (np.log(tp) - np.log1p(-tp))))
 
         if slope(hi) <= 0:
             return hi
@@ -208,18 +252,19 @@ class LogisticL1(_Primal):
         """Optimal intercept for the current coefficients; returns (v, b0) shifted."""
         # 1-D Newton on the intercept: minimise sum log(1 + exp(-y (v + c))) over c; the
         # objective is convex in c and the Newton steps are damped to stay monotone.
-        y = self.y
+        # Weighted: each sample's terms times s_j (1.0 multiplies exactly when unweighted).
+        y, wt = self.y, 1.0 if self.sw is None else self.sw
         c = 0.0
-        fc = _log1pexp(-y * v).sum()
+        fc = (wt * _log1pexp(-y * v)).sum()
         for _ in range(100):
             s = expit(-y * (v + c))
-            g = -(y * s).sum()
-            h = (s * (1 - s)).sum()
+            g = -(wt * y * s).sum()
+            h = (wt * s * (1 - s)).sum()
             if h <= 0 or abs(g) <= 1e-14 * len(y):
                 break
             step = g / h
             while True:
-                fn = _log1pexp(-y * (v + c - step)).sum()
+                fn = (wt * _log1pexp(-y * (v + c - step))).sum()
                 if fn <= fc or abs(step) < 1e-16:
                     break
                 step *= 0.5

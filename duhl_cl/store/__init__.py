@@ -7,7 +7,14 @@
 """
 
 from .base import Store
-from .checks import DataConversionWarning, check_X, check_y_binary, check_y_regression
+from .checks import (
+    DataConversionWarning,
+    check_sample_weight,
+    check_X,
+    check_y_binary,
+    check_y_regression,
+    class_weights,
+)
 from .memory import CoordinateStore
 from .products import matvec, rmatvec, sqnorms
 
@@ -16,6 +23,8 @@ __all__ = [
     "CoordinateStore",
     "DataConversionWarning",
     "check_X",
+    "check_sample_weight",
+    "class_weights",
     "check_y_binary",
     "check_y_regression",
     "matvec",

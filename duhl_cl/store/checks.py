@@ -13,7 +13,14 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["DataConversionWarning", "check_X", "check_y_regression", "check_y_binary"]
+__all__ = [
+    "DataConversionWarning",
+    "check_X",
+    "check_y_regression",
+    "check_y_binary",
+    "check_sample_weight",
+    "class_weights",
+]
 
 
 class DataConversionWarning(UserWarning):
@@ -169,3 +176,65 @@ def check_y_binary(y, n_samples):
             f"labels of exactly two classes (e.g. one class against the rest)"
         )
     return classes, np.where(y_idx == 1, 1.0, -1.0)
+
+
+def check_sample_weight(sample_weight, n_samples):
+    """Validate ``fit``'s sample_weight: None, a number, or (n_samples,) finite weights >= 0
+    that are not all 0. Returns None (no weights) or a float64 array."""
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
+        sample_weight = np.full(n_samples, float(sample_weight))
+    try:
+        s = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"sample_weight must be numbers, one per sample; got {type(sample_weight).__name__}"
+        ) from None
+    if s.ndim != 1 or len(s) != n_samples:
+        raise ValueError(
+            f"sample_weight has shape {s.shape} but X has {n_samples} samples; pass one "
+            f"weight per sample, shape ({n_samples},)"
+        )
+    if not np.isfinite(s).all():
+        bad = int(np.flatnonzero(~np.isfinite(s))[0])
+        raise ValueError(
+            f"sample_weight contains NaN or infinity (first at sample {bad}); pass finite weights"
+        )
+    if (s < 0).any():
+        bad = int(np.flatnonzero(s < 0)[0])
+        raise ValueError(
+            f"sample_weight must be >= 0; sample {bad} has {s[bad]:g} (weight 0 leaves a sample "
+            f"out)"
+        )
+    if not (s > 0).any():
+        raise ValueError(
+            "sample_weight is zero for every sample: nothing to fit; give some samples a "
+            "positive weight"
+        )
+    return s
+
+
+def class_weights(class_weight, classes, y_idx, sample_weight):
+    """Per-sample factors from ``class_weight`` (None, "balanced" or {class: weight}), as
+    scikit-learn's (compute_class_weight, with the sample weights); None when there are none.
+    A dict naming a class that y does not hold is refused."""
+    if class_weight is None:
+        return None
+    if isinstance(class_weight, dict):
+        absent = [k for k in class_weight if k not in set(classes.tolist())]
+        if absent:
+            raise ValueError(
+                f"class_weight names {absent!r}, which y does not hold; the classes are "
+                f"{classes.tolist()!r}"
+            )
+    elif class_weight != "balanced":
+        raise ValueError(
+            f"class_weight must be None, 'balanced' or a dict {{class: weight}}, got "
+            f"{class_weight!r}"
+        )
+    from sklearn.utils.class_weight import compute_class_weight
+
+    cw = compute_class_weight(class_weight, classes=classes, y=classes[y_idx],
+                              sample_weight=sample_weight)  # fmt: skip
+    return np.asarray(cw, dtype=np.float64)[y_idx]

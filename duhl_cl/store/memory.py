@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from .base import Store
 from .checks import _all_finite, _refuse_nonfinite, _refuse_out_of_range
-from .products import sqnorms
+from .products import sqnorms, weighted_sqnorms
 
 __all__ = ["CoordinateStore"]
 
@@ -34,6 +34,9 @@ class CoordinateStore(Store):
         Dual models: the +-1 label of each row.
     bias : float
         Dual models: value of the constant bias feature (0 for none), added to sqnorm.
+    row_weights : ndarray of shape (n_samples,), optional
+        Primal models with sample weights: sqnorm is ``sum_j s_j x_ji^2``, the curvature
+        of the weighted datafit.
 
     Attributes
     ----------
@@ -45,7 +48,8 @@ class CoordinateStore(Store):
     dim : int -- length of a dense slot (n_samples for primal, n_features for dual)
     """
 
-    def __init__(self, X, *, primal: bool, dtype, labels=None, bias: float = 0.0):
+    def __init__(self, X, *, primal: bool, dtype, labels=None, bias: float = 0.0,
+                 row_weights=None):  # fmt: skip
         dtype = np.dtype(dtype)
         self.primal, self.dtype = primal, dtype
         self.sparse = sp.issparse(X)
@@ -94,6 +98,8 @@ class CoordinateStore(Store):
             self.matrix = M
         self.labels = None if labels is None else np.asarray(labels, dtype=np.float64)
         self.sqnorm = sq + (bias * bias if not primal else 0.0)
+        if row_weights is not None and primal:
+            self.sqnorm = weighted_sqnorms(self.matrix, np.asarray(row_weights, np.float64))
 
     @property
     def nbytes(self) -> int:

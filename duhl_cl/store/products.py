@@ -12,7 +12,7 @@ import os
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["matvec", "rmatvec", "sqnorms"]
+__all__ = ["matvec", "rmatvec", "sqnorms", "weighted_sqnorms"]
 
 
 _POOL = None
@@ -90,6 +90,27 @@ def sqnorms(X, axis):
         part = (X[:, bad] if axis == 0 else X[bad]).astype(np.float64)
         out[bad] = np.einsum(subs, part, part)
     return out
+
+
+def weighted_sqnorms(X, s):
+    """``sum_j s_j X_ji^2`` of every column of X (dense, or CSC/CSR), as float64: the
+    curvature of a datafit whose rows weigh s (primal models with sample weights).
+
+    Dense X: slabs of columns on the host's threads, in X's precision (as :func:`sqnorms`).
+    """
+    if sp.issparse(X):
+        return np.asarray(X.multiply(X).T @ s, dtype=np.float64).ravel()
+    n = X.shape[1]
+    sw = s.astype(X.dtype)
+    n_threads = max(1, min(os.cpu_count() or 1, n))
+    cuts = np.linspace(0, n, n_threads + 1).astype(int)
+
+    def slab(i):
+        part = X[:, cuts[i] : cuts[i + 1]]
+        return np.einsum("ij,ij,i->j", part, part, sw)
+
+    pieces = _host_pool().map(slab, range(n_threads)) if n_threads > 1 else [slab(0)]
+    return np.concatenate(list(pieces)).astype(np.float64)
 
 
 def matvec(X, x, block=1 << 18):
