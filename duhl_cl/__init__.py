@@ -8,7 +8,18 @@ from .device.discovery import DeviceError, open_device
 from .device.ledger import MemoryBudgetError
 from .device.profiles import ProfileError, list_profiles, load_profile
 from .duhl.solver import ConvergenceWarning
-from .estimators import ElasticNet, Lasso, LinearSVC, LogisticRegression, NotFittedError, Ridge
+from .estimators import (
+    ElasticNet,
+    ElasticNetCV,
+    Lasso,
+    LassoCV,
+    LinearSVC,
+    LogisticRegression,
+    NotFittedError,
+    Ridge,
+    enet_path,
+    lasso_path,
+)
 
 __version__ = "0.1.0"
 
@@ -18,6 +29,10 @@ __all__ = [
     "Ridge",
     "LinearSVC",
     "LogisticRegression",
+    "LassoCV",
+    "ElasticNetCV",
+    "lasso_path",
+    "enet_path",
     "ConvergenceWarning",
     "DeviceError",
     "MemoryBudgetError",

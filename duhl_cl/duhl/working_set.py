@@ -107,12 +107,7 @@ class DeviceWorkingSet(PoolWrites, Launches):
         self.vdim = model.shared_dim()
         self._simulated = "oclgrind" in device.info.platform.lower()
         self._allocate()
-        p = model.kernel_params()
-        R = self.real
-        # The pass kernels take l1, l2, C, bias; coord_gap also the l1 bound (primal_gap).
-        self._pass_params = [R(p["l1"]), R(p["l2"]), R(p["C"]), R(p["bias"])]
-        self._gap_params = [R(p["l1"]), R(p["l2"]), R(p["bound"]), R(p["C"]), R(p["bias"])]
-        self.inv_m = R(p["inv_m"])
+        self.set_kernel_params()
         self._slot_table()
         self._order_flat = None  # the slot list last uploaded to b_order, if still valid
         self._starts = []
@@ -121,6 +116,16 @@ class DeviceWorkingSet(PoolWrites, Launches):
         # reports), so under it every incoming coordinate takes the staged path, whose copy
         # is a kernel it can check; the direct path is host writes only.
         self._direct_runs = 0 if self._simulated else DIRECT_RUNS
+
+    def set_kernel_params(self):
+        """Take the model's scalars as the kernels' arguments (again after a change of
+        penalty: a regularization path keeps its working set from one penalty to the next)."""
+        p = self.model.kernel_params()
+        R = self.real
+        # The pass kernels take l1, l2, C, bias; coord_gap also the l1 bound (primal_gap).
+        self._pass_params = [R(p["l1"]), R(p["l2"]), R(p["C"]), R(p["bias"])]
+        self._gap_params = [R(p["l1"]), R(p["l2"]), R(p["bound"]), R(p["C"]), R(p["bias"])]
+        self.inv_m = R(p["inv_m"])
 
     def _build_kernels(self, routine):
         """The pass routine and the gap, gradient and scatter kernels of this fit's build."""

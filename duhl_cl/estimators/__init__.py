@@ -3,7 +3,8 @@
 :mod:`.params` (the parameters every estimator has, declared once), :mod:`.base` (validation
 and the fit driver they share, on scikit-learn's BaseEstimator), :mod:`.regressors` (Lasso,
 ElasticNet, Ridge, with RegressorMixin), :mod:`.classifiers` (LinearSVC,
-LogisticRegression, with ClassifierMixin).
+LogisticRegression, with ClassifierMixin), :mod:`.paths` (lasso_path, enet_path, LassoCV,
+ElasticNetCV: regularization paths in one device session).
 
 Objectives (m = n_samples), as in scikit-learn:
 
@@ -27,6 +28,18 @@ solves (Ridge: the objective above divided by 2m; L1-logistic: divided by C m).
 
 from .base import NotFittedError
 from .classifiers import LinearSVC, LogisticRegression
+from .paths import ElasticNetCV, LassoCV, enet_path, lasso_path
 from .regressors import ElasticNet, Lasso, Ridge
 
-__all__ = ["Lasso", "ElasticNet", "Ridge", "LinearSVC", "LogisticRegression", "NotFittedError"]
+__all__ = [
+    "Lasso",
+    "ElasticNet",
+    "Ridge",
+    "LinearSVC",
+    "LogisticRegression",
+    "LassoCV",
+    "ElasticNetCV",
+    "lasso_path",
+    "enet_path",
+    "NotFittedError",
+]

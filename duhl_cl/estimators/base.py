@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..device.discovery import open_device
 from ..device.profiles import DeviceProfile, parse_budget
+from ..duhl.path import solve_path
 from ..duhl.policies import POLICIES
 from ..duhl.solver import host_threads, solve
 from ..kernels import VARIANTS
@@ -80,7 +81,8 @@ class _Base(BaseEstimator):
         return X
 
     # -- the fit driver
-    def _fit(self, X, y_model, model, callback=None, sample_weight=None):
+    def _prepare(self, X, y_model, model, sample_weight=None):
+        """Open the device, bind the model, build the store: (device, dtype, store, X, refine)."""
         self._check_common_params()
         if (
             isinstance(self.device, (str, DeviceProfile))
@@ -108,12 +110,16 @@ class _Base(BaseEstimator):
             X, primal=model.primal, dtype=dtype, labels=labels, bias=getattr(model, "bias", 0.0),
             row_weights=s if model.primal else None,
         )  # fmt: skip
-        alpha0, b00 = None, 0.0
-        if self.warm_start and hasattr(self, "_alpha") and len(self._alpha) == model.n_coords:
-            alpha0, b00 = self._alpha, getattr(self, "_intercept0", 0.0)
         # The default precision (the profile's) finishes in float64 where float32 stalls and
         # the device has fp64; an explicit dtype is kept (and the warning says why it stalled).
         refine = "float64" if self.dtype is None and dtype == np.float32 and device.fp64 else None
+        return device, dtype, store, X, refine
+
+    def _fit(self, X, y_model, model, callback=None, sample_weight=None):
+        device, dtype, store, X, refine = self._prepare(X, y_model, model, sample_weight)
+        alpha0, b00 = None, 0.0
+        if self.warm_start and hasattr(self, "_alpha") and len(self._alpha) == model.n_coords:
+            alpha0, b00 = self._alpha, getattr(self, "_intercept0", 0.0)
         with host_threads(device.profile.host_threads):
             result = self._solve(model, store, device, alpha0, b00, callback, refine)
         self._alpha = result.alpha
@@ -152,6 +158,20 @@ class _Base(BaseEstimator):
             # A callback raised: the model so far is stored (above), then the error goes on.
             raise result.error
         return self
+
+    def _fit_path(self, X, y, model, penalties, coef_init=None, sample_weight=None):
+        """The path of ``penalties`` (l1, l2) in one device session (duhl_cl.duhl.path);
+        returns its PathPoints."""
+        device, dtype, store, X, refine = self._prepare(X, y, model, sample_weight)
+        with host_threads(device.profile.host_threads):
+            points, _ = solve_path(
+                model, store, device, penalties, tol=float(self.tol),
+                max_iter=int(self.max_iter), budget=parse_budget(self.memory_budget, store.nbytes),
+                random_state=self.random_state, alpha0=coef_init, policy=self.policy,
+                passes_per_round=self.passes_per_round, kernel_variant=self.kernel_variant,
+                refine_dtype=refine, verbose=self.verbose,
+            )  # fmt: skip
+        return points
 
     def _set_solution(self, coef, intercept):
         self.coef_, self.intercept_ = coef, intercept

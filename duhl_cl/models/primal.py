@@ -37,6 +37,12 @@ class _Primal(Model):
         p.update(l1=self.l1, l2=self.l2, bound=self.bound)
         return p
 
+    def set_penalty(self, l1: float, l2: float) -> None:
+        """A new penalty on the same data (a regularization path): l1, l2 and the
+        Lipschitzing bound B = f(0) / l1 they set."""
+        self.l1, self.l2 = float(l1), float(l2)
+        self.bound = self.f0 / self.l1 if (self.l2 == 0 and self.l1 > 0) else 0.0
+
     def penalty(self, b):
         return self.l1 * np.abs(b).sum() + 0.5 * self.l2 * (b @ b)
 

@@ -1,0 +1,99 @@
+"""Regularization paths: one device session for a whole sequence of penalties.
+
+:func:`solve_path` fits a primal model (duhl_cl.models.primal) for each (l1, l2) of a path,
+largest penalty first, with one :class:`~duhl_cl.duhl.local_solver.LocalSolver`: the store
+and the device working set are built once, and each penalty starts where the previous one
+ended, as celer and skglm warm-start their paths: the coefficients, the shared vector, the
+resident set (the previous support is on the device already) and the gap memory, which a
+certificate under the new penalty refreshes before the first round. Each point is run by
+the same driver as a single fit (duhl_cl.duhl.solver._Run: rounds, certificates, the
+float64 refinement of a stalled float32 fit) and is certified: ``objective - optimum <=
+gap`` at every point.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .local_solver import LocalSolver
+from .solver import _Run
+
+__all__ = ["PathPoint", "solve_path"]
+
+
+@dataclass
+class PathPoint:
+    """One penalty's certified solution."""
+
+    l1: float
+    l2: float
+    alpha: np.ndarray
+    intercept: float
+    gap: float
+    objective: float
+    n_iter: int
+    converged: bool
+    history: list = field(default_factory=list)
+
+
+def solve_path(model, store, device, penalties, *, tol, max_iter, budget=None,
+               random_state=None, alpha0=None, policy="duhl", passes_per_round="auto",
+               kernel_variant=None, refine_dtype=None, certify_every=10, verbose=0):  # fmt: skip
+    """Fit ``model`` at each (l1, l2) of ``penalties`` in one device session.
+
+    Parameters
+    ----------
+    model : duhl_cl.models.primal model (``setup`` done; ``set_penalty`` is called per point)
+    store : duhl_cl.store.Store
+    device : duhl_cl.device.discovery.Device
+    penalties : sequence of (l1, l2)
+        In the order to solve them (largest first: each starts from the previous solution).
+    tol, max_iter : as :func:`duhl_cl.duhl.solver.solve`, per point (max_iter rounds each).
+    alpha0 : ndarray (n_coords,), optional
+        The first point's start (default zeros).
+
+    Returns
+    -------
+    list of PathPoint, one per penalty; and the ledger's (bytes_h2d, bytes_d2h, peak).
+    """
+    rng = np.random.default_rng(random_state)
+    t0 = time.perf_counter()
+
+    def local_solver(dtype=None, ledger=None):
+        return LocalSolver(
+            model, store, device, budget=budget, ledger=ledger, policy=policy,
+            passes_per_round=passes_per_round, kernel_variant=kernel_variant, rng=rng,
+            dtype=dtype,
+        )  # fmt: skip
+
+    local = local_solver()
+    points = []
+    try:
+        local.start(alpha0)
+        for l1, l2 in penalties:
+            model.set_penalty(l1, l2)
+            local.ws.set_kernel_params()
+            run = _Run(local, tol * model.scale, certify_every, t0, verbose, None)
+            # The new penalty's exact gaps of every coordinate: the gap memory, the intercept.
+            run.cert, run.last_cert = local.certify(), local.n_rounds
+            n0 = local.n_rounds
+            converged = run.cert.gap <= run.target
+            while not converged and local.n_rounds - n0 < max_iter:
+                converged = run.round()
+                if not converged and refine_dtype is not None and run.stalled():
+                    run.refine(local_solver, np.dtype(refine_dtype))
+                    local = run.local
+            if not converged:
+                run.finish()
+            cert = run.cert
+            points.append(PathPoint(l1, l2, cert.alpha.copy(), cert.intercept, cert.gap,
+                                    cert.objective, local.n_rounds - n0, cert.gap <= run.target,
+                                    run.history))  # fmt: skip
+        led = local.ledger
+        return points, (led.bytes_h2d, led.bytes_d2h, led.peak)
+    finally:
+        local.close()
+        local.release()
