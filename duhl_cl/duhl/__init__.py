@@ -9,5 +9,6 @@
 - :mod:`.refresh`: unit A, the host thread that refreshes the gap memory;
 - :mod:`.certificate`: the shared vector, each coordinate's u, the float64 certificate;
 - :mod:`.local_solver`: one device's state and its round (the seam for a distributed driver);
-- :mod:`.solver`: the driver of one device's fit (rounds, when to certify, when to stop).
+- :mod:`.solver`: the driver of one device's fit (rounds, when to certify, when to stop);
+- :mod:`.path`: a sequence of penalties (a regularization path) in one device session.
 """

@@ -14,12 +14,13 @@ gap`` at every point.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .local_solver import LocalSolver
-from .solver import _Run
+from .solver import ConvergenceWarning, _Run
 
 __all__ = ["PathPoint", "solve_path"]
 
@@ -92,6 +93,16 @@ def solve_path(model, store, device, penalties, *, tol, max_iter, budget=None,
             points.append(PathPoint(l1, l2, cert.alpha.copy(), cert.intercept, cert.gap,
                                     cert.objective, local.n_rounds - n0, cert.gap <= run.target,
                                     run.history))  # fmt: skip
+        missed = [k for k, p in enumerate(points) if not p.converged]
+        if missed:
+            warnings.warn(
+                f"{len(missed)} of {len(points)} points of the path stopped after max_iter="
+                f"{max_iter} rounds above tol (the first: point {missed[0]}, certified gap "
+                f"{points[missed[0]].gap:.3e}); their certified gaps are returned. Increase "
+                f"max_iter or loosen tol.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
         led = local.ledger
         return points, (led.bytes_h2d, led.bytes_d2h, led.peak)
     finally:

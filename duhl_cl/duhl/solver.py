@@ -128,21 +128,7 @@ def solve(
     try:
         try:
             run.start_cert_time = run.local.start(alpha0, intercept0)
-            while run.local.n_rounds < max_iter:
-                if max_time is not None and time.perf_counter() - t0 > max_time:
-                    run.stop_reason = "max_time"
-                    break
-                if run.round():
-                    run.stop_reason = "converged"
-                    break
-                if refine_dtype is not None and run.stalled():
-                    run.refine(local_solver, np.dtype(refine_dtype))
-        except KeyboardInterrupt:
-            run.stop_reason = "interrupted"
-        except _CallbackStop:
-            run.stop_reason = "callback"
-        except _CallbackError as exc:
-            run.stop_reason, run.error = "callback error", exc.error
+            run.rounds(max_iter, max_time, local_solver, refine_dtype)
         finally:
             led = run.local.ledger
             run.local.close()
@@ -214,6 +200,26 @@ class _Run:
         self.best_log: list[tuple[int, float]] = []
         self.refinement = None
         self.error = None  # what a callback raised
+
+    def rounds(self, max_iter, max_time, local_solver, refine_dtype) -> None:
+        """Rounds until converged, max_iter, max_time, Ctrl-C or the callback stops them,
+        refining in ``refine_dtype`` (with ``local_solver``) where the gap stalls."""
+        try:
+            while self.local.n_rounds < max_iter:
+                if max_time is not None and time.perf_counter() - self.t0 > max_time:
+                    self.stop_reason = "max_time"
+                    return
+                if self.round():
+                    self.stop_reason = "converged"
+                    return
+                if refine_dtype is not None and self.stalled():
+                    self.refine(local_solver, np.dtype(refine_dtype))
+        except KeyboardInterrupt:
+            self.stop_reason = "interrupted"
+        except _CallbackStop:
+            self.stop_reason = "callback"
+        except _CallbackError as exc:
+            self.stop_reason, self.error = "callback error", exc.error
 
     def round(self) -> bool:
         """One round, certified when due; True when the certified gap meets the target."""
