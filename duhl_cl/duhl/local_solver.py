@@ -28,7 +28,7 @@ from .policies import make_policy
 from .refresh import HostRefresher
 from .working_set import DeviceWorkingSet
 
-__all__ = ["AUTO_PASSES", "GROW_FROM", "LocalSolver", "auto_passes_for"]
+__all__ = ["AUTO_PASSES", "GROW_FROM", "LocalSolver", "auto_passes_for", "solver_factory"]
 
 
 GROW_FROM = 100  # a sparse model's smallest working set (celer's p0)
@@ -301,3 +301,19 @@ class LocalSolver:
     def release(self) -> None:
         """Free the device memory."""
         self.ws.release()
+
+
+def solver_factory(model, store, device, *, budget=None, ledger=None, policy="duhl",
+                   passes_per_round="auto", kernel_variant=None, rng=None):  # fmt: skip
+    """``make(dtype=None, ledger=ledger)``: a LocalSolver with these settings in a given
+    precision (a driver makes a second one for a float64 refinement, on the same ledger)."""
+    default_ledger = ledger
+
+    def make(dtype=None, ledger=None):
+        return LocalSolver(
+            model, store, device, budget=budget, policy=policy, rng=rng, dtype=dtype,
+            ledger=default_ledger if ledger is None else ledger,
+            passes_per_round=passes_per_round, kernel_variant=kernel_variant,
+        )  # fmt: skip
+
+    return make

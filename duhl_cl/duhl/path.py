@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .local_solver import LocalSolver
+from .local_solver import solver_factory
 from .solver import ConvergenceWarning, _Run
 
 __all__ = ["PathPoint", "solve_path"]
@@ -60,15 +60,11 @@ def solve_path(model, store, device, penalties, *, tol, max_iter, budget=None,
     -------
     list of PathPoint, one per penalty; and the ledger's (bytes_h2d, bytes_d2h, peak).
     """
-    rng = np.random.default_rng(random_state)
     t0 = time.perf_counter()
-
-    def local_solver(dtype=None, ledger=None):
-        return LocalSolver(
-            model, store, device, budget=budget, ledger=ledger, policy=policy,
-            passes_per_round=passes_per_round, kernel_variant=kernel_variant, rng=rng,
-            dtype=dtype,
-        )  # fmt: skip
+    local_solver = solver_factory(
+        model, store, device, budget=budget, policy=policy, passes_per_round=passes_per_round,
+        kernel_variant=kernel_variant, rng=np.random.default_rng(random_state),
+    )  # fmt: skip
 
     local = local_solver()
     points = []

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..device.ledger import MemoryBudgetError
-from .local_solver import LocalSolver
+from .local_solver import solver_factory
 
 # A stall: the best certified gap has not halved over this many certificate intervals.
 STALL_CERTIFICATES = 4
@@ -115,15 +115,11 @@ def solve(
     """
     t0 = time.perf_counter()
     target = tol * model.scale
-    rng = np.random.default_rng(random_state)
-
-    def local_solver(dtype=None, ledger=ledger):
-        return LocalSolver(
-            model, store, device, budget=budget, ledger=ledger, policy=policy,
-            passes_per_round=passes_per_round, kernel_variant=kernel_variant, rng=rng,
-            dtype=dtype,
-        )  # fmt: skip
-
+    local_solver = solver_factory(
+        model, store, device, budget=budget, ledger=ledger, policy=policy,
+        passes_per_round=passes_per_round, kernel_variant=kernel_variant,
+        rng=np.random.default_rng(random_state),
+    )  # fmt: skip
     run = _Run(local_solver(), target, certify_every, t0, verbose, callback)
     try:
         try:
