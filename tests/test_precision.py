@@ -164,3 +164,26 @@ def test_the_best_dual_scale_is_valid_and_no_worse(kind):
         gap = model.total_gap(b, u, v)
         if ref is not None:
             assert model.objective(b, v) - ref <= gap + 1e-12
+
+
+def test_a_slow_fit_that_still_moves_is_not_at_its_floor():
+    """The stall rule: a best gap that has not halved in 4 certificate intervals is the
+    floor only while the coefficients stand still (moved < FLOOR_MOVE); a slow fit whose
+    coefficients still move (a rotating working set) stays in its precision."""
+    from types import SimpleNamespace
+
+    from duhl_cl.duhl.solver import FLOOR_MOVE, STALL_CERTIFICATES, _Run
+
+    def run_with(moves):
+        local = SimpleNamespace(n_rounds=0)
+        run = _Run(local, target=1.0, certify_every=10, t0=0.0, verbose=0, callback=None)
+        for k, m in enumerate(moves, start=1):
+            local.n_rounds = 10 * k
+            run.best_log.append((local.n_rounds, 10.0 * 0.9**k, m))  # 10% better a certificate
+        run.cert, run.last_cert = SimpleNamespace(gap=run.best_log[-1][1]), local.n_rounds
+        return run
+
+    window = STALL_CERTIFICATES + 2
+    assert run_with([1e-1] * window).stalled() is False  # progressing: moves
+    assert run_with([FLOOR_MOVE / 100] * window).stalled() is True  # stuck: the floor
+    assert run_with([FLOOR_MOVE / 100] * 2).stalled() is False  # too early to tell
