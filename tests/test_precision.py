@@ -172,11 +172,11 @@ def test_a_slow_fit_that_still_moves_is_not_at_its_floor():
     coefficients still move (a rotating working set) stays in its precision."""
     from types import SimpleNamespace
 
-    from duhl_cl.duhl.solver import FLOOR_MOVE, STALL_CERTIFICATES, _Run
+    from duhl_cl.duhl.rounds import FLOOR_MOVE, STALL_CERTIFICATES, Run
 
     def run_with(moves):
         local = SimpleNamespace(n_rounds=0)
-        run = _Run(local, target=1.0, certify_every=10, t0=0.0, verbose=0, callback=None)
+        run = Run(local, target=1.0, certify_every=10, t0=0.0, verbose=0, callback=None)
         for k, m in enumerate(moves, start=1):
             local.n_rounds = 10 * k
             run.best_log.append((local.n_rounds, 10.0 * 0.9**k, m))  # 10% better a certificate

@@ -127,7 +127,7 @@ class Progress:
         self.open = False
 
     def __call__(self, rec):
-        from ..duhl.solver import format_round
+        from ..duhl.rounds import format_round
 
         if self.log is not None:
             self.log(rec)

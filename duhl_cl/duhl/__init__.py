@@ -9,6 +9,9 @@
 - :mod:`.refresh`: unit A, the host thread that refreshes the gap memory;
 - :mod:`.certificate`: the shared vector, each coordinate's u, the float64 certificate;
 - :mod:`.local_solver`: one device's state and its round (the seam for a distributed driver);
-- :mod:`.solver`: the driver of one device's fit (rounds, when to certify, when to stop);
+- :mod:`.rounds`: the rounds of a fit (when to certify, the float32 floor and the switch to
+  float64, the stop's record);
+- :mod:`.solver`: the driver of one device's fit (its result, the warning when it stops
+  short);
 - :mod:`.path`: a sequence of penalties (a regularization path) in one device session.
 """

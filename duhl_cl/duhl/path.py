@@ -6,7 +6,7 @@ and the device working set are built once, and each penalty starts where the pre
 ended, as celer and skglm warm-start their paths: the coefficients, the shared vector, the
 resident set (the previous support is on the device already) and the gap memory, which a
 certificate under the new penalty refreshes before the first round. Each point is run by
-the same driver as a single fit (duhl_cl.duhl.solver._Run: rounds, certificates, the
+the same driver as a single fit (duhl_cl.duhl.rounds.Run: rounds, certificates, the
 float64 refinement of a stalled float32 fit) and is certified: ``objective - optimum <=
 gap`` at every point.
 """
@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .local_solver import solver_factory
-from .solver import ConvergenceWarning, _Run
+from .rounds import Run
+from .solver import ConvergenceWarning
 
 __all__ = ["PathPoint", "solve_path"]
 
@@ -73,7 +74,7 @@ def solve_path(model, store, device, penalties, *, tol, max_iter, budget=None,
         for l1, l2 in penalties:
             model.set_penalty(l1, l2)
             local.ws.set_kernel_params()
-            run = _Run(local, tol * model.scale, certify_every, t0, verbose, None)
+            run = Run(local, tol * model.scale, certify_every, t0, verbose, None)
             # The new penalty's exact gaps of every coordinate: the gap memory, the intercept.
             run.cert, run.last_cert = local.certify(), local.n_rounds
             n0 = local.n_rounds
