@@ -8,7 +8,7 @@
  * NumPy equivalent (primal, dense): u = X[:, slots].T @ w;
  *     gap = b*u + l1*|b| + l2/2*b**2 + g*(-u)        (duhl_cl/models/, Model.gaps)
  */
-#include "slot.h"
+#include "step.h"
 
 __kernel void datafit_gradient(__global const real *v, __global const real *y,
                                __global real *w, const int dim, const real inv_m)
@@ -38,8 +38,9 @@ __kernel void coord_gap(__global const real *val, __global const int *idx,
     u_out[k] = u;
     gap_out[k] = primal_gap(alpha[s], u, l1, l2, bound);
 #else
-    const real mu = slot_y(ylab[s]) * (u + bias * w[dim]);
+    /* The margin and the box as the pass kernels take them (step.h). */
+    const real mu = coord_margin(u, coord_label(ylab, s), w, dim, bias);
     u_out[k] = mu;
-    gap_out[k] = dual_gap(alpha[s], mu, slot_C(C, ylab[s]));
+    gap_out[k] = dual_gap(alpha[s], mu, coord_C(ylab, s, C));
 #endif
 }

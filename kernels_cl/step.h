@@ -40,7 +40,7 @@ inline real coord_label(__global const real *ylab, const int s)
 /* The coordinate's C: the model's, or the sample's C w_s (dual, WEIGHTED). */
 inline real coord_C(__global const real *ylab, const int s, const real C)
 {
-#if PRIMAL || !WEIGHTED
+#if PRIMAL
     (void)ylab;
     (void)s;
     return C;

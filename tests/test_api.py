@@ -191,3 +191,32 @@ def test_max_time_stops_with_a_certificate(device, regression_data):
             alpha=0.001, tol=1e-16, max_iter=10**6, max_time=0.3, dtype="float32", device=device
         ).fit(X, y)
     assert est.history_[-1]["gap"] is not None and np.isfinite(est.dual_gap_)
+
+
+@pytest.mark.parametrize("name", ["hinge", "squared_hinge", "logistic"])
+def test_a_warm_start_outside_the_dual_box_is_moved_into_it(device, classification_data, name):
+    """A warm start from a wider box (a fit at C = 10 reused at C = 0.01): coefficients the
+    passes may never visit again would sit outside [0, C], where the per-sample gap formula
+    goes negative and the certificate would no longer bound the error. The local solver
+    moves them into the box (Model.feasible) before anything is computed from them."""
+    from duhl_cl import models
+    from duhl_cl.duhl.local_solver import LocalSolver
+    from duhl_cl.store import CoordinateStore
+
+    X, y = classification_data
+    ypm = np.where(y == 1, 1.0, -1.0)
+    model = {"hinge": models.Hinge, "squared_hinge": models.SquaredHinge,
+             "logistic": models.LogisticL2}[name](0.01, 1.0)  # fmt: skip
+    model.setup(X, ypm, True)
+    store = CoordinateStore(X, primal=False, dtype=np.float64, labels=ypm, bias=1.0)
+    local = LocalSolver(model, store, device, rng=np.random.default_rng(0))
+    try:
+        wide = np.linspace(-1.0, 10.0, len(y))  # some below 0, most above C = 0.01
+        _, cert = local.start(wide)
+        assert np.all(local.alpha >= 0) and np.all(local.alpha >= model.feasible(local.alpha))
+        if name != "squared_hinge":
+            assert np.all(local.alpha <= 0.01)
+        assert np.all(model.gaps(cert.alpha, cert.u) >= -1e-12)  # every gap a valid bound
+    finally:
+        local.close()
+        local.release()

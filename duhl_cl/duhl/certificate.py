@@ -30,6 +30,7 @@ __all__ = [
     "coordinate_u",
     "dual_point",
     "gaps_against",
+    "rescore",
     "shared_vector",
 ]
 
@@ -102,6 +103,18 @@ def coordinate_u(model, store, point, block=None) -> np.ndarray:
     return store.labels[a:b] * (Xw + model.bias * float(point[-1]))
 
 
+def rescore(model, cert) -> Certificate:
+    """``cert`` under the model's current penalty: the shared vector, each coordinate's u and
+    (primal) the optimal intercept do not depend on it, so only the gap and the objective are
+    evaluated again, without a pass over the data (the next point of a path)."""
+    a, u, shared = cert.alpha, cert.u, cert.shared
+    if model.primal:
+        return Certificate(model.total_gap(a, u, shared), float(model.objective(a, shared)),
+                           a, cert.intercept, shared, u)  # fmt: skip
+    return Certificate(model.total_gap(a, u, shared), float(model.primal_objective(shared, u)),
+                       a, cert.intercept, shared, u)  # fmt: skip
+
+
 def gaps_against(model, store, alpha, shared):
     """Every coordinate's u and gap at ``alpha`` against a given shared vector.
 
@@ -118,9 +131,10 @@ def certificate(model, store, alpha, intercept=0.0) -> Certificate:
 
     For primal models with an intercept, the intercept is first set to its optimum for
     ``alpha`` (which only lowers the objective), so that the dual point is feasible; the
-    ``intercept`` given is then not used.
+    ``intercept`` given is then not used. The certificate holds its own copy of ``alpha``
+    (a solver's coefficients change in place after it).
     """
-    alpha = np.asarray(alpha, dtype=np.float64)
+    alpha = np.array(alpha, dtype=np.float64)
     if model.primal:
         v, b0 = shared_vector(model, store, alpha, 0.0), 0.0
         if model.fit_intercept:

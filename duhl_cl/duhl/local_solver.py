@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from .certificate import certificate, gaps_against, shared_vector
+from .certificate import certificate, gaps_against, rescore, shared_vector
 from .policies import make_policy
 from .refresh import HostRefresher
 from .working_set import DeviceWorkingSet
@@ -168,18 +168,22 @@ class LocalSolver:
         self._remember(cert)
         self.set_shared(cert.shared)
 
-    def start(self, alpha0=None, intercept0=0.0) -> float:
-        """Set the state to ``alpha0`` (default: the model's start) and send the shared
-        vector to the device; returns the seconds a start certificate took (0 if none).
+    def start(self, alpha0=None, intercept0=0.0):
+        """Set the state to ``alpha0`` (default: the model's start; moved into the model's
+        domain, :meth:`Model.feasible`) and send the shared vector to the device; returns
+        (seconds the start certificate took, that certificate or None).
 
         A gap-ranked policy starts from a certificate (one host pass, exact u of every
         coordinate, taken by the gap memory), so that the first working set is already
         gap-ranked instead of an arbitrary fill of never-evaluated coordinates.
         """
         m = self.model
-        self.alpha = m.initial_alpha() if alpha0 is None else np.array(alpha0, dtype=np.float64)
+        if alpha0 is None:
+            self.alpha = m.initial_alpha()
+        else:
+            self.alpha = m.feasible(np.array(alpha0, dtype=np.float64))
         self.intercept = float(intercept0) if m.primal else 0.0
-        spent = 0.0
+        spent, start = 0.0, None
         if self.policy.ranks_by_gap:
             t = time.perf_counter()
             start = certificate(m, self.store, self.alpha, self.intercept)
@@ -189,7 +193,7 @@ class LocalSolver:
         else:
             self.shared = shared_vector(m, self.store, self.alpha, self.intercept)
         self.ws.set_shared(self.shared)
-        return spent
+        return spent, start
 
     def set_shared(self, shared) -> None:
         """Take a shared vector from outside (a driver's), on the host and the device."""
@@ -214,7 +218,9 @@ class LocalSolver:
         # Unit A works on the previous round's alpha and v while unit B runs the pass.
         all_visited = len(visited) == self.store.n_coords
         if not all_visited:
-            self.refresher.start(alpha.copy(), self.shared.copy())
+            # No copies: the refresher has stopped before the read-back writes alpha in
+            # place, and the shared vector is replaced, never written into.
+            self.refresher.start(alpha, self.shared)
         ws.finish()
         device_time = time.perf_counter() - t_round
         n_refreshed, host_time = self.refresher.stop() if not all_visited else (0, 0.0)
@@ -269,6 +275,15 @@ class LocalSolver:
         """
         cert = certificate(self.model, self.store, self.alpha, self.intercept)
         self.intercept = cert.intercept
+        self._remember(cert)
+        self.set_shared(cert.shared)
+        return cert
+
+    def recertify(self, cert):
+        """``cert`` under a new penalty of the model (duhl_cl.duhl.certificate.rescore, no
+        pass over the data), taken as :meth:`certify` takes a certificate."""
+        cert = rescore(self.model, cert)
+        self.alpha, self.intercept = np.array(cert.alpha), cert.intercept
         self._remember(cert)
         self.set_shared(cert.shared)
         return cert

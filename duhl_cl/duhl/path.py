@@ -43,7 +43,8 @@ class PathPoint:
 
 def solve_path(model, store, device, penalties, *, tol, max_iter, budget=None,
                random_state=None, alpha0=None, policy="duhl", passes_per_round="auto",
-               kernel_variant=None, refine_dtype=None, certify_every=10, verbose=0):  # fmt: skip
+               kernel_variant=None, refine_dtype=None, certify_every=10, verbose=0,
+               max_time=None):  # fmt: skip
     """Fit ``model`` at each (l1, l2) of ``penalties`` in one device session.
 
     Parameters
@@ -56,6 +57,9 @@ def solve_path(model, store, device, penalties, *, tol, max_iter, budget=None,
     tol, max_iter : as :func:`duhl_cl.duhl.solver.solve`, per point (max_iter rounds each).
     alpha0 : ndarray (n_coords,), optional
         The first point's start (default zeros).
+    max_time : float, optional
+        Wall-clock limit of the whole path in seconds; the points reached are returned,
+        each certified (as after Ctrl-C).
 
     Returns
     -------
@@ -70,26 +74,28 @@ def solve_path(model, store, device, penalties, *, tol, max_iter, budget=None,
     local = local_solver()
     points = []
     try:
-        local.start(alpha0)
+        _, cert = local.start(alpha0)
         for l1, l2 in penalties:
             model.set_penalty(l1, l2)
             local.ws.set_kernel_params()
             run = Run(local, tol * model.scale, certify_every, t0, verbose, None)
-            # The new penalty's exact gaps of every coordinate: the gap memory, the intercept.
-            run.cert, run.last_cert = local.certify(), local.n_rounds
-            n0 = local.n_rounds
-            converged = run.cert.gap <= run.target
-            while not converged and local.n_rounds - n0 < max_iter:
-                converged = run.round()
-                if not converged and refine_dtype is not None and run.stalled():
-                    run.refine(local_solver, np.dtype(refine_dtype))
-                    local = run.local
-            if not converged:
-                run.finish()
+            # The new penalty's gaps of every coordinate (gap memory, intercept) from the last
+            # certificate: the shared vector and u do not depend on the penalty.
+            run.cert = local.recertify(cert) if cert is not None else local.certify()
+            run.last_cert = n0 = local.n_rounds
+            if run.cert.gap > run.target:
+                run.rounds(n0 + max_iter, max_time, local_solver, refine_dtype)
+                local = run.local
+                if run.stop_reason != "converged":
+                    run.finish()
+            if (run.refinement or {}).get("refused"):
+                refine_dtype = None  # the float64 set did not fit: not again at each point
             cert = run.cert
-            points.append(PathPoint(l1, l2, cert.alpha.copy(), cert.intercept, cert.gap,
+            points.append(PathPoint(l1, l2, cert.alpha, cert.intercept, cert.gap,
                                     cert.objective, local.n_rounds - n0, cert.gap <= run.target,
                                     run.history))  # fmt: skip
+            if run.stop_reason in ("interrupted", "max_time"):
+                break  # the points so far, each certified
         missed = [k for k, p in enumerate(points) if not p.converged]
         if missed:
             warnings.warn(

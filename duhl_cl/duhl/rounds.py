@@ -104,7 +104,7 @@ class Run:
             if self._last_alpha is not None:
                 scale = max(float(np.max(np.abs(a), initial=0.0)), np.finfo(np.float64).tiny)
                 moved = float(np.max(np.abs(a - self._last_alpha), initial=0.0)) / scale
-            self._last_alpha = a.copy()
+            self._last_alpha = a  # the certificate's own copy
             self.best_log.append((local.n_rounds, best, moved))
         record["dtype"] = str(local.dtype)
         record["bytes_h2d"] = local.ledger.bytes_h2d - h2d0
@@ -177,7 +177,9 @@ class Run:
         """The stop's certificate (not converged), completing the last round's record."""
         local = self.local
         t_cert = time.perf_counter()
-        self.cert = local.final_certificate()
+        if self.cert is None or self.last_cert != local.n_rounds:
+            # (A certificate of this very round, e.g. at max_iter, is not computed again.)
+            self.cert = local.final_certificate()
         cert_time = time.perf_counter() - t_cert
         n = local.n_rounds
         if self.history and self.history[-1]["round"] == n:

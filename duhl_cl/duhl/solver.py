@@ -121,7 +121,7 @@ def solve(
     run = Run(local_solver(), target, certify_every, t0, verbose, callback)
     try:
         try:
-            run.start_cert_time = run.local.start(alpha0, intercept0)
+            run.start_cert_time, _ = run.local.start(alpha0, intercept0)
             run.rounds(max_iter, max_time, local_solver, refine_dtype)
         finally:
             led = run.local.ledger

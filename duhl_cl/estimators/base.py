@@ -99,7 +99,7 @@ class _Base(BaseEstimator):
                 f"dtype float64 needs a device with cl_khr_fp64, and {device.info.name} has "
                 f"none; use dtype='float32'"
             )
-        s = sample_weight
+        s, keep = sample_weight, None
         if s is not None and not model.primal and not np.all(s > 0):
             # A dual model's sample of weight 0 has the box [0, 0]: it drops out of the store.
             keep = np.flatnonzero(s > 0)
@@ -113,21 +113,24 @@ class _Base(BaseEstimator):
         # The default precision (the profile's) finishes in float64 where float32 stalls and
         # the device has fp64; an explicit dtype is kept (and the warning says why it stalled).
         refine = "float64" if self.dtype is None and dtype == np.float32 and device.fp64 else None
-        return device, dtype, store, X, refine
+        return device, dtype, store, X, refine, keep
 
     def _fit(self, X, y_model, model, callback=None, sample_weight=None):
-        device, dtype, store, X, refine = self._prepare(X, y_model, model, sample_weight)
+        device, dtype, store, X, refine, keep = self._prepare(X, y_model, model, sample_weight)
         alpha0, b00 = None, 0.0
-        if self.warm_start and hasattr(self, "_alpha") and len(self._alpha) == model.n_coords:
-            alpha0, b00 = self._alpha, getattr(self, "_intercept0", 0.0)
+        # A warm start needs the same coordinates: for a dual model, the same samples kept.
+        warm = getattr(self, "_warm", None)
+        if self.warm_start and warm is not None and len(warm[0]) == model.n_coords:
+            if (warm[2] is None and keep is None) or (
+                warm[2] is not None and keep is not None and np.array_equal(warm[2], keep)
+            ):
+                alpha0, b00 = warm[0], warm[1]
         with host_threads(device.profile.host_threads):
             result = self._solve(model, store, device, alpha0, b00, callback, refine)
-        self._alpha = result.alpha
-        self._intercept0 = result.intercept
-        if model.primal:
-            coef, intercept = result.alpha.copy(), result.intercept
-        else:
-            coef, intercept = result.shared[:-1].copy(), float(result.shared[-1] * model.bias)
+        self._warm = (result.alpha, result.intercept, keep)
+        # The intercept: b0 (primal), or the bias feature's weight times its value (dual).
+        coef = result.alpha.copy() if model.primal else result.shared[:-1].copy()
+        intercept = result.intercept
         self._set_solution(coef, float(intercept) if self.fit_intercept else 0.0)
         self.dual_gap_ = result.gap
         self.objective_ = result.objective
@@ -162,12 +165,13 @@ class _Base(BaseEstimator):
     def _fit_path(self, X, y, model, penalties, coef_init=None, sample_weight=None):
         """The path of ``penalties`` (l1, l2) in one device session (duhl_cl.duhl.path);
         returns its PathPoints."""
-        device, dtype, store, X, refine = self._prepare(X, y, model, sample_weight)
+        device, _, store, X, refine, _ = self._prepare(X, y, model, sample_weight)
         with host_threads(device.profile.host_threads):
             points, _ = solve_path(
                 model, store, device, penalties, tol=float(self.tol),
                 max_iter=int(self.max_iter), budget=parse_budget(self.memory_budget, store.nbytes),
                 random_state=self.random_state, alpha0=coef_init, policy=self.policy,
+                max_time=self.max_time,
                 passes_per_round=self.passes_per_round, kernel_variant=self.kernel_variant,
                 refine_dtype=refine, verbose=self.verbose,
             )  # fmt: skip

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..store import check_sample_weight, check_X, check_y_regression
-from .params import COMMON_DOC, make_init
+from .params import COMMON, COMMON_DOC, make_init
 from .regressors import ElasticNet, _Regressor
 
 __all__ = ["alpha_grid", "enet_path", "lasso_path", "LassoCV", "ElasticNetCV"]
@@ -34,21 +34,23 @@ def alpha_grid(X, y, l1_ratio=1.0, eps=1e-3, n_alphas=100, fit_intercept=False,
     return np.logspace(np.log10(alpha_max), np.log10(alpha_max * eps), num=n_alphas)
 
 
-def _path(X, y, l1_ratio, alphas, coef_init=None, sample_weight=None, fit_intercept=False,
-          **params):  # fmt: skip
-    """PathPoints of an ElasticNet path (alphas descending as given) and the estimator."""
+def _checked(X, y, sample_weight=None):
+    X = check_X(X, check_finite=sp.issparse(X))
+    return X, check_y_regression(y, X.shape[0]), check_sample_weight(sample_weight, X.shape[0])
+
+
+def _path(X, y, l1_ratio, alphas, coef_init=None, s=None, fit_intercept=False, **params):
+    """PathPoints of an ElasticNet path (alphas descending as given) on checked X, y and
+    weights s (:func:`_checked`). A path stopped by max_time or Ctrl-C has fewer points."""
     est = ElasticNet(alpha=float(alphas[0]), l1_ratio=l1_ratio, fit_intercept=fit_intercept,
                      **params)  # fmt: skip
-    X = check_X(X, check_finite=sp.issparse(X))
-    y = check_y_regression(y, X.shape[0])
-    s = check_sample_weight(sample_weight, X.shape[0])
     model = est._make_model(X, s)
     penalties = [(a * l1_ratio, a * (1 - l1_ratio)) for a in alphas]
     if coef_init is not None:
         coef_init = np.asarray(coef_init, dtype=np.float64).ravel()
         if coef_init.shape != (X.shape[1],):
             raise ValueError(f"coef_init has shape {coef_init.shape}; X has {X.shape[1]} features")
-    return est._fit_path(X, y, model, penalties, coef_init, s), X
+    return est._fit_path(X, y, model, penalties, coef_init, s)
 
 
 def enet_path(X, y, *, l1_ratio=0.5, eps=1e-3, n_alphas=100, alphas=None, precompute="auto",
@@ -82,14 +84,14 @@ def enet_path(X, y, *, l1_ratio=0.5, eps=1e-3, n_alphas=100, alphas=None, precom
     fit_intercept = params.pop("fit_intercept", False)
     if isinstance(alphas, (int, np.integer)) and not isinstance(alphas, bool):
         n_alphas, alphas = int(alphas), None  # scikit-learn 1.9: alphas=k is a grid of k
+    X, y, _ = _checked(X, y)
     if alphas is None:
-        Xc = check_X(X, check_finite=sp.issparse(X))
-        alphas = alpha_grid(Xc, check_y_regression(y, Xc.shape[0]), l1_ratio, eps, n_alphas,
-                            fit_intercept)  # fmt: skip
+        alphas = alpha_grid(X, y, l1_ratio, eps, n_alphas, fit_intercept)
     alphas = np.sort(np.asarray(alphas, dtype=np.float64).ravel())[::-1]
-    points, Xc = _path(X, y, l1_ratio, alphas, coef_init, None, fit_intercept, **params)
+    points = _path(X, y, l1_ratio, alphas, coef_init, None, fit_intercept, **params)
+    alphas = alphas[: len(points)]  # all of them, unless max_time or Ctrl-C stopped the path
     coefs = np.column_stack([p.alpha for p in points])
-    dual_gaps = np.array([p.gap for p in points]) * Xc.shape[0]
+    dual_gaps = np.array([p.gap for p in points]) * X.shape[0]
     if return_n_iter:
         return alphas, coefs, dual_gaps, [p.n_iter for p in points]
     return alphas, coefs, dual_gaps
@@ -111,9 +113,7 @@ class _PathCV(_Regressor):
         fold and l1_ratio, then refit on all of X, y (``callback`` follows the refit)."""
         from sklearn.model_selection import check_cv
 
-        X = check_X(X, check_finite=sp.issparse(X))
-        y = check_y_regression(y, X.shape[0])
-        s = check_sample_weight(sample_weight, X.shape[0])
+        X, y, s = _checked(X, y, sample_weight)
         ratios = self._l1_ratios()
         n_alphas = self.alphas if isinstance(self.alphas, (int, np.integer)) else None
         grids = [
@@ -123,10 +123,11 @@ class _PathCV(_Regressor):
         ]  # fmt: skip
         folds = list(check_cv(self.cv).split(X))
         params = {k: v for k, v in self.get_params().items() if k in _PATH_PARAMS}
-        mse = np.zeros((len(ratios), len(grids[0]), len(folds)))
+        # A path that max_time stopped leaves its last alphas at +inf error.
+        mse = np.full((len(ratios), len(grids[0]), len(folds)), np.inf)
         for i, (r, grid) in enumerate(zip(ratios, grids, strict=True)):
             for f, (train, test) in enumerate(folds):
-                points, _ = _path(X[train], y[train], r, grid, None,
+                points = _path(X[train], y[train], r, grid, None,
                                   None if s is None else s[train], self.fit_intercept,
                                   **params)  # fmt: skip
                 wt = np.ones(len(test)) if s is None else s[test]
@@ -146,9 +147,9 @@ class _PathCV(_Regressor):
         return self
 
 
-# The estimator parameters a path (and the refit) takes from a CV estimator.
-_PATH_PARAMS = ("tol", "max_iter", "max_time", "random_state", "verbose", "device", "emulate",
-                "dtype", "memory_budget", "policy", "passes_per_round", "kernel_variant")  # fmt: skip
+# The estimator parameters a path (and the refit) takes from a CV estimator: the common ones
+# but fit_intercept (the CV estimator's own) and warm_start (a path warm-starts itself).
+_PATH_PARAMS = tuple(n for n, _, _ in COMMON if n not in ("fit_intercept", "warm_start"))
 
 _CV_DOC = """
     eps : float

@@ -63,6 +63,11 @@ class Model:
         """Sample weights are on (the kernels' WEIGHTED define)."""
         return getattr(self, "sw", None) is not None
 
+    def feasible(self, alpha):
+        """``alpha`` moved into the coefficients' domain (a warm start from another problem:
+        the dual models' boxes); the primal models take any coefficients."""
+        return alpha
+
     # -- quantities the device kernels take as arguments
     def kernel_params(self) -> dict:
         return dict(l1=0.0, l2=0.0, bound=0.0, C=0.0, bias=0.0, inv_m=self.inv_m)

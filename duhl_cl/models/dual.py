@@ -81,6 +81,9 @@ class Hinge(_Dual):
     def primal_at_zero(self):
         return self.total_C()
 
+    def feasible(self, alpha):
+        return np.clip(alpha, 0.0, self.Cs())
+
     def step(self, a, mu, Q, C=None):
         C = self.C if C is None else C
         if Q <= 0:
@@ -103,6 +106,9 @@ class SquaredHinge(_Dual):
 
     def primal_at_zero(self):
         return self.total_C()
+
+    def feasible(self, alpha):
+        return np.maximum(alpha, 0.0)
 
     def step(self, a, mu, Q, C=None):
         D = 0.5 / (self.C if C is None else C)
@@ -134,6 +140,12 @@ class LogisticL2(_Dual):
         if self.sw is None:
             return np.full(self.n_samples, min(1e-3 * self.C, 1e-8))
         return np.minimum(1e-3 * self.Cs(), 1e-8)
+
+    def feasible(self, alpha):
+        # Strictly inside (0, C_j), kept C_j 2^-50 off the ends as the step keeps z (model.h).
+        C = self.Cs()
+        zmin = C * 2.0**-50
+        return np.clip(alpha, zmin, C - zmin)
 
     def step(self, a, mu, Q, C=None, iters=50, eps=1e-12, rtol=2.0**-45):
         C = self.C if C is None else C

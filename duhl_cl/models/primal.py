@@ -109,11 +109,11 @@ class SquaredL1L2(_Primal):
         else:
             yc = self.y - (s @ self.y) * self.inv_m if fit_intercept else self.y
             f0 = 0.5 * self.inv_m * (s @ (yc * yc))
-        self.bound = f0 / self.l1 if (self.l2 == 0 and self.l1 > 0) else 0.0
+        self.f0 = f0
+        self.set_penalty(self.l1, self.l2)  # and the Lipschitzing bound B = f0 / l1
         # scikit-learn's Lasso stops when its gap <= tol * ||y||^2 (y centred with an
         # intercept); our objective is its objective divided by n_samples.
         self.scale = max(2 * f0, np.finfo(np.float64).tiny)
-        self.f0 = f0
 
     def curvature(self, sqnorm):
         return sqnorm * self.inv_m
@@ -184,7 +184,7 @@ class LogisticL1(_Primal):
         else:
             f0 = np.log(2.0)
         self.f0 = f0
-        self.bound = f0 / self.l1
+        self.set_penalty(self.l1, 0.0)
         self.scale = f0
 
     def curvature(self, sqnorm):

@@ -228,6 +228,13 @@ def class_weights(class_weight, classes, y_idx, sample_weight):
                 f"class_weight names {absent!r}, which y does not hold; the classes are "
                 f"{classes.tolist()!r}"
             )
+        bad = {
+            k: v
+            for k, v in class_weight.items()
+            if not (isinstance(v, (int, float, np.number)) and np.isfinite(v) and v >= 0)
+        }
+        if bad:
+            raise ValueError(f"class_weight values must be finite numbers >= 0, got {bad!r}")
     elif class_weight != "balanced":
         raise ValueError(
             f"class_weight must be None, 'balanced' or a dict {{class: weight}}, got "
