@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+import duhl_cl as dc
 from duhl_cl.cli import main
 from duhl_cl.device.discovery import host_cpu_profile
 from duhl_cl.io import load_svmlight
@@ -151,3 +152,25 @@ def test_emulated_train_says_so(svm_file, device, capsys):
         == 0
     )
     assert "emulated" in capsys.readouterr().out
+
+
+def test_train_predict_multiclass(tmp_path, device, capsys):
+    """Three classes: one-vs-rest; each class's certificate is printed, the model file
+    predicts the estimator's classes."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 5))
+    y = np.argmax(X @ rng.standard_normal((5, 3)), 1) + 1
+    data, model = tmp_path / "mc.svm", tmp_path / "mc.npz"
+    with open(data, "w") as f:
+        for xi, yi in zip(X, y, strict=True):
+            f.write(f"{yi} " + " ".join(f"{j + 1}:{v:.6f}" for j, v in enumerate(xi)) + "\n")
+    assert main(["train", "--model", "logistic", "--data", str(data), "--out", str(model),
+                 "--tol", "1e-8"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert all(f"class {c}.0: objective" in out for c in (1, 2, 3))
+    assert "largest certified duality gap" in out
+    assert main(["predict", "--model", str(model), "--data", str(data), "--out",
+                 str(tmp_path / "p.txt")]) == 0  # fmt: skip
+    preds = np.loadtxt(tmp_path / "p.txt")
+    est = dc.LogisticRegression(tol=1e-8, device=device).fit(X.round(6), y)
+    np.testing.assert_array_equal(preds, est.predict(X.round(6)))

@@ -235,8 +235,15 @@ def cmd_train(args):
         proj = Projection(**est.stats_["projected"])
         print(f"measured    {dt:.2f} s on the host CPU (emulating {proj.profile})")
         print(f"projected   {proj.describe()}")
-    print(f"objective   {est.objective_:.12g}")
-    print(f"certified duality gap {est.dual_gap_:.3e}  (objective - optimum <= gap)")
+    if np.ndim(est.dual_gap_):
+        # one-vs-rest: each class's problem has its own certificate
+        for c, obj, gap in zip(est.classes_, est.objective_, est.dual_gap_, strict=True):
+            print(f"class {c}: objective {obj:.12g}  certified duality gap {gap:.3e}")
+        print(f"largest certified duality gap {np.max(est.dual_gap_):.3e}  (per class: "
+              f"objective - optimum <= gap)")  # fmt: skip
+    else:
+        print(f"objective   {est.objective_:.12g}")
+        print(f"certified duality gap {est.dual_gap_:.3e}  (objective - optimum <= gap)")
     regressor = model_spec(args.model).regressor
     if regressor:
         print(
@@ -258,8 +265,8 @@ def cmd_train(args):
                 for k, v in est.get_params().items()
                 if isinstance(v, (int, float, str, bool, type(None)))
             },
-            "dual_gap": est.dual_gap_,
-            "objective": est.objective_,
+            "dual_gap": np.asarray(est.dual_gap_).tolist(),
+            "objective": np.asarray(est.objective_).tolist(),
             "n_features": X.shape[1],
             "device": est.device_,
             "scaling": scaling,
@@ -282,7 +289,10 @@ def cmd_predict(args):
         X = (np.asarray(X, dtype=np.float64) - np.asarray(meta["scaling"]["mean"])) / np.asarray(
             meta["scaling"]["std"]
         )
-    if classes is not None:
+    if classes is not None and len(coef) > 1:
+        # one-vs-rest: the class of the largest decision value
+        pred = classes[np.argmax(np.asarray(X @ coef.T, dtype=np.float64) + intercept, axis=1)]
+    elif classes is not None:
         f = np.asarray(X @ coef[0], dtype=np.float64).ravel() + intercept[0]
         pred = classes[(f > 0).astype(int)]
     else:

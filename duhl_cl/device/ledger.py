@@ -192,11 +192,12 @@ class Ledger:
         """Count bytes written to device memory through a map."""
         self.bytes_h2d += int(nbytes)
 
-    def download(self, host, buf) -> None:
-        """Copy a device buffer into a host array (blocking), counting the bytes."""
+    def download(self, host, buf, *, src_offset=0) -> None:
+        """Copy a device buffer (from ``src_offset`` bytes) into a host array (blocking),
+        counting the bytes."""
         import pyopencl as cl
 
-        cl.enqueue_copy(self.device.queue, host, buf, is_blocking=True)
+        cl.enqueue_copy(self.device.queue, host, buf, is_blocking=True, src_offset=src_offset)
         self.settled()  # a blocking copy in an in-order queue: everything before it is done
         self.bytes_d2h += host.nbytes
 

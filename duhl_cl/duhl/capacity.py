@@ -15,7 +15,7 @@ import numpy as np
 from ..device.ledger import MemoryBudgetError
 from ..device.profiles import format_size
 
-__all__ = ["Capacity", "DESC_BYTES", "plan_capacity"]
+__all__ = ["Capacity", "DESC_BYTES", "class_pad", "desc_bytes", "plan_capacity"]
 
 
 @dataclass(frozen=True)
@@ -44,14 +44,30 @@ class Capacity:
         )
 
 
-# Per staged piece: src offset, dst offset, length (scatter descriptors); per incoming slot
-# entry the slot index too. Sized by the slot table, as a round brings at most that many.
-DESC_BYTES = 4 + 8 + 4 + 3 * 8
+def desc_bytes(classes: int = 1) -> int:
+    """Staging descriptor bytes of one incoming slot entry: the slot index, offset, length,
+    squared norm, and a coefficient and a label per class (at most 8 bytes each). (A staged
+    piece's src offset, dst offset and length take less.)"""
+    return 4 + 8 + 4 + 8 + 2 * 8 * int(classes)
 
 
-def _slot_bytes(r: int, primal: bool) -> int:
-    # offs 8, lens 4, alpha, sqnorm, label (dual), order 4, u, gap
-    return 8 + 4 + r + r + (0 if primal else r) + 4 + r + r
+# The staging descriptors' bytes per slot: one round's incoming slot entries of one class
+# (more classes: in batches, duhl_cl.duhl.pool_writes), or its staged pieces.
+DESC_BYTES = desc_bytes(1)
+
+
+def _slot_bytes(r: int, primal: bool, classes: int = 1) -> int:
+    # offs 8, lens 4, sqnorm, u, gap (one class's at a time); per class: alpha, label (dual),
+    # its visit list entry 4 (each class's launch shuffles and shrinks its own list)
+    return 8 + 4 + 3 * r + classes * (r + (0 if primal else r) + 4)
+
+
+def class_pad(nbytes: int, classes: int, align: int) -> int:
+    """Bytes of one class's region of a buffer that holds ``classes`` of them: ``nbytes``
+    rounded up to the device's sub-buffer alignment (one class: no padding)."""
+    if classes <= 1:
+        return int(nbytes)
+    return -(-int(nbytes) // align) * align
 
 
 def plan_capacity(
@@ -65,6 +81,8 @@ def plan_capacity(
     copies: int = 0,
     banks: int = 1,
     bank_size: int | None = None,
+    classes: int = 1,
+    align: int = 128,
 ) -> Capacity:
     """Split ``budget`` between vectors, slot table, staging and pool.
 
@@ -74,14 +92,24 @@ def plan_capacity(
     vectors, slot table and staging go to bank 0, pool parts fill bank 0's remainder and
     then the other banks (the ledger places each buffer in its bank).
 
+    With ``classes`` K > 1 (one-vs-rest problems over the same data, duhl_cl.duhl.ovr),
+    every coordinate's coefficient, label, visit list entry, u and gap and the shared vector
+    are held K times, each class's region padded to ``align`` bytes (the device's sub-buffer
+    alignment); the pool, the data, is held once.
+
     Raises MemoryBudgetError, with the minimum that would do, when the budget cannot hold the
     vectors plus one coordinate.
     """
     r = np.dtype(dtype).itemsize
     entry = r + (4 if store.sparse else 0)
     vdim = model.shared_dim()
-    fixed = (2 + copies) * r * vdim + (r * store.dim if model.primal else r)
-    slot = _slot_bytes(r, model.primal) + DESC_BYTES
+    K = max(int(classes), 1)
+    fixed = (1 + copies) * r * vdim + K * r * vdim + K * (r * store.dim if model.primal else r)
+    if K > 1:
+        # Each class's region of the four class-wide buffers (shared vector, y or labels,
+        # coefficients, visit list) padded to the sub-buffer alignment.
+        fixed += 4 * K * (align - 1) + desc_bytes(K)  # ... and one slot's staged entries
+    slot = _slot_bytes(r, model.primal, K) + DESC_BYTES
     # Device entries: an empty coordinate takes one (OpenCL has no zero-length pieces), so
     # a pool sized by the stored entries alone left one of them out for good.
     lens = np.maximum(store.lens.astype(np.int64), 1)

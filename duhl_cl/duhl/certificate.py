@@ -28,6 +28,7 @@ __all__ = [
     "Certificate",
     "certificate",
     "coordinate_u",
+    "coordinate_u_many",
     "dual_point",
     "gaps_against",
     "rescore",
@@ -101,6 +102,32 @@ def coordinate_u(model, store, point, block=None) -> np.ndarray:
         return np.asarray(X[:, a:b].T @ point, dtype=np.float64).ravel()
     Xw = np.asarray(X[a:b] @ point[:-1], dtype=np.float64).ravel()
     return store.labels[a:b] * (Xw + model.bias * float(point[-1]))
+
+
+def coordinate_u_many(heads, points, block) -> list:
+    """u of the coordinates ``block = (a, b)`` for several problems over the same data: one
+    (model, store) and point each (one-vs-rest classes, whose stores differ only in their
+    labels); the block is read once for all of them (a product with the points' matrix).
+
+    Returns
+    -------
+    list of ndarray (b - a,), float64, one per problem.
+    """
+    if len(heads) == 1:
+        (model, store), point = heads[0], points[0]
+        return [coordinate_u(model, store, point, block)]
+    if not heads:
+        return []
+    model, store = heads[0]
+    X, (a, b) = store.matrix, block
+    P = np.column_stack(points)
+    if model.primal:
+        U = np.asarray(X[:, a:b].T @ P, dtype=np.float64)
+        return [U[:, i] for i in range(len(heads))]
+    XW = np.asarray(X[a:b] @ P[:-1], dtype=np.float64)
+    return [
+        st.labels[a:b] * (XW[:, i] + m.bias * float(P[-1, i])) for i, (m, st) in enumerate(heads)
+    ]
 
 
 def rescore(model, cert) -> Certificate:

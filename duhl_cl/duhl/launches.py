@@ -49,20 +49,27 @@ class Launches:
         if not groups:
             return
         self._set_order(groups)
-        state = (self.b_copies, self.b_v, self.vdim, self.real) if self.n_buckets else None
-        for (p, g), start in self._starts:
-            self.passes.enqueue(self.queue, self._pass_args(p, start, len(g)), len(g), state=state)
+        # One list serves every class: a single pass without a device shuffle leaves it as
+        # it is (the serial kernel shrinks from a launch's second pass on).
+        for k in self.active_classes:
+            state = (self.b_copies, self.v_k[k], self.vdim, self.real) if self.n_buckets else None
+            for (p, g), start in self._starts:
+                args = self._pass_args(p, start, len(g), k)
+                self.passes.enqueue(self.queue, args, len(g), state=state)
         if order is not None:
             self._order_flat = None  # an explicit order need not cover the resident set
 
-    def _pass_args(self, p, start, count):
+    def _pass_args(self, p, start, count, k=0, order=None):
         """The pass kernels' common arguments for ``count`` slots of pool part ``p`` listed
-        from ``start`` in the visit list."""
+        from ``start`` in the visit list (``order``: a class's own list, else class 0's),
+        for class ``k``'s coefficients, labels, shared vector and penalty."""
         part = self.parts[p]
+        pass_params, _, inv_m = self._params[k]
         return (
-            part.val, part.idx, self.b_offs, self.b_lens, self.b_order, np.int32(start), np.int32(count),
-            self.b_alpha, self.b_sqnorm, self.b_label, self.b_v, np.int32(self.dim),
-            *self._pass_params, self.inv_m,
+            part.val, part.idx, self.b_offs, self.b_lens,
+            self.order_k[0] if order is None else order, np.int32(start), np.int32(count),
+            self.alpha_k[k], self.b_sqnorm, self.label_k[k], self.v_k[k], np.int32(self.dim),
+            *pass_params, inv_m,
         )  # fmt: skip
 
     @property
@@ -87,22 +94,28 @@ class Launches:
         if self._order_flat is None:
             self._set_order(self._by_part())
         (p, g), start = self._starts[0]
-        seed = np.uint32(rng.integers(1, 1 << 32))
-        self.passes.enqueue(
-            self.queue, self._pass_args(p, start, len(g)), len(g), n_passes=n_passes, seed=seed
-        )
+        if self.n_classes > 1:
+            # Each class shuffles (and shrinks) its own copy of the list on the device.
+            flat = self._order_flat
+            self._upload_classes(self.b_order, np.tile(flat, (self.n_classes, 1)), len(flat),
+                                 np.int32, region=self.cap.n_slots)  # fmt: skip
+        for k in self.active_classes:
+            seed = np.uint32(rng.integers(1, 1 << 32))
+            args = self._pass_args(p, start, len(g), k, order=self.order_k[k])
+            self.passes.enqueue(self.queue, args, len(g), n_passes=n_passes, seed=seed)
         self._order_flat = None  # shuffled on the device: the host's copy is stale
 
     def _set_order(self, groups):
         """Upload the visit list (slot groups by pool part) and remember it for the gap kernel."""
         flat = np.concatenate([g for _, g in groups]).astype(np.int32)
-        self.ledger.upload(self.b_order, flat)
+        self.ledger.upload(self.b_order, flat)  # class 0's list, which every class reads
         offsets = np.concatenate([[0], np.cumsum([len(g) for _, g in groups])[:-1]])
         self._order_flat = flat
         self._starts = list(zip(groups, offsets.tolist(), strict=True))
 
-    def resident_gaps(self, gaps=True):
-        """(coordinates, u, gap) of every visited coordinate, in device precision.
+    def resident_gaps(self, gaps=True, k=0):
+        """(coordinates, u, gap) of every visited coordinate for class ``k``, in device
+        precision.
 
         ``gaps=False`` leaves the gaps on the device (None is returned for them): the round
         loop needs only u.
@@ -115,29 +128,23 @@ class Launches:
             if not groups:
                 return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
             self._set_order(groups)
+        _, gap_params, inv_m = self._params[k]
         if self.model.primal:
-            self.k_grad(
-                q,
-                grid(self.dim),
-                (WG,),
-                self.b_v,
-                self.b_y,
-                self.b_w,
-                np.int32(self.dim),
-                self.inv_m,
-            )
+            self.k_grad(q, grid(self.dim), (WG,), self.v_k[k], self.y_k[k], self.b_w,
+                        np.int32(self.dim), inv_m)  # fmt: skip
             w = self.b_w
         else:
-            w = self.b_v
+            w = self.v_k[k]
         flat = self._order_flat
         for (p, g), start in self._starts:
             part = self.parts[p]
             self.k_gap(
                 q, grid(len(g)), (WG,),
-                part.val, part.idx, self.b_offs, self.b_lens, self.b_order, np.int32(start), np.int32(len(g)),
-                self.b_alpha, self.b_label, w, np.int32(self.dim), *self._gap_params, self.b_u, self.b_gap,
+                part.val, part.idx, self.b_offs, self.b_lens, self.order_k[0], np.int32(start), np.int32(len(g)),
+                self.alpha_k[k], self.label_k[k], w, np.int32(self.dim), *gap_params, self.b_u, self.b_gap,
             )  # fmt: skip
-        # outputs sit at the position of each slot in the list
+        # outputs sit at the position of each slot in the list (one class's at a time: the
+        # blocking read-back below comes before the next class's launch)
         u = np.empty(len(flat), dtype=self.dtype)
         self.ledger.download(u, self.b_u)
         g = None

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..device.ledger import aligned_empty
 from ..kernels import WG, grid
+from .capacity import desc_bytes
 from .placement import entry_index
 
 __all__ = ["PoolWrites"]
@@ -33,8 +34,9 @@ class PoolWrites:
         return n_entries * self.cap.entry_bytes + len(coords) * self._slot_upload_bytes()
 
     def _slot_upload_bytes(self):
+        # slot, offset, length, squared norm; a coefficient and a label per class
         r = self.dtype.itemsize
-        return 4 + 8 + 4 + 3 * r
+        return 4 + 8 + 4 + r + 2 * r * self.n_classes
 
     def _pack(self, fields):
         """Pack arrays back to back, each at an offset aligned to 8 bytes; (bytes, offsets)."""
@@ -52,32 +54,16 @@ class PoolWrites:
 
     def _upload(self, placed, alpha) -> int:
         """Copy the placed coordinates in; returns the bytes of their entries and slot entries."""
-        q, st, L = self.queue, self.store, self.ledger
         arr = np.array(placed, dtype=np.int64).reshape(-1, 4)
-        coords, slots, parts, offs = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
+        coords, parts, offs = arr[:, 0], arr[:, 2], arr[:, 3]
+        # The slot entries, in batches the staging descriptors hold (one batch for one class:
+        # they are sized by the slot table for one class's entries).
+        batch = max(1, (self.b_desc.size - 64) // self._desc_per_slot)
+        swapped = 0
+        for a in range(0, len(arr), batch):
+            swapped += self._upload_slots(arr[a : a + batch], alpha)
         lens = self.entries[coords]
-        r = self.dtype.itemsize
-        n = len(coords)
-        labels = np.zeros(n)
-        if st.labels is not None:  # dual: y_j, or y_j s_j with sample weights (model.h)
-            labels = self.model.slot_labels(st.labels[coords], coords)
-        packed, o = self._pack(
-            [
-                slots.astype(np.int32),
-                offs.astype(np.uint64),
-                st.lens[coords].astype(np.int32),
-                alpha[coords].astype(self.dtype),
-                st.sqnorm[coords].astype(self.dtype),
-                labels.astype(self.dtype),
-            ]
-        )
-        L.upload(self.b_desc, packed)
-        swapped = n * self._slot_upload_bytes()
-        self.k_scatter_slots(
-            q, grid(n), (WG,), self.b_desc, *o, np.int32(n),
-            self.b_offs, self.b_lens, self.b_alpha, self.b_sqnorm, self.b_label,
-            np.int32(0 if self.model.primal else 1),
-        )  # fmt: skip
+        r, st = self.dtype.itemsize, self.store
         # Values (and indices): per pool part, written in place through a map when the part
         # is in host memory the device shares; else uploaded directly when the part's pieces
         # are contiguous and in order (a fresh pool), otherwise staged and scattered.
@@ -88,6 +74,45 @@ class PoolWrites:
             entries = int(ln.sum())
             swapped += entries * (r + (4 if st.sparse else 0))
             self._upload_part(self.parts[p], cs, dst, ln)
+        return swapped
+
+    @property
+    def _desc_per_slot(self) -> int:
+        return desc_bytes(self.n_classes)
+
+    def _upload_slots(self, arr, alpha) -> int:
+        """Write the slot entries of placed rows ``arr`` (coord, slot, part, offset); returns
+        their bytes."""
+        q, st, L = self.queue, self.store, self.ledger
+        coords, slots, offs = arr[:, 0], arr[:, 1], arr[:, 3]
+        r = self.dtype.itemsize
+        n, K = len(coords), self.n_classes
+        # Per class (rows): the coefficients, and the labels (dual: y_j, or y_j s_j with
+        # sample weights, model.h; the primal models keep theirs by row, not per slot).
+        a = np.asarray(alpha).reshape(K, -1)[:, coords]
+        labels = np.zeros((K, n))
+        if not self.model.primal:
+            labels = np.array([m.slot_labels(m.y[coords], coords) for m in self.models])
+        packed, o = self._pack(
+            [
+                slots.astype(np.int32),
+                offs.astype(np.uint64),
+                st.lens[coords].astype(np.int32),
+                a.astype(self.dtype).ravel(),
+                st.sqnorm[coords].astype(self.dtype),
+                labels.astype(self.dtype).ravel(),
+            ]
+        )
+        L.upload(self.b_desc, packed)
+        swapped = n * self._slot_upload_bytes()
+        # Every class's coefficients and labels, each from its row of the packed fields, into
+        # its region of the class-wide buffers (regions a whole number of reals apart).
+        stride = self._stride(r * self.cap.n_slots) // r if K > 1 else 0
+        self.k_scatter_slots(
+            q, grid(n), (WG,), self.b_desc, *o, np.int32(n),
+            self.b_offs, self.b_lens, self.b_alpha, self.b_sqnorm, self.b_label,
+            np.int32(0 if self.model.primal else 1), np.int32(K), np.int32(stride),
+        )  # fmt: skip
         return swapped
 
     def _upload_part(self, part, cs, dst, ln):

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from .certificate import coordinate_u, dual_point
+from .certificate import coordinate_u_many, dual_point
 
 __all__ = ["HostRefresher"]
 
@@ -43,7 +43,15 @@ class HostRefresher:
     """
 
     def __init__(self, model, store, z, u_mem, block_entries=1 << 18, max_fraction=0.5):
-        self.model, self.store, self.z, self.u_mem = model, store, z, u_mem
+        # One problem; or one-vs-rest (duhl_cl.duhl.ovr): lists of the classes' models and
+        # stores, z and u_mem of shape (n_classes, n_coords), each block read once for all.
+        multi = isinstance(model, (list, tuple))
+        self.models = list(model) if multi else [model]
+        self.stores = list(store) if multi else [store]
+        self.z = z if multi else z[None]  # views: rows write into the caller's arrays
+        self.u_mem = u_mem if multi else u_mem[None]
+        self.model, self.store = self.models[0], self.stores[0]
+        store = self.store
         self.limit = max_fraction * store.n_coords
         n = store.n_coords
         # Block boundaries with about block_entries stored entries each.
@@ -63,12 +71,15 @@ class HostRefresher:
         self.busy = 0.0
         self.error = None
 
-    def _run(self, alpha, v):
+    def _run(self, alpha, v, classes):
         t0 = time.perf_counter()
         try:
+            K = len(self.models)
+            alpha, v = np.reshape(alpha, (K, -1)), np.reshape(v, (K, -1))
             # The gap memory only ranks coordinates, so the products run in the data's own
             # precision (no float64 copy of float32 data); certificates are computed apart.
-            w = dual_point(self.model, v).astype(self.store.dtype)
+            heads = [(k, self.models[k], self.stores[k]) for k in classes]
+            points = [dual_point(m, v[k]).astype(self.store.dtype) for k, m, _ in heads]
             nb = len(self.bounds) - 1
             done = 0
             while done < nb and (done == 0 or not self._stop.is_set()):
@@ -76,8 +87,10 @@ class HostRefresher:
                 a, b = int(self.bounds[i]), int(self.bounds[i + 1])
                 if done and self.count + (b - a) > self.limit:
                     break
-                self.u_mem[a:b] = coordinate_u(self.model, self.store, w, (a, b))
-                self.z[a:b] = self.model.gaps(alpha[a:b], self.u_mem[a:b], slice(a, b))
+                us = coordinate_u_many([(m, st) for _, m, st in heads], points, (a, b))
+                for (k, m, _), u in zip(heads, us, strict=True):
+                    self.u_mem[k, a:b] = u
+                    self.z[k, a:b] = m.gaps(alpha[k, a:b], u, slice(a, b))
                 self.count += b - a
                 self.next_block = (i + 1) % nb
                 done += 1
@@ -95,12 +108,13 @@ class HostRefresher:
             self._run(*job)
             self._done.set()
 
-    def start(self, alpha, v):
-        """Begin refreshing with these (previous-round) coefficients and shared vector."""
+    def start(self, alpha, v, classes=None):
+        """Begin refreshing with these (previous-round) coefficients and shared vector (one
+        row per class when several; ``classes``: those to refresh, default all)."""
         self.count, self.busy, self.error = 0, 0.0, None
         self._stop.clear()
         self._done.clear()
-        self._job = (alpha, v)
+        self._job = (alpha, v, list(range(len(self.models))) if classes is None else list(classes))
         if self._thread is None:
             # One worker for the whole fit: starting a thread per round costs milliseconds.
             self._thread = threading.Thread(target=self._worker, daemon=True)

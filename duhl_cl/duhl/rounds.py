@@ -98,6 +98,7 @@ class Run:
             ok = self.cert.gap <= self.target
             self.cert_wait = 1 if ok else min(2 * self.cert_wait, self.certify_every)
             record.update(gap=self.cert.gap, objective=self.cert.objective)
+            _class_gaps(record, self.cert)
             best = min(self.cert.gap, self.best_log[-1][1]) if self.best_log else self.cert.gap
             a = self.cert.alpha
             moved = np.inf
@@ -198,12 +199,20 @@ class Run:
             time=time.perf_counter() - self.t0,
             final=True,
         )
+        _class_gaps(last, self.cert)
         if self.callback is not None:
             # The log gets the stop's certificate too (the record once more, completed).
             try:
                 self.callback(last)
             except BaseException:  # noqa: BLE001 -- stopping already; keep the model
                 pass
+
+
+def _class_gaps(record, cert) -> None:
+    """A one-vs-rest certificate's class gaps go into its record (duhl_cl.duhl.ovr)."""
+    gaps = getattr(cert, "class_gaps", None)
+    if gaps is not None:
+        record["class_gaps"] = [float(g) for g in gaps]
 
 
 def format_round(rec, target=None):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .local_solver import solver_factory
+from .ovr import OneVsRest, ovr_solver_factory
 from .rounds import Run
 
 __all__ = ["ConvergenceWarning", "FitResult", "host_threads", "solve"]
@@ -51,6 +52,8 @@ class FitResult:
     dtype: str = ""  # the device's precision (of the last phase)
     refinement: dict | None = None  # {"dtype", "round", "gap"}: where a stalled fit switched
     error: BaseException | None = None  # what the callback raised (the fit stopped there)
+    class_gaps: np.ndarray | None = None  # one-vs-rest: each class's certified gap (K,)
+    class_objectives: np.ndarray | None = None  # ... and objective (K,)
 
 
 def solve(
@@ -78,7 +81,9 @@ def solve(
 
     Parameters
     ----------
-    model : duhl_cl.models.Model (``setup`` done)
+    model : duhl_cl.models.Model (``setup`` done), or duhl_cl.duhl.ovr.OneVsRest
+        (K one-vs-rest problems in one fit: alpha (K, n_coords), intercept and the
+        class_gaps (K,); the gap is the combined one, see duhl_cl.duhl.ovr)
     store : duhl_cl.store.Store
     device : duhl_cl.device.discovery.Device
     tol : float
@@ -113,10 +118,13 @@ def solve(
     """
     t0 = time.perf_counter()
     target = tol * model.scale
-    local_solver = solver_factory(
+    factory, extra = solver_factory, {}
+    if isinstance(model, OneVsRest):
+        factory, extra = ovr_solver_factory, {"tol": tol}
+    local_solver = factory(
         model, store, device, budget=budget, ledger=ledger, policy=policy,
         passes_per_round=passes_per_round, kernel_variant=kernel_variant,
-        rng=np.random.default_rng(random_state),
+        rng=np.random.default_rng(random_state), **extra,
     )  # fmt: skip
     run = Run(local_solver(), target, certify_every, t0, verbose, callback)
     try:
@@ -163,6 +171,8 @@ def _fit_result(run, converged, ledger_stats, bank_peak, seconds) -> FitResult:
         dtype=str(local.dtype),
         refinement=run.refinement,
         error=run.error,
+        class_gaps=getattr(cert, "class_gaps", None),
+        class_objectives=getattr(cert, "class_objectives", None),
     )
 
 
@@ -193,12 +203,21 @@ def _warn_stopped(run, target, max_iter, max_time, refine_dtype):
             f"The certified gap stalled in float32 (the float32 floor: float32 coefficients "
             f"cannot certify a smaller gap on this problem); {fix}."
         )
+    cg = getattr(run.cert, "class_gaps", None)
+    if cg is not None:
+        open_ = int(np.count_nonzero(cg > tol_scales(local)))
+        advice = f"{open_} of {len(cg)} classes are above their tolerance. {advice}"
     warnings.warn(
         f"Stopped after {local.n_rounds} rounds by {why} with certified duality gap {gap:.3e} "
         f"> tol * scale = {target:.3e}; the model so far is returned. {advice}",
         ConvergenceWarning,
         stacklevel=4,
     )
+
+
+def tol_scales(local):
+    """Each class's target (one-vs-rest), the tolerances its certificate is held to."""
+    return local.targets if local.targets is not None else np.inf
 
 
 def host_threads(n: int):

@@ -25,7 +25,7 @@ import numpy as np
 from ..device.build import get_kernel
 from ..device.ledger import Ledger
 from ..kernels import base_defines, pass_routine
-from .capacity import DESC_BYTES, plan_capacity
+from .capacity import DESC_BYTES, class_pad, desc_bytes, plan_capacity
 from .launches import Launches
 from .placement import free_ranges, place_pieces
 from .pool_writes import DIRECT_RUNS, PoolWrites
@@ -65,11 +65,18 @@ class DeviceWorkingSet(PoolWrites, Launches):
         The device's precision (default: the store's).
     """
 
-    def __init__(self, device, model, store, budget=None, ledger=None, variant=None, dtype=None):
+    def __init__(self, device, model, store, budget=None, ledger=None, variant=None, dtype=None,
+                 models=None):  # fmt: skip
         import pyopencl as cl
 
         self.cl = cl
         self.device, self.model, self.store = device, model, store
+        # One-vs-rest (duhl_cl.duhl.ovr): one model per class over the same data; every
+        # class-wide buffer holds a region per class, the pool holds the data once.
+        self.models = list(models) if models is not None else [model]
+        self.n_classes = len(self.models)
+        self.active_classes = list(range(self.n_classes))
+        self._align = max(int(device.cl_device.mem_base_addr_align) // 8, 64)
         self.queue = device.queue
         self.ledger = ledger or Ledger(device)
         if budget is not None:
@@ -101,6 +108,8 @@ class DeviceWorkingSet(PoolWrites, Launches):
             copies=self.n_buckets,
             banks=device.profile.banks,
             bank_size=device.profile.bank_size,
+            classes=self.n_classes,
+            align=self._align,
         )
         self._build_kernels(routine)
         self.dim = store.dim
@@ -120,12 +129,18 @@ class DeviceWorkingSet(PoolWrites, Launches):
     def set_kernel_params(self):
         """Take the model's scalars as the kernels' arguments (again after a change of
         penalty: a regularization path keeps its working set from one penalty to the next)."""
-        p = self.model.kernel_params()
         R = self.real
         # The pass kernels take l1, l2, C, bias; coord_gap also the l1 bound (primal_gap).
-        self._pass_params = [R(p["l1"]), R(p["l2"]), R(p["C"]), R(p["bias"])]
-        self._gap_params = [R(p["l1"]), R(p["l2"]), R(p["bound"]), R(p["C"]), R(p["bias"])]
-        self.inv_m = R(p["inv_m"])
+        # Per class: one-vs-rest problems may differ in their weights (1/m, the l1 penalty).
+        self._params = []
+        for m in self.models:
+            p = m.kernel_params()
+            self._params.append((
+                [R(p["l1"]), R(p["l2"]), R(p["C"]), R(p["bias"])],
+                [R(p["l1"]), R(p["l2"]), R(p["bound"]), R(p["C"]), R(p["bias"])],
+                R(p["inv_m"]),
+            ))  # fmt: skip
+        self._pass_params, self._gap_params, self.inv_m = self._params[0]
 
     def _build_kernels(self, routine):
         """The pass routine and the gap, gradient and scatter kernels of this fit's build."""
@@ -165,23 +180,35 @@ class DeviceWorkingSet(PoolWrites, Launches):
     def _allocate(self):
         cap, L, r = self.cap, self.ledger, self.dtype.itemsize
         S = cap.n_slots
+        self._subs = []
         try:
-            self.b_v = L.alloc("shared vector", r * self.vdim)
+            self.b_v, self.v_k = self._classwise("shared vector", r * self.vdim)
             self.b_w = L.alloc("gradient", r * self.vdim)
             # Primal: the row vector the datafit gradient reads (y, or the sample weights).
-            y = self.model.device_y() if self.model.primal else np.zeros(1)
-            self.b_y = L.alloc("labels y", r * len(y), np.asarray(y, dtype=self.dtype))
+            if self.model.primal:
+                ys = [m.device_y() for m in self.models]
+                self.b_y, self.y_k = self._classwise("labels y", r * len(ys[0]), ys)
+            else:
+                self.b_y = L.alloc("labels y", r, np.zeros(1, dtype=self.dtype))
+                self.y_k = [self.b_y] * self.n_classes
             self.b_offs = L.alloc("slot offsets", 8 * S)
             self.b_lens = L.alloc("slot lengths", 4 * S)
-            self.b_alpha = L.alloc("slot coefficients", r * S)
+            self.b_alpha, self.alpha_k = self._classwise("slot coefficients", r * S)
             self.b_sqnorm = L.alloc("slot squared norms", r * S)
-            self.b_label = L.alloc("slot labels", r * S) if not self.model.primal else self.b_y
-            self.b_order = L.alloc("visit order", 4 * S)
+            if self.model.primal:
+                self.b_label, self.label_k = self.b_y, self.y_k
+            else:
+                self.b_label, self.label_k = self._classwise("slot labels", r * S)
+            self.b_order, self.order_k = self._classwise("visit order", 4 * S)
+            # One class's outputs at a time: the round reads each class's back before the
+            # next class's gap launch (duhl_cl.duhl.launches.resident_gaps).
             self.b_u = L.alloc("slot u", r * S)
             self.b_gap = L.alloc("slot gaps", r * S)
             if self.n_buckets:
                 self.b_copies = L.alloc("bucket copies of v", r * self.vdim * self.n_buckets)
-            self.b_desc = L.alloc("staging descriptors", DESC_BYTES * S + 64)
+            # (at least one incoming slot entry of every class)
+            desc = max(DESC_BYTES * S, desc_bytes(self.n_classes))
+            self.b_desc = L.alloc("staging descriptors", desc + 64)
             self.b_stage_val = L.alloc("staging values", r * cap.stage_entries)
             self.b_stage_idx = (
                 L.alloc("staging indices", 4 * cap.stage_entries) if self.store.sparse else None
@@ -202,6 +229,53 @@ class DeviceWorkingSet(PoolWrites, Launches):
         except BaseException:
             self.release()
             raise
+
+    def _classwise(self, name, nbytes, rows=None):
+        """A buffer with one region of ``nbytes`` per class, each padded to the sub-buffer
+        alignment, and the regions as sub-buffers (one class: the buffer itself); ``rows``
+        (one array per class) are its initial contents. Returns (buffer, regions)."""
+        K = self.n_classes
+        stride = class_pad(nbytes, K, self._align)
+        host = None
+        if rows is not None:
+            host = np.zeros(K * stride, dtype=np.uint8)
+            for k, row in enumerate(rows):
+                b = np.ascontiguousarray(row, dtype=self.dtype).view(np.uint8)
+                host[k * stride : k * stride + b.nbytes] = b
+        buf = self.ledger.alloc(name, K * stride, host)
+        if K == 1:
+            return buf, [buf]
+        subs = [buf.get_sub_region(k * stride, nbytes) for k in range(K)]
+        self._subs.extend(subs)
+        return buf, subs
+
+    def _stride(self, nbytes) -> int:
+        """Bytes between two classes' regions of a class-wide buffer of ``nbytes`` a class."""
+        return class_pad(nbytes, self.n_classes, self._align)
+
+    def _download_classes(self, buf, count, dtype):
+        """A class-wide buffer's regions of ``count`` items, as an array (n_classes, count)."""
+        dtype = np.dtype(dtype)
+        stride = self._stride(count * dtype.itemsize)
+        if stride % dtype.itemsize:
+            raise AssertionError("class regions must be a whole number of items apart")
+        whole = np.empty(self.n_classes * stride // dtype.itemsize, dtype=dtype)
+        self.ledger.download(whole, buf)
+        return whole.reshape(self.n_classes, -1)[:, :count]
+
+    def _upload_classes(self, buf, rows, count, dtype, wait=False, region=None):
+        """Write ``count`` items at the start of every class's region (of ``region`` items,
+        default ``count``) of a class-wide buffer, in one copy from offset 0 (the simulator's
+        uninitialised-value check misses writes at an offset)."""
+        dtype = np.dtype(dtype)
+        rows = np.asarray(rows, dtype=dtype).reshape(self.n_classes, count)
+        if self.n_classes == 1:
+            self.ledger.upload(buf, np.ascontiguousarray(rows[0]), wait=wait)
+            return
+        per = self._stride((region or count) * dtype.itemsize) // dtype.itemsize
+        whole = np.zeros((self.n_classes, per), dtype=dtype)
+        whole[:, :count] = rows
+        self.ledger.upload(buf, whole.ravel(), wait=wait)
 
     # ------------------------------------------------------------------ residency
     @property
@@ -339,20 +413,23 @@ class DeviceWorkingSet(PoolWrites, Launches):
 
     # ------------------------------------------------------------------ state transfers
     def set_shared(self, v):
-        self.ledger.upload(self.b_v, np.ascontiguousarray(v, dtype=self.dtype), wait=True)
+        """Send the shared vector (vdim,), or one per class (n_classes, vdim)."""
+        self._upload_classes(self.b_v, v, self.vdim, self.dtype, wait=True)
 
     def get_shared(self):
-        out = np.empty(self.vdim, dtype=self.dtype)
-        self.ledger.download(out, self.b_v)
-        return out
+        """The shared vector (vdim,), or one per class (n_classes, vdim)."""
+        out = self._download_classes(self.b_v, self.vdim, self.dtype)
+        return out[0].copy() if self.n_classes == 1 else out.copy()
 
     def read_alpha(self, alpha):
-        """Copy the resident coefficients into ``alpha`` (float64, all coordinates)."""
-        S = self.cap.n_slots
-        out = np.empty(S, dtype=self.dtype)
-        self.ledger.download(out, self.b_alpha)
+        """Copy the resident coefficients into ``alpha`` (float64, all coordinates; one row
+        per class when several)."""
+        out = self._download_classes(self.b_alpha, self.cap.n_slots, self.dtype)
         occ = self.slot_coord >= 0
-        alpha[self.slot_coord[occ]] = out[occ]
+        if alpha.ndim == 1:
+            alpha[self.slot_coord[occ]] = out[0, occ]
+        else:
+            alpha[:, self.slot_coord[occ]] = out[:, occ]
         return alpha
 
     def finish(self):
@@ -360,4 +437,7 @@ class DeviceWorkingSet(PoolWrites, Launches):
         self.ledger.settled()
 
     def release(self):
+        for sub in getattr(self, "_subs", ()):
+            sub.release()
+        self._subs = []
         self.ledger.free_all()

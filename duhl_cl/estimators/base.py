@@ -81,8 +81,8 @@ class _Base(BaseEstimator):
         return X
 
     # -- the fit driver
-    def _prepare(self, X, y_model, model, sample_weight=None):
-        """Open the device, bind the model, build the store: (device, dtype, store, X, refine)."""
+    def _open(self):
+        """Check the parameters and open the device: (device, dtype, refine)."""
         self._check_common_params()
         if (
             isinstance(self.device, (str, DeviceProfile))
@@ -99,6 +99,15 @@ class _Base(BaseEstimator):
                 f"dtype float64 needs a device with cl_khr_fp64, and {device.info.name} has "
                 f"none; use dtype='float32'"
             )
+        # The default precision (the profile's) finishes in float64 where float32 stalls and
+        # the device has fp64; an explicit dtype is kept (and the warning says why it stalled).
+        refine = "float64" if self.dtype is None and dtype == np.float32 and device.fp64 else None
+        return device, dtype, refine
+
+    def _prepare(self, X, y_model, model, sample_weight=None):
+        """Open the device, bind the model, build the store: (device, dtype, store, X, refine,
+        keep)."""
+        device, dtype, refine = self._open()
         s, keep = sample_weight, None
         if s is not None and not model.primal and not np.all(s > 0):
             # A dual model's sample of weight 0 has the box [0, 0]: it drops out of the store.
@@ -110,17 +119,22 @@ class _Base(BaseEstimator):
             X, primal=model.primal, dtype=dtype, labels=labels, bias=getattr(model, "bias", 0.0),
             row_weights=s if model.primal else None,
         )  # fmt: skip
-        # The default precision (the profile's) finishes in float64 where float32 stalls and
-        # the device has fp64; an explicit dtype is kept (and the warning says why it stalled).
-        refine = "float64" if self.dtype is None and dtype == np.float32 and device.fp64 else None
         return device, dtype, store, X, refine, keep
 
     def _fit(self, X, y_model, model, callback=None, sample_weight=None):
         device, dtype, store, X, refine, keep = self._prepare(X, y_model, model, sample_weight)
+        return self._fit_bound(model, store, device, dtype, refine, keep, X, callback)
+
+    def _fit_bound(self, model, store, device, dtype, refine, keep, X, callback):
+        """Solve a bound model (or a duhl_cl.duhl.ovr.OneVsRest) and set the fitted
+        attributes; ``keep``: the samples a dual model kept (None: all)."""
         alpha0, b00 = None, 0.0
         # A warm start needs the same coordinates: for a dual model, the same samples kept.
         warm = getattr(self, "_warm", None)
-        if self.warm_start and warm is not None and len(warm[0]) == model.n_coords:
+        shape = (model.n_coords,)
+        if getattr(model, "n_classes", 1) > 1:
+            shape = (model.n_classes, model.n_coords)
+        if self.warm_start and warm is not None and np.shape(warm[0]) == shape:
             if (warm[2] is None and keep is None) or (
                 warm[2] is not None and keep is not None and np.array_equal(warm[2], keep)
             ):
@@ -129,11 +143,12 @@ class _Base(BaseEstimator):
             result = self._solve(model, store, device, alpha0, b00, callback, refine)
         self._warm = (result.alpha, result.intercept, keep)
         # The intercept: b0 (primal), or the bias feature's weight times its value (dual).
-        coef = result.alpha.copy() if model.primal else result.shared[:-1].copy()
-        intercept = result.intercept
-        self._set_solution(coef, float(intercept) if self.fit_intercept else 0.0)
-        self.dual_gap_ = result.gap
-        self.objective_ = result.objective
+        coef = result.alpha.copy() if model.primal else result.shared[..., :-1].copy()
+        intercept = np.asarray(result.intercept, dtype=np.float64)
+        self._set_solution(coef, intercept if self.fit_intercept else np.zeros_like(intercept))
+        one_vs_rest = result.class_gaps is not None
+        self.dual_gap_ = result.class_gaps.copy() if one_vs_rest else result.gap
+        self.objective_ = result.class_objectives.copy() if one_vs_rest else result.objective
         self.n_iter_ = result.n_iter
         self.history_ = result.history
         self.converged_ = result.converged
@@ -178,7 +193,7 @@ class _Base(BaseEstimator):
         return points
 
     def _set_solution(self, coef, intercept):
-        self.coef_, self.intercept_ = coef, intercept
+        self.coef_, self.intercept_ = coef, float(intercept)
 
     def _solve(self, model, store, device, alpha0, b00, callback, refine=None):
         return solve(

@@ -9,16 +9,28 @@
 
 As scikit-learn's, a fitted binary classifier has ``coef_`` of shape (1, n_features) and
 ``intercept_`` of shape (1,); ``decision_function`` is (n_samples,), > 0 for ``classes_[1]``.
+With K > 2 classes, one-vs-rest (liblinear's): ``coef_`` (K, n_features), ``intercept_``
+(K,), ``decision_function`` (n_samples, K), the K problems solved together over one
+resident working set (duhl_cl.duhl.ovr).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import expit
 from sklearn.base import ClassifierMixin
 
 from .. import models
-from ..store import check_sample_weight, check_X, check_y_binary, class_weights
+from ..duhl.ovr import OneVsRest
+from ..store import (
+    CoordinateStore,
+    check_sample_weight,
+    check_X,
+    check_y_classes,
+    class_weight_values,
+    class_weights,
+)
 from .base import _Base, check_positive
 from .params import COMMON_DOC, make_init
 
@@ -28,40 +40,96 @@ __all__ = ["LinearSVC", "LogisticRegression"]
 class _Classifier(ClassifierMixin, _Base):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()  # ClassifierMixin's classifier tags, then ours
-        tags.classifier_tags.multi_class = False
+        tags.classifier_tags.multi_class = True
         return tags
 
     def fit(self, X, y, sample_weight=None, callback=None):
-        """Fit on X of shape (n_samples, n_features) (dense, memmap or sparse) and y of two classes.
+        """Fit on X of shape (n_samples, n_features) (dense, memmap or sparse) and y.
 
+        Two classes: one binary problem. More: one-vs-rest as liblinear's, class k against
+        the rest, the K problems solved in one fit over one resident working set
+        (duhl_cl.duhl.ovr); ``dual_gap_`` and ``objective_`` are then (K,), one per class.
         ``sample_weight`` (n_samples,), >= 0, and ``class_weight`` multiply sample j's loss
-        (liblinear's: its box is C s_j in the dual; weight 0 leaves a sample out).
+        (liblinear's: its box is C s_j in the dual; weight 0 leaves a sample out; one-vs-rest,
+        as liblinear, weights the positives of class k's problem by class k's weight).
         ``callback(record)`` is called after every round with that round's history record;
         returning False stops the fit (the model so far is kept, with its certificate).
         """
         X = check_X(X, check_finite=sp.issparse(X))
-        classes, ypm = check_y_binary(y, X.shape[0])
+        classes, y_idx = check_y_classes(y, X.shape[0])
         s = check_sample_weight(sample_weight, X.shape[0])
-        cw = class_weights(self.class_weight, classes, (ypm > 0).astype(int), s)
+        self.classes_ = classes
+        if len(classes) > 2:
+            return self._fit_ovr(X, y_idx, s, callback)
+        cw = class_weights(self.class_weight, classes, y_idx, s)
         if cw is not None:
             s = cw if s is None else s * cw
             if not (s > 0).any():
                 raise ValueError("class_weight and sample_weight leave every sample at weight 0")
-        self.classes_ = classes
+        ypm = np.where(y_idx == 1, 1.0, -1.0)
         return self._fit(X, ypm, self._make_model(X, s), callback, s)
 
+    def _fit_ovr(self, X, y_idx, s, callback):
+        """One-vs-rest over ``K = len(classes_)`` classes in one fit (duhl_cl.duhl.ovr)."""
+        classes = self.classes_
+        cw = class_weight_values(self.class_weight, classes, y_idx, s)
+        probe = self._make_model(X, s)
+        if cw is not None and not np.all(cw > 0):
+            zero = [classes[k] for k in np.flatnonzero(cw <= 0)]
+            raise ValueError(
+                f"class_weight is 0 for {zero!r}: with more than two classes each class's "
+                f"problem needs its positives; drop that class's samples instead"
+            )
+        device, dtype, refine = self._open()
+        keep = None
+        if s is not None and not probe.primal and not np.all(s > 0):
+            keep = np.flatnonzero(s > 0)  # weight 0: out of every class's dual
+            X, y_idx, s = X[keep], y_idx[keep], s[keep]
+        if s is not None and not (s > 0).any():
+            raise ValueError("sample_weight leaves every sample at weight 0")
+        fitted = []
+        for k in range(len(classes)):
+            yk = np.where(y_idx == k, 1.0, -1.0)
+            sk = s
+            if cw is not None and not np.all(cw == 1.0):
+                # liblinear's one-vs-rest: class k's weight on its positives (C w_k), 1 else.
+                sk = (np.ones(len(yk)) if s is None else s) * np.where(yk > 0, cw[k], 1.0)
+            m = self._make_model(X, sk)
+            m.setup(X, yk, self.fit_intercept, sk)
+            fitted.append(m)
+        m0 = fitted[0]
+        rows = s
+        if m0.primal and cw is not None and not np.all(cw == 1.0):
+            # The primal store's squared norms are the steps' curvature: with each row's
+            # largest weight over the classes they bound every class's (a valid, shorter
+            # step where a class weighs the row less); the gradients and certificates take
+            # each class's own weights.
+            rows = (np.ones(len(y_idx)) if s is None else s) * np.maximum(cw[y_idx], 1.0)
+        store = CoordinateStore(
+            X, primal=m0.primal, dtype=dtype, labels=None if m0.primal else m0.y,
+            bias=getattr(m0, "bias", 0.0), row_weights=rows if m0.primal else None,
+        )  # fmt: skip
+        return self._fit_bound(OneVsRest(fitted, store), store, device, dtype, refine, keep, X,
+                               callback)  # fmt: skip
+
     def _set_solution(self, coef, intercept):
-        self.coef_ = np.asarray(coef, dtype=np.float64).reshape(1, -1)
-        self.intercept_ = np.array([intercept], dtype=np.float64)
+        coef = np.asarray(coef, dtype=np.float64)
+        self.coef_ = coef.reshape(1, -1) if coef.ndim == 1 else coef
+        self.intercept_ = np.atleast_1d(np.asarray(intercept, dtype=np.float64)).copy()
 
     def decision_function(self, X):
-        """Signed distance to the boundary, shape (n_samples,); > 0 means classes_[1]."""
+        """Signed distances to the boundaries: shape (n_samples,) for two classes (> 0 means
+        classes_[1]), (n_samples, n_classes) for more (one-vs-rest, one column per class)."""
         X = self._check_X_predict(X)
-        return np.asarray(X @ self.coef_[0], dtype=np.float64).ravel() + self.intercept_[0]
+        if self.coef_.shape[0] == 1:
+            return np.asarray(X @ self.coef_[0], dtype=np.float64).ravel() + self.intercept_[0]
+        return np.asarray(X @ self.coef_.T, dtype=np.float64) + self.intercept_
 
     def predict(self, X):
         """Predicted class labels, shape (n_samples,)."""
         f = self.decision_function(X)  # checks that the estimator is fitted
+        if f.ndim == 2:
+            return self.classes_[np.argmax(f, axis=1)]
         return self.classes_[(f > 0).astype(int)]
 
 
@@ -115,9 +183,14 @@ class LogisticRegression(_Classifier):
         raise ValueError(f"penalty must be 'l2' or 'l1', got {self.penalty!r}")
 
     def predict_proba(self, X):
-        """Class probabilities, shape (n_samples, 2), columns in the order of classes_."""
-        p = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
-        return np.column_stack([1 - p, p])
+        """Class probabilities, shape (n_samples, n_classes), columns in the order of
+        classes_; more than two classes: each class's one-vs-rest sigmoid, normalised to sum
+        to 1 (scikit-learn's for liblinear)."""
+        f = self.decision_function(X)
+        p = expit(f)
+        if f.ndim == 1:
+            return np.column_stack([1 - p, p])
+        return p / p.sum(axis=1, keepdims=True)
 
     def predict_log_proba(self, X):
         """Logarithms of :meth:`predict_proba`."""

@@ -12,7 +12,9 @@ from .checks import (
     check_sample_weight,
     check_X,
     check_y_binary,
+    check_y_classes,
     check_y_regression,
+    class_weight_values,
     class_weights,
 )
 from .memory import CoordinateStore
@@ -26,6 +28,8 @@ __all__ = [
     "check_sample_weight",
     "class_weights",
     "check_y_binary",
+    "check_y_classes",
+    "class_weight_values",
     "check_y_regression",
     "matvec",
     "rmatvec",

@@ -18,6 +18,7 @@ __all__ = [
     "check_X",
     "check_y_regression",
     "check_y_binary",
+    "check_y_classes",
     "check_sample_weight",
     "class_weights",
 ]
@@ -146,12 +147,25 @@ def check_y_binary(y, n_samples):
 
     ``classes[1]`` is the positive class, as in scikit-learn.
     """
+    classes, y_idx = check_y_classes(y, n_samples)
+    if len(classes) > 2:
+        raise ValueError(
+            f"Only binary classification is supported here. y has {len(classes)} classes "
+            f"({', '.join(map(str, classes[:5]))}{', ...' if len(classes) > 5 else ''}); pass "
+            f"labels of exactly two classes (e.g. one class against the rest)"
+        )
+    return classes, np.where(y_idx == 1, 1.0, -1.0)
+
+
+def check_y_classes(y, n_samples):
+    """Validate class labels (two or more classes); returns (classes, y_idx), the sorted
+    classes and each sample's index into them, as scikit-learn's ``np.unique``."""
     y = _check_y_shape(y, n_samples)
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         raise ValueError("Input y contains NaN or infinity; remove those samples first")
     if y.dtype.kind == "f" and not np.all(y == np.round(y)):
         raise ValueError(
-            "Unknown label type: continuous. The classifiers here need two classes; for a "
+            "Unknown label type: continuous. The classifiers here need class labels; for a "
             "continuous target use Lasso, ElasticNet or Ridge"
         )
     if y.dtype == object:
@@ -169,13 +183,7 @@ def check_y_binary(y, n_samples):
             f"y contains only one class ({classes[0]!r}); a binary classifier needs samples "
             f"of two classes"
         )
-    if len(classes) > 2:
-        raise ValueError(
-            f"Only binary classification is supported. y has {len(classes)} classes "
-            f"({', '.join(map(str, classes[:5]))}{', ...' if len(classes) > 5 else ''}); pass "
-            f"labels of exactly two classes (e.g. one class against the rest)"
-        )
-    return classes, np.where(y_idx == 1, 1.0, -1.0)
+    return classes, y_idx
 
 
 def check_sample_weight(sample_weight, n_samples):
@@ -219,6 +227,13 @@ def class_weights(class_weight, classes, y_idx, sample_weight):
     """Per-sample factors from ``class_weight`` (None, "balanced" or {class: weight}), as
     scikit-learn's (compute_class_weight, with the sample weights); None when there are none.
     A dict naming a class that y does not hold is refused."""
+    cw = class_weight_values(class_weight, classes, y_idx, sample_weight)
+    return None if cw is None else cw[y_idx]
+
+
+def class_weight_values(class_weight, classes, y_idx, sample_weight):
+    """Each class's factor (len(classes),) from ``class_weight``, or None (see
+    :func:`class_weights`)."""
     if class_weight is None:
         return None
     if isinstance(class_weight, dict):
@@ -244,4 +259,4 @@ def class_weights(class_weight, classes, y_idx, sample_weight):
 
     cw = compute_class_weight(class_weight, classes=classes, y=classes[y_idx],
                               sample_weight=sample_weight)  # fmt: skip
-    return np.asarray(cw, dtype=np.float64)[y_idx]
+    return np.asarray(cw, dtype=np.float64)
