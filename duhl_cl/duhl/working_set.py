@@ -25,7 +25,8 @@ import numpy as np
 from ..device.build import get_kernel
 from ..device.ledger import Ledger
 from ..kernels import base_defines, pass_routine
-from .capacity import DESC_BYTES, class_pad, desc_bytes, plan_capacity
+from .capacity import DESC_BYTES, desc_bytes, plan_capacity
+from .class_regions import ClassRegions
 from .launches import Launches
 from .placement import free_ranges, place_pieces
 from .pool_writes import DIRECT_RUNS, PoolWrites
@@ -48,7 +49,7 @@ class SwapStats:
     bytes_swapped_in: int = 0
 
 
-class DeviceWorkingSet(PoolWrites, Launches):
+class DeviceWorkingSet(PoolWrites, Launches, ClassRegions):
     """Device buffers, kernels and the resident set for one model on one coordinate store.
 
     Parameters
@@ -229,53 +230,6 @@ class DeviceWorkingSet(PoolWrites, Launches):
         except BaseException:
             self.release()
             raise
-
-    def _classwise(self, name, nbytes, rows=None):
-        """A buffer with one region of ``nbytes`` per class, each padded to the sub-buffer
-        alignment, and the regions as sub-buffers (one class: the buffer itself); ``rows``
-        (one array per class) are its initial contents. Returns (buffer, regions)."""
-        K = self.n_classes
-        stride = class_pad(nbytes, K, self._align)
-        host = None
-        if rows is not None:
-            host = np.zeros(K * stride, dtype=np.uint8)
-            for k, row in enumerate(rows):
-                b = np.ascontiguousarray(row, dtype=self.dtype).view(np.uint8)
-                host[k * stride : k * stride + b.nbytes] = b
-        buf = self.ledger.alloc(name, K * stride, host)
-        if K == 1:
-            return buf, [buf]
-        subs = [buf.get_sub_region(k * stride, nbytes) for k in range(K)]
-        self._subs.extend(subs)
-        return buf, subs
-
-    def _stride(self, nbytes) -> int:
-        """Bytes between two classes' regions of a class-wide buffer of ``nbytes`` a class."""
-        return class_pad(nbytes, self.n_classes, self._align)
-
-    def _download_classes(self, buf, count, dtype):
-        """A class-wide buffer's regions of ``count`` items, as an array (n_classes, count)."""
-        dtype = np.dtype(dtype)
-        stride = self._stride(count * dtype.itemsize)
-        if stride % dtype.itemsize:
-            raise AssertionError("class regions must be a whole number of items apart")
-        whole = np.empty(self.n_classes * stride // dtype.itemsize, dtype=dtype)
-        self.ledger.download(whole, buf)
-        return whole.reshape(self.n_classes, -1)[:, :count]
-
-    def _upload_classes(self, buf, rows, count, dtype, wait=False, region=None):
-        """Write ``count`` items at the start of every class's region (of ``region`` items,
-        default ``count``) of a class-wide buffer, in one copy from offset 0 (the simulator's
-        uninitialised-value check misses writes at an offset)."""
-        dtype = np.dtype(dtype)
-        rows = np.asarray(rows, dtype=dtype).reshape(self.n_classes, count)
-        if self.n_classes == 1:
-            self.ledger.upload(buf, np.ascontiguousarray(rows[0]), wait=wait)
-            return
-        per = self._stride((region or count) * dtype.itemsize) // dtype.itemsize
-        whole = np.zeros((self.n_classes, per), dtype=dtype)
-        whole[:, :count] = rows
-        self.ledger.upload(buf, whole.ravel(), wait=wait)
 
     # ------------------------------------------------------------------ residency
     @property
