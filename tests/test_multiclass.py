@@ -246,3 +246,19 @@ def test_one_vs_rest_weights_l1(device):
 
         f, f_ref = obj(est.coef_[k]), obj(ref.coef_[0])
         assert abs(f - f_ref) <= RTOL * f_ref, (k, f, f_ref)
+
+
+def test_one_vs_rest_float32_floor_refines(device):
+    """The default precision: a float32 one-vs-rest fit that stalls at the float32 floor
+    continues every class in float64 (a device with fp64), and converges."""
+    X, y = _data(3, n=400, d=30)
+    est = dc.LinearSVC(C=C, tol=1e-12, max_iter=3000, device=device, random_state=0)
+    if not device.fp64:
+        with pytest.warns(dc.ConvergenceWarning, match="float32 floor"):
+            est.fit(X, y)
+        return
+    est.fit(X, y)
+    assert est.converged_ and est.stats_["refinement"]["dtype"] == "float64"
+    assert [r["dtype"] for r in est.history_][0] == "float32"
+    assert est.history_[-1]["dtype"] == "float64"
+    assert np.all(est.dual_gap_ <= 1e-12 * C * len(y))
