@@ -262,3 +262,20 @@ def test_one_vs_rest_float32_floor_refines(device):
     assert [r["dtype"] for r in est.history_][0] == "float32"
     assert est.history_[-1]["dtype"] == "float64"
     assert np.all(est.dual_gap_ <= 1e-12 * C * len(y))
+
+
+def test_one_vs_rest_warm_start_and_zero_weights(device):
+    """A warm start takes every class's coefficients back; samples of weight 0 are left out
+    of every class's dual (the same fit as without them)."""
+    X, y = _data(3, n=300, d=20)
+    kw = dict(C=C, tol=1e-9, device=device, dtype="float64", random_state=0, max_iter=20000)
+    est = dc.LinearSVC(warm_start=True, **kw).fit(X, y)
+    first, rounds = est.objective_.copy(), est.n_iter_
+    est.fit(X, y)
+    assert est.converged_ and est.n_iter_ <= rounds
+    np.testing.assert_allclose(est.objective_, first, rtol=1e-8)
+    s = np.ones(len(y))
+    s[:40] = 0.0
+    weighted = dc.LinearSVC(**kw).fit(X, y, sample_weight=s)
+    kept = dc.LinearSVC(**kw).fit(X[40:], y[40:])
+    np.testing.assert_allclose(weighted.objective_, kept.objective_, rtol=1e-6)

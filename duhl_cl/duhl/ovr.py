@@ -97,11 +97,10 @@ class OvrCertificate:
 
     @classmethod
     def of(cls, certs, scales):
-        scales = np.asarray(scales, dtype=np.float64)
         gaps = np.array([c.gap for c in certs], dtype=np.float64)
         objs = np.array([c.objective for c in certs], dtype=np.float64)
         return cls(
-            gap=float(np.max(gaps * (scales.max() / scales))),
+            gap=float(np.max(scaled_gaps(gaps, scales))),
             objective=float(objs.sum()),
             alpha=np.array([c.alpha for c in certs]),
             intercept=np.array([c.intercept for c in certs], dtype=np.float64),
@@ -111,6 +110,16 @@ class OvrCertificate:
             class_objectives=objs,
             certs=list(certs),
         )
+
+
+def scaled_gaps(gaps, scales) -> np.ndarray:
+    """Each class's gap in the units of the largest class's scale: ``gap_k * scale /
+    scale_k`` (a class of scale 0, whose target is 0, as it is). The combined gap is their
+    largest, and a class is finished where its own is <= tol * scale: the same numbers, so
+    that the fit stops exactly when every class has finished."""
+    scales = np.asarray(scales, dtype=np.float64)
+    factor = np.where(scales > 0, scales.max() / np.where(scales > 0, scales, 1.0), 1.0)
+    return np.asarray(gaps, dtype=np.float64) * factor
 
 
 class OvrLocalSolver:
@@ -150,7 +159,7 @@ class OvrLocalSolver:
         self.alpha = np.array([m.initial_alpha() for m in self.models])
         self.intercept = np.zeros(K)
         self.shared = None
-        self.targets = None if tol is None else float(tol) * model.scales
+        self.target = None if tol is None else float(tol) * model.scale  # as solve()'s
         self.active = np.ones(K, dtype=bool)
         self.class_certs = [None] * K
         self.refresher = None
@@ -282,7 +291,10 @@ class OvrLocalSolver:
         """The unfinished classes' coefficients, shared vectors and visited gaps; returns the
         combined gap estimate (inf while some coordinate was never evaluated)."""
         ws, alpha = self.ws, self.alpha
-        ws.read_alpha(alpha)
+        # Only the unfinished classes' coefficients: a finished class's stay its
+        # certificate's (in float32, its coordinates go up rounded when they enter again).
+        fresh = ws.read_alpha(alpha.copy())
+        alpha[classes] = fresh[classes]
         new = ws.get_shared().astype(np.float64).reshape(len(self.models), -1)
         # A finished class keeps its exact float64 vector (the device holds its rounding).
         self.shared[classes] = new[classes]
@@ -302,8 +314,7 @@ class OvrLocalSolver:
         gaps = np.array([
             m.total_gap(alpha[k], self.u_mem[k], self.shared[k]) for k, m in enumerate(self.models)
         ])  # fmt: skip
-        sc = self.model.scales
-        return float(np.max(gaps * (sc.max() / sc)))
+        return float(np.max(scaled_gaps(gaps, self.model.scales)))
 
     # -- certificates
     def _certify_classes(self, classes):
@@ -322,8 +333,8 @@ class OvrLocalSolver:
             self.z[k] = self.models[k].gaps(c.alpha, c.u)
         cert = OvrCertificate.of(self.class_certs, self.model.scales)
         self.set_shared(cert.shared)
-        if self.targets is not None:
-            self.active = cert.class_gaps > self.targets
+        if self.target is not None:
+            self.active = scaled_gaps(cert.class_gaps, self.model.scales) > self.target
         return cert
 
     def certify(self):
@@ -333,9 +344,11 @@ class OvrLocalSolver:
     def final_certificate(self):
         """The combined certificate of the coefficients as they stand."""
         self.ws.finish()
+        classes = self.classes
         if self.n_rounds and self.ws.resident.size:
-            self.ws.read_alpha(self.alpha)
-        return self._certify_classes(self.classes)
+            fresh = self.ws.read_alpha(self.alpha.copy())
+            self.alpha[classes] = fresh[classes]
+        return self._certify_classes(classes)
 
     def close(self) -> None:
         if self.refresher is not None:

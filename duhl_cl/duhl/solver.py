@@ -205,7 +205,7 @@ def _warn_stopped(run, target, max_iter, max_time, refine_dtype):
         )
     cg = getattr(run.cert, "class_gaps", None)
     if cg is not None:
-        open_ = int(np.count_nonzero(cg > tol_scales(local)))
+        open_ = int(np.count_nonzero(local.active))  # as of the stop's certificate
         advice = f"{open_} of {len(cg)} classes are above their tolerance. {advice}"
     warnings.warn(
         f"Stopped after {local.n_rounds} rounds by {why} with certified duality gap {gap:.3e} "
@@ -213,11 +213,6 @@ def _warn_stopped(run, target, max_iter, max_time, refine_dtype):
         ConvergenceWarning,
         stacklevel=4,
     )
-
-
-def tol_scales(local):
-    """Each class's target (one-vs-rest), the tolerances its certificate is held to."""
-    return local.targets if local.targets is not None else np.inf
 
 
 def host_threads(n: int):
