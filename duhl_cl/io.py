@@ -3,13 +3,16 @@
 Data: svmlight/libsvm text (``.svm``, ``.svm.gz``, ``.libsvm``, ``.txt``), ``.npz`` holding
 ``X`` (dense, or a scipy.sparse matrix saved with ``scipy.sparse.save_npz`` fields) and
 ``y``, a pair of ``.npy`` files (``X.npy`` given, ``y`` next to it as ``<stem>_y.npy`` or
-``y.npy``), and CSV (``.csv``, ``.csv.gz``: header row, target in the last column unless
-``target`` names it).
+``y.npy``), and CSV (``.csv``, ``.csv.gz``: a header row when the first row is not numbers,
+target in the last column unless ``target`` names it). A damaged or misnamed file is a
+ValueError that names the file, and the line where a line is at fault.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,26 @@ def _open_text(path: Path):
     return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)
 
 
+@contextlib.contextmanager
+def _reading(path: Path):
+    """Read errors of a data file as one message that names the file and the fix."""
+    try:
+        yield
+    except gzip.BadGzipFile:
+        raise ValueError(
+            f"{path}: not a gzip file (the name ends in .gz); decompress or rename it"
+        ) from None
+    except (EOFError, zlib.error):
+        raise ValueError(
+            f"{path}: the gzip stream is truncated or damaged; download or write it again"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path}: not a text file (byte {exc.start} does not decode as UTF-8); "
+            f"pass svmlight or CSV text"
+        ) from None
+
+
 def load_svmlight(path, n_features=None, dtype=np.float64):
     """Read a svmlight/libsvm file into (CSR matrix, labels).
 
@@ -30,7 +53,7 @@ def load_svmlight(path, n_features=None, dtype=np.float64):
     """
     path = Path(path)
     labels, indptr, indices, values = [], [0], [], []
-    with _open_text(path) as f:
+    with _reading(path), _open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             line = line.split("#", 1)[0].strip()
             if not line:
@@ -66,8 +89,12 @@ def load_svmlight(path, n_features=None, dtype=np.float64):
     return X, np.asarray(labels)
 
 
-def load_dataset(path, *, n_features=None, target=None):
-    """Load (X, y) from a file whose format the suffix tells (see module docstring)."""
+def load_dataset(path, *, n_features=None, target=None, header=None):
+    """Load (X, y) from a file whose format the suffix tells (see module docstring).
+
+    ``header`` (CSV): True, False, or None to detect it (a first row that does not parse as
+    numbers is a header, one that does is data).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"data file {str(path)!r} does not exist")
@@ -103,21 +130,68 @@ def load_dataset(path, *, n_features=None, target=None):
             f"{path}: for .npy data put the labels next to it as {path.stem}_y.npy or y.npy"
         )
     if name.endswith((".csv", ".csv.gz")):
-        with _open_text(path) as f:
-            header = f.readline().strip().split(",")
-        data = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
-        col = len(header) - 1
-        if target is not None:
-            if target not in header:
-                raise ValueError(f"{path}: no column {target!r}; columns: {', '.join(header)}")
-            col = header.index(target)
-        y = data[:, col]
-        X = np.delete(data, col, axis=1)
-        return X, y
+        return _load_csv(path, target, header)
     raise ValueError(
         f"cannot tell the format of {str(path)!r}: use .svm/.svm.gz (svmlight), .npz (X, y), "
         f".npy (with a _y.npy beside it) or .csv/.csv.gz"
     )
+
+
+def _numbers(cells):
+    try:
+        [float(c) for c in cells]
+    except ValueError:
+        return False
+    return True
+
+
+def _load_csv(path, target, header):
+    """A CSV file: (X, y), the target the last column or the one ``target`` names."""
+    with _reading(path), _open_text(path) as f:
+        first = f.readline()
+        cells = [c.strip() for c in first.strip().split(",")]
+        if not first.strip():
+            raise ValueError(f"{path}: empty file (no header, no samples)")
+        has_header = not _numbers(cells) if header is None else bool(header)
+        names = cells if has_header else [str(i) for i in range(len(cells))]
+        rows = 0 if has_header else 1
+        for line in f:
+            if line.strip():
+                rows += 1
+    if rows == 0:
+        raise ValueError(f"{path}: a header ({', '.join(names)}) and no samples")
+    skip = 1 if has_header else 0
+    try:
+        with _reading(path):
+            data = np.loadtxt(path, delimiter=",", skiprows=skip, dtype=np.float64, ndmin=2)
+    except ValueError:
+        raise ValueError(_bad_cell(path, skip, len(names))) from None
+    col = len(names) - 1
+    if target is not None:
+        if target not in names:
+            what = "columns: " + ", ".join(names) if has_header else "the file has no header"
+            raise ValueError(f"{path}: no column {target!r}; {what}")
+        col = names.index(target)
+    return np.delete(data, col, axis=1), data[:, col]
+
+
+def _bad_cell(path, skip, n_cols):
+    """The message of the first cell np.loadtxt refused: the file's line and column."""
+    with _open_text(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if lineno <= skip or not line.strip():
+                continue
+            cells = line.rstrip("\r\n").split(",")
+            if len(cells) != n_cols:
+                return (f"{path}:{lineno}: {len(cells)} columns where the first row has "
+                        f"{n_cols}; every row needs the same columns")  # fmt: skip
+            for j, c in enumerate(cells, 1):
+                try:
+                    float(c)
+                except ValueError:
+                    return (f"{path}:{lineno}: column {j} is {c.strip()[:40]!r}, not a number; "
+                            f"CSV data must be numeric")  # fmt: skip
+    return f"{path}: could not be read as numeric CSV"
 
 
 def save_model(path, est, meta: dict) -> None:

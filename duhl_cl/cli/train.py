@@ -6,6 +6,7 @@ whose estimator, arguments and strength parameter (``--alpha`` or ``--C``) are u
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -42,6 +43,13 @@ def add_train(sub):
         "--data", required=True, help=".svm/.svm.gz, .npz (X, y), .npy (+ _y.npy) or .csv"
     )
     q.add_argument("--target", help="CSV: name of the target column (default: the last)")
+    q.add_argument(
+        "--header",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="CSV: the first row is a header (--header) or data (--no-header); default: "
+        "a header when it does not parse as numbers",
+    )
     q.add_argument(
         "--standardize",
         action="store_true",
@@ -82,6 +90,13 @@ def add_predict(sub):
     q.add_argument("--model", required=True, help="a model .npz written by 'train --out'")
     q.add_argument("--data", required=True)
     q.add_argument("--out", help="file for the predictions (default stdout)")
+    q.add_argument(
+        "--header",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="CSV: the first row is a header (--header) or data (--no-header); default: "
+        "a header when it does not parse as numbers",
+    )
     q.set_defaults(func=cmd_predict)
 
 
@@ -191,7 +206,7 @@ def _standardize(X):
 def cmd_train(args):
     from ..io import load_dataset, save_model
 
-    X, y = load_dataset(args.data, target=args.target)
+    X, y = load_dataset(args.data, target=args.target, header=args.header)
     scaling = None
     if args.standardize:
         X, scaling = _standardize(X)
@@ -252,11 +267,19 @@ def cmd_train(args):
     else:
         print(f"train accuracy {est.score(X, y):.4f}")
     if args.test:
-        Xt, yt = load_dataset(args.test, n_features=X.shape[1], target=args.target)
+        Xt, yt = load_dataset(args.test, n_features=X.shape[1], target=args.target,
+                              header=args.header)  # fmt: skip
+        if Xt.shape[1] != X.shape[1]:
+            # (predict refuses the same file: a test set wider than the training set is
+            # another problem, not one to cut down silently)
+            raise ValueError(
+                f"{args.test}: the test data has {Xt.shape[1]} features, the training data "
+                f"{X.shape[1]}; test on data with the training set's features"
+            )
         if scaling:
             Xt = (np.asarray(Xt) - np.asarray(scaling["mean"])) / np.asarray(scaling["std"])
         label = "test R^2" if regressor else "test accuracy"
-        print(f"{label} {est.score(Xt[:, : X.shape[1]], yt):.4f}")
+        print(f"{label} {est.score(Xt, yt):.4f}")
     if args.out:
         meta = {
             "model": model_spec(args.model).name,
@@ -280,7 +303,7 @@ def cmd_predict(args):
     from ..io import load_dataset, load_model
 
     coef, intercept, classes, meta = load_model(args.model)
-    X, y = load_dataset(args.data, n_features=meta["n_features"])
+    X, y = load_dataset(args.data, n_features=meta["n_features"], header=args.header)
     if X.shape[1] != meta["n_features"]:
         raise SystemExit(
             f"error: the data has {X.shape[1]} features, the model expects {meta['n_features']}"

@@ -1,0 +1,104 @@
+"""The data readers (duhl_cl.io): a clear error naming the file and the place, or a correct
+read; never a raw traceback from gzip or NumPy, nor a row dropped silently."""
+
+import gzip
+
+import numpy as np
+import pytest
+
+from duhl_cl.cli import main
+from duhl_cl.io import load_dataset
+
+ROWS = "1 1:0.5 3:2\n-1 2:1.5\n1 1:-1 2:2 3:0.25\n"
+
+
+def test_truncated_and_misnamed_gzip(tmp_path):
+    good = tmp_path / "d.svm.gz"
+    good.write_bytes(gzip.compress(ROWS.encode() * 200))
+    cut = tmp_path / "cut.svm.gz"
+    cut.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    with pytest.raises(ValueError, match=r"cut\.svm\.gz: the gzip stream is truncated"):
+        load_dataset(cut)
+    plain = tmp_path / "plain.svm.gz"
+    plain.write_text(ROWS)
+    with pytest.raises(ValueError, match=r"plain\.svm\.gz: not a gzip file"):
+        load_dataset(plain)
+    X, y = load_dataset(good)
+    assert X.shape == (600, 3) and list(y[:3]) == [1, -1, 1]
+
+
+def test_csv_header_detected(tmp_path):
+    with_header = tmp_path / "h.csv"
+    with_header.write_text("a,b,target\n1,2,3\n4,5,6\n")
+    X, y = load_dataset(with_header)
+    np.testing.assert_array_equal(X, [[1, 2], [4, 5]])
+    np.testing.assert_array_equal(y, [3, 6])
+    # No header: the first row is data, not dropped.
+    bare = tmp_path / "n.csv"
+    bare.write_text("1,2,3\n4,5,6\n")
+    X, y = load_dataset(bare)
+    np.testing.assert_array_equal(y, [3, 6])
+    # Forced either way.
+    X, y = load_dataset(bare, header=True)
+    np.testing.assert_array_equal(y, [6])
+    # CRLF line endings, no newline at the end.
+    crlf = tmp_path / "crlf.csv"
+    crlf.write_bytes(b"a,b,t\r\n1,2,3\r\n4,5,6")
+    X, y = load_dataset(crlf)
+    np.testing.assert_array_equal(y, [3, 6])
+
+
+def test_csv_errors_name_file_line_and_column(tmp_path):
+    only = tmp_path / "only.csv"
+    only.write_text("a,b,target\n")
+    with pytest.raises(ValueError, match=r"only\.csv: a header \(a, b, target\) and no samples"):
+        load_dataset(only)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(ValueError, match=r"empty\.csv: empty file"):
+        load_dataset(empty)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,target\n1,2,3\n4,x5,6\n")
+    with pytest.raises(ValueError, match=r"bad\.csv:3: column 2 is 'x5', not a number"):
+        load_dataset(bad)
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("a,b,target\n1,2,3\n4,5\n")
+    with pytest.raises(ValueError, match=r"ragged\.csv:3: 2 columns where the first row has 3"):
+        load_dataset(ragged)
+
+
+def test_svmlight_comments_qid_and_no_final_newline(tmp_path):
+    f = tmp_path / "q.svm"
+    f.write_text("# a comment line\n1 qid:3 1:0.5 3:2 # trailing comment\r\n-1 qid:3 2:1.5")
+    X, y = load_dataset(f)
+    assert X.shape == (2, 3) and list(y) == [1, -1]
+    np.testing.assert_array_equal(X.toarray(), [[0.5, 0, 2], [0, 1.5, 0]])
+    empty = tmp_path / "e.svm"
+    empty.write_text("")
+    with pytest.raises(ValueError, match=r"e\.svm: no samples found"):
+        load_dataset(empty)
+
+
+def test_train_refuses_a_wider_test_set(tmp_path, device, capsys):
+    train, test = tmp_path / "train.svm", tmp_path / "test.svm"
+    rng = np.random.default_rng(0)
+    with open(train, "w") as f:
+        for i in range(40):
+            f.write(
+                f"{1 if i % 2 else -1} 1:{rng.standard_normal():.4f} 2:{rng.standard_normal():.4f}\n"
+            )
+    test.write_text("1 1:0.5 5:1.0\n-1 2:0.25\n")
+    rc = main(["train", "--model", "svm", "--data", str(train), "--test", str(test)])
+    assert rc == 2
+    assert "the test data has 5 features, the training data 2" in capsys.readouterr().err
+
+
+def test_cli_header_flag(tmp_path, device, capsys):
+    f = tmp_path / "n.csv"
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((30, 3))
+    np.savetxt(f, np.column_stack([X, X @ [1.0, -2.0, 0.5]]), delimiter=",")
+    assert main(["train", "--model", "ridge", "--data", str(f)]) == 0
+    assert "(30 x 3" in capsys.readouterr().out
+    assert main(["train", "--model", "ridge", "--data", str(f), "--header"]) == 0
+    assert "(29 x 3" in capsys.readouterr().out
