@@ -174,3 +174,26 @@ def test_train_predict_multiclass(tmp_path, device, capsys):
     preds = np.loadtxt(tmp_path / "p.txt")
     est = dc.LogisticRegression(tol=1e-8, device=device).fit(X.round(6), y)
     np.testing.assert_array_equal(preds, est.predict(X.round(6)))
+
+
+def test_output_paths_checked_before_training(tmp_path, svm_file, capsys):
+    missing = tmp_path / "no" / "m.npz"
+    assert main(["train", "--model", "svm", "--data", str(svm_file), "--out", str(missing)]) == 2
+    err = capsys.readouterr()
+    assert "--out" in err.err and "does not exist" in err.err and "round" not in err.out
+    assert main(["train", "--model", "svm", "--data", str(svm_file), "--log", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_predict_into_a_closed_pipe_ends_quietly(tmp_path, device):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30000, 2))
+    data, model = tmp_path / "big.svm", tmp_path / "m.npz"
+    with open(data, "w") as f:
+        f.writelines(f"{1 if a > b else -1} 1:{a:.3f} 2:{b:.3f}\n" for a, b in X)
+    assert main(["train", "--model", "svm", "--data", str(data), "--out", str(model),
+                 "--max-iter", "5"]) == 0  # fmt: skip
+    cmd = f"{sys.executable} -m duhl_cl.cli predict --model {model} --data {data} | head -n 2"
+    proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 2
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -57,12 +59,24 @@ def add_train(sub):
     )
     q.add_argument("--test", help="a test data file in the same format")
     device_args(q)
-    q.add_argument("--tol", type=float, default=1e-4)
-    q.add_argument("--max-iter", type=int, default=1000, help="rounds at most")
-    q.add_argument("--max-time", type=float)
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--dtype", choices=("float32", "float64"))
-    q.add_argument("--no-intercept", action="store_true")
+    q.add_argument(
+        "--tol",
+        type=float,
+        default=1e-4,
+        help="stop when the certified duality gap is below tol x the objective's scale "
+        "(default 1e-4)",
+    )
+    q.add_argument("--max-iter", type=int, default=1000, help="rounds at most (default 1000)")
+    q.add_argument("--max-time", type=float, help="seconds at most (checked between rounds)")
+    q.add_argument(
+        "--seed", type=int, default=0, help="seeds the shuffles and the selection (default 0)"
+    )
+    q.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        help="device precision (default: the profile's, refined in float64 where float32 stalls)",
+    )
+    q.add_argument("--no-intercept", action="store_true", help="fit no intercept")
     q.add_argument(
         "--budget",
         help="device memory for this fit: bytes, '64MiB' or a fraction of the data, '10%%'",
@@ -203,9 +217,24 @@ def _standardize(X):
     return (X - mu) / sd, {"mean": mu.tolist(), "std": sd.tolist()}
 
 
+def _check_writable(path, what):
+    """Refuse an output path whose directory is missing or not writable, before any work."""
+    if path in (None, "-"):
+        return
+    parent = Path(path).expanduser().resolve().parent
+    if not parent.is_dir():
+        raise ValueError(f"{what} {path!r}: directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{what} {path!r}: directory {str(parent)!r} is not writable")
+    if Path(path).is_dir():
+        raise ValueError(f"{what} {path!r} is a directory; give a file name")
+
+
 def cmd_train(args):
     from ..io import load_dataset, save_model
 
+    _check_writable(args.out, "--out")
+    _check_writable(args.log, "--log")
     X, y = load_dataset(args.data, target=args.target, header=args.header)
     scaling = None
     if args.standardize:
@@ -320,9 +349,16 @@ def cmd_predict(args):
         pred = classes[(f > 0).astype(int)]
     else:
         pred = np.asarray(X @ coef, dtype=np.float64).ravel() + intercept
+    _check_writable(args.out, "--out")
     out = sys.stdout if args.out in (None, "-") else open(args.out, "w")
-    for p in pred:
-        out.write(f"{p}\n")
+    try:
+        out.write("".join(f"{p}\n" for p in pred))
+        out.flush()
+    except BrokenPipeError:
+        # `duhl-cl predict ... | head`: the reader has what it wanted; end quietly (and
+        # keep Python's exit flush from raising again on the closed pipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     if out is not sys.stdout:
         out.close()
     if classes is not None:
