@@ -162,8 +162,12 @@ def test_a_callback_error_propagates_after_the_model_is_stored(device, classific
     assert est.n_iter_ == 2 and est.coef_.shape == (1, X.shape[1])
     assert np.isfinite(est.dual_gap_) and est.history_[-1]["gap"] == est.dual_gap_
     assert est.predict(X).shape == (X.shape[0],)
-    ref = dc.LinearSVC(C=0.5, tol=1e-10, dtype="float64", device=device).fit(X, y)
-    assert est.objective_ - ref.objective_ <= est.dual_gap_ * (1 + 1e-9)
+    ref = dc.LinearSVC(C=0.5, tol=1e-10, dtype="float64", device=device, random_state=0)
+    ref.fit(X, y)
+    # Valid up to the rounding of two float64 objective evaluations: this small problem can
+    # be solved exactly by round 2 (certified gap 0.0, objectives 4e-15 apart; CI saw it).
+    slack = 1e-13 * abs(ref.objective_)
+    assert est.objective_ - ref.objective_ <= est.dual_gap_ * (1 + 1e-9) + slack
 
 
 def test_estimators_are_scikit_learn_estimators():
