@@ -197,3 +197,10 @@ def test_memory_budget_refused_with_the_amount_needed(device, Xy, tmp_path):
         dc.MemoryBudgetError, match="policy 'full' needs all 4 coordinates resident"
     ):
         dc.Lasso(alpha=0.1, device=device, memory_budget=need, policy="full").fit(X, y)
+
+
+def test_tol_zero_warns_that_the_fit_runs_to_max_iter(device, Xy):
+    X, y = Xy
+    with pytest.warns(UserWarning, match="tol=0: the fit stops only at a certified gap of"):
+        est = dc.Ridge(tol=0, max_iter=3, device=device).fit(X, y)
+    assert est.n_iter_ <= 3

@@ -135,3 +135,17 @@ def test_emulated_profile_runs_and_is_labelled(device):
 
 def test_format_size():
     assert format_size(3 * 2**20) == "3.0 MiB"
+
+
+def test_profile_values_that_make_no_sense_are_refused(tmp_path, device):
+    bad = edited_profile(tmp_path, [("host_alignment = 64", "host_alignment = 48")], "a.toml")
+    with pytest.raises(ProfileError, match="host_alignment must be a power of two.*got 48"):
+        load_profile(bad)
+    units = device.info.compute_units  # the whole device's (the fixture's is a sub-device)
+    many = edited_profile(
+        tmp_path, [("device_compute_units = 1", f"device_compute_units = {units + 1}")], "u.toml"
+    )
+    from duhl_cl.device.discovery import DeviceError
+
+    with pytest.raises(DeviceError, match=f"has {units} compute units; set it to at most {units}"):
+        open_device(many)

@@ -283,6 +283,12 @@ def _context_for(pi: int, di: int, units: int = 0):
     # process: creating contexts per fit is slow and some drivers leak them.
     cl = _cl()
     dev = _platforms()[pi].get_devices()[di]
+    if units > dev.max_compute_units:
+        raise DeviceError(
+            f"the profile asks for split.device_compute_units = {units}, but "
+            f"{dev.name.strip()} has {dev.max_compute_units} compute units; set it to at most "
+            f"{dev.max_compute_units} (0: the whole device)"
+        )
     if 0 < units < dev.max_compute_units:
         # The core split: the device gets a sub-device of `units` compute units, leaving the
         # rest of a CPU to the host's gap refresh (unit A).

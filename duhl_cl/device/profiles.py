@@ -271,6 +271,12 @@ def _validate(raw: dict, path: str) -> DeviceProfile:
             f'build-kernels --device {name} --out DIR\' and set kernel.binaries = "DIR" '
             f"(absolute, ~/..., or relative to this file)"
         )
+    align = g(("memory", "host_alignment"))
+    if align < 1 or align & (align - 1):
+        raise ProfileError(
+            f"{path}: memory.host_alignment must be a power of two (bytes), got {align}; "
+            f"use e.g. 64 or 4096"
+        )
     return DeviceProfile(
         name=g(("", "name")),
         description=g(("", "description")),

@@ -10,6 +10,7 @@ duhl_cl.estimators.params. ``NotFittedError`` is scikit-learn's.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -47,6 +48,16 @@ class _Base(BaseEstimator):
             val = getattr(self, name)
             if not isinstance(val, (int, float, np.floating)) or not val >= 0:
                 raise ValueError(f"{name} must be a number >= 0, got {val!r}")
+        if self.tol == 0:
+            # Accepted, as scikit-learn does: a certified gap of exactly 0 is rare in floating
+            # point, so such a fit usually runs to max_iter (or max_time); say so up front.
+            warnings.warn(
+                f"tol=0: the fit stops only at a certified gap of exactly 0, so it will most "
+                f"likely run all max_iter={self.max_iter} rounds; pass tol > 0 (e.g. 1e-10) "
+                f"to stop at a tolerance",
+                UserWarning,
+                stacklevel=4,
+            )
         if not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
             raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
         if self.max_time is not None and not (
