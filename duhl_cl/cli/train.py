@@ -45,13 +45,7 @@ def add_train(sub):
         "--data", required=True, help=".svm/.svm.gz, .npz (X, y), .npy (+ _y.npy) or .csv"
     )
     q.add_argument("--target", help="CSV: name of the target column (default: the last)")
-    q.add_argument(
-        "--header",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="CSV: the first row is a header (--header) or data (--no-header); default: "
-        "a header when it does not parse as numbers",
-    )
+    _header_arg(q)
     q.add_argument(
         "--standardize",
         action="store_true",
@@ -99,11 +93,7 @@ def add_train(sub):
     q.set_defaults(func=cmd_train)
 
 
-def add_predict(sub):
-    q = sub.add_parser("predict", help="predict with a saved model")
-    q.add_argument("--model", required=True, help="a model .npz written by 'train --out'")
-    q.add_argument("--data", required=True)
-    q.add_argument("--out", help="file for the predictions (default stdout)")
+def _header_arg(q):
     q.add_argument(
         "--header",
         action=argparse.BooleanOptionalAction,
@@ -111,6 +101,14 @@ def add_predict(sub):
         help="CSV: the first row is a header (--header) or data (--no-header); default: "
         "a header when it does not parse as numbers",
     )
+
+
+def add_predict(sub):
+    q = sub.add_parser("predict", help="predict with a saved model")
+    q.add_argument("--model", required=True, help="a model .npz written by 'train --out'")
+    q.add_argument("--data", required=True)
+    q.add_argument("--out", help="file for the predictions (default stdout)")
+    _header_arg(q)
     q.set_defaults(func=cmd_predict)
 
 

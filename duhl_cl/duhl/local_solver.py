@@ -319,16 +319,19 @@ class LocalSolver:
 
 
 def solver_factory(model, store, device, *, budget=None, ledger=None, policy="duhl",
-                   passes_per_round="auto", kernel_variant=None, rng=None):  # fmt: skip
-    """``make(dtype=None, ledger=ledger)``: a LocalSolver with these settings in a given
+                   passes_per_round="auto", kernel_variant=None, rng=None, solver=None,
+                   **extra):  # fmt: skip
+    """``make(dtype=None, ledger=ledger)``: a LocalSolver (or ``solver``, a class taking the
+    same arguments and ``extra``: duhl_cl.duhl.ovr's) with these settings in a given
     precision (a driver makes a second one for a float64 refinement, on the same ledger)."""
     default_ledger = ledger
+    solver = LocalSolver if solver is None else solver
 
     def make(dtype=None, ledger=None):
-        return LocalSolver(
+        return solver(
             model, store, device, budget=budget, policy=policy, rng=rng, dtype=dtype,
             ledger=default_ledger if ledger is None else ledger,
-            passes_per_round=passes_per_round, kernel_variant=kernel_variant,
+            passes_per_round=passes_per_round, kernel_variant=kernel_variant, **extra,
         )  # fmt: skip
 
     return make

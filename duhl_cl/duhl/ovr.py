@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .certificate import certificate, shared_vector
-from .local_solver import AUTO_PASSES, GROW_FROM, auto_passes_for
+from .local_solver import AUTO_PASSES, GROW_FROM, auto_passes_for, solver_factory
 from .policies import make_policy
 from .refresh import HostRefresher
 from .working_set import DeviceWorkingSet
@@ -362,17 +362,6 @@ class OvrLocalSolver:
         self.ws.release()
 
 
-def ovr_solver_factory(model, store, device, *, tol=None, budget=None, ledger=None,
-                       policy="duhl", passes_per_round="auto", kernel_variant=None,
-                       rng=None):  # fmt: skip
+def ovr_solver_factory(model, store, device, *, tol=None, **settings):
     """As :func:`duhl_cl.duhl.local_solver.solver_factory`, for a :class:`OneVsRest`."""
-    default_ledger = ledger
-
-    def make(dtype=None, ledger=None):
-        return OvrLocalSolver(
-            model, store, device, budget=budget, policy=policy, rng=rng, dtype=dtype,
-            ledger=default_ledger if ledger is None else ledger, tol=tol,
-            passes_per_round=passes_per_round, kernel_variant=kernel_variant,
-        )  # fmt: skip
-
-    return make
+    return solver_factory(model, store, device, solver=OvrLocalSolver, tol=tol, **settings)
