@@ -4,7 +4,8 @@ Data: svmlight/libsvm text (``.svm``, ``.svm.gz``, ``.libsvm``, ``.txt``), ``.np
 ``X`` (dense, or a scipy.sparse matrix saved with ``scipy.sparse.save_npz`` fields) and
 ``y``, a pair of ``.npy`` files (``X.npy`` given, ``y`` next to it as ``<stem>_y.npy`` or
 ``y.npy``), and CSV (``.csv``, ``.csv.gz``: a header row when the first row is not numbers,
-target in the last column unless ``target`` names it). A damaged or misnamed file is a
+target in the last column unless ``target`` names it). svmlight text is parsed
+:data:`CHUNK_BYTES` at a time, so a file of many GiB is never held as text. A damaged or misnamed file is a
 ValueError that names the file, and the line where a line is at fault.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import zlib
 from pathlib import Path
 
@@ -23,6 +25,10 @@ __all__ = ["load_dataset", "load_svmlight", "save_model", "load_model"]
 
 def _open_text(path: Path):
     return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)
+
+
+def _open_bytes(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
 @contextlib.contextmanager
@@ -45,48 +51,92 @@ def _reading(path: Path):
         ) from None
 
 
-def load_svmlight(path, n_features=None, dtype=np.float64):
+# Text is parsed this many bytes at a time (whole lines), so that a file of many GiB is never
+# held as text or as Python objects: only its parsed arrays grow.
+CHUNK_BYTES = 64 << 20
+
+
+def _line_chunks(f, chunk_bytes):
+    """(line number of the chunk's first line, bytes of whole lines), through the file."""
+    lineno = 1
+    while block := f.read(chunk_bytes):
+        if not block.endswith(b"\n"):
+            block += f.readline()
+        yield lineno, block
+        lineno += block.count(b"\n")
+
+
+def _parse_svmlight(path, first_line, block):
+    """One chunk: (labels, indptr, indices, values) with indptr from 0.
+
+    scikit-learn's compiled parser reads it; a chunk that it refuses (unsorted indices, which
+    libsvm allows by summing, or a malformed line) is read again line by line, here, to give
+    the line at fault.
+    """
+    from sklearn.datasets import load_svmlight_file
+
+    try:
+        X, y = load_svmlight_file(io.BytesIO(block), zero_based=False, dtype=np.float64)
+        return y, X.indptr.astype(np.int64), X.indices.astype(np.int64), X.data
+    except ValueError:
+        pass
+    labels, indptr, indices, values = [], [0], [], []
+    for lineno, line in enumerate(block.decode("utf-8").splitlines(), first_line):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        try:
+            labels.append(float(parts[0]))
+            for tok in parts[1:]:
+                if tok.startswith("qid:"):
+                    continue
+                k, v = tok.split(":", 1)
+                indices.append(int(k) - 1)
+                values.append(float(v))
+        except ValueError:
+            raise ValueError(
+                f"{path}:{lineno}: not svmlight format (expected 'label index:value ...'), "
+                f"got {line[:80]!r}"
+            ) from None
+        if any(k < 0 for k in indices[indptr[-1] :]):
+            raise ValueError(
+                f"{path}:{lineno}: feature index 0; svmlight (libsvm) feature indices start at 1"
+            )
+        indptr.append(len(indices))
+    return (np.asarray(labels), np.asarray(indptr, dtype=np.int64),
+            np.asarray(indices, dtype=np.int64), np.asarray(values))  # fmt: skip
+
+
+def load_svmlight(path, n_features=None, dtype=np.float64, *, chunk_bytes=CHUNK_BYTES):
     """Read a svmlight/libsvm file into (CSR matrix, labels).
 
     Feature indices are 1-based as in libsvm; ``n_features`` widens the matrix (to match a
-    training set when reading its test set).
+    training set when reading its test set). The text is read ``chunk_bytes`` at a time.
     """
     path = Path(path)
-    labels, indptr, indices, values = [], [0], [], []
-    with _reading(path), _open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            parts = line.split()
-            try:
-                labels.append(float(parts[0]))
-                for tok in parts[1:]:
-                    if tok.startswith("qid:"):
-                        continue
-                    k, v = tok.split(":", 1)
-                    indices.append(int(k) - 1)
-                    values.append(float(v))
-            except ValueError:
-                raise ValueError(
-                    f"{path}:{lineno}: not svmlight format (expected 'label index:value ...'), "
-                    f"got {line[:80]!r}"
-                ) from None
-            indptr.append(len(indices))
-    if not labels:
+    parts = []
+    with _reading(path), _open_bytes(path) as f:
+        for first_line, block in _line_chunks(f, chunk_bytes):
+            parts.append(_parse_svmlight(path, first_line, block))
+    labels = np.concatenate([p[0] for p in parts]) if parts else np.empty(0)
+    if not labels.size:
         raise ValueError(f"{path}: no samples found")
-    idx = np.asarray(indices, dtype=np.int64)
-    if idx.size and idx.min() < 0:
-        raise ValueError(f"{path}: feature indices must start at 1 (libsvm format)")
+    offsets = np.cumsum([0] + [p[1][-1] for p in parts])
+    indptr = np.concatenate(
+        [[0]] + [p[1][1:] + off for p, off in zip(parts, offsets[:-1], strict=True)]
+    )
+    idx = np.concatenate([p[2] for p in parts])
+    values = np.concatenate([p[3] for p in parts]).astype(dtype, copy=False)
+    del parts
     d = int(idx.max()) + 1 if idx.size else 0
     if n_features is not None:
         d = max(d, n_features)
-    X = sp.csr_matrix(
-        (np.asarray(values, dtype=dtype), idx.astype(np.int32), np.asarray(indptr, dtype=np.int64)),
-        shape=(len(labels), d),
-    )
+    if d > np.iinfo(np.int32).max:
+        raise ValueError(f"{path}: feature index {d} is beyond 2**31 - 1; renumber the features")
+    X = sp.csr_matrix((values, idx.astype(np.int32), indptr), shape=(labels.size, d))
     X.sum_duplicates()
-    return X, np.asarray(labels)
+    return X, labels
 
 
 def load_dataset(path, *, n_features=None, target=None, header=None):

@@ -6,8 +6,9 @@ import gzip
 import numpy as np
 import pytest
 
+from duhl_cl import io
 from duhl_cl.cli import main
-from duhl_cl.io import load_dataset
+from duhl_cl.io import load_dataset, load_svmlight
 
 ROWS = "1 1:0.5 3:2\n-1 2:1.5\n1 1:-1 2:2 3:0.25\n"
 
@@ -77,6 +78,69 @@ def test_svmlight_comments_qid_and_no_final_newline(tmp_path):
     empty.write_text("")
     with pytest.raises(ValueError, match=r"e\.svm: no samples found"):
         load_dataset(empty)
+
+
+def _svmlight_rows(n, seed=0):
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(n):
+        cols = np.sort(rng.choice(50, size=rng.integers(0, 6), replace=False)) + 1
+        lines.append(
+            " ".join([str(1 if i % 3 else -1)] + [f"{c}:{rng.standard_normal():.5g}" for c in cols])
+        )
+    return "\n".join(lines) + "\n"
+
+
+def test_svmlight_read_in_chunks_gives_the_whole_read(tmp_path, monkeypatch):
+    """Big files are parsed a chunk at a time: no read is larger than the chunk (plus the line
+    that completes it), and chunks of a few bytes give the same matrix as one chunk."""
+    f = tmp_path / "big.svm.gz"
+    f.write_bytes(gzip.compress(_svmlight_rows(400).encode()))
+    whole, y_whole = load_svmlight(f)
+    reads = []
+    real = io._open_bytes
+
+    class Recording:
+        def __init__(self, path):
+            self.f = real(path)
+
+        def read(self, n=-1):
+            reads.append(n)
+            return self.f.read(n)
+
+        def readline(self):
+            return self.f.readline()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(io, "_open_bytes", Recording)
+    for chunk in (7, 100, 4096):
+        reads.clear()
+        X, y = load_svmlight(f, chunk_bytes=chunk)
+        assert reads and all(0 < n <= chunk for n in reads)
+        assert X.shape == whole.shape and (X != whole).nnz == 0
+        np.testing.assert_array_equal(y, y_whole)
+
+
+def test_svmlight_errors_name_the_line_past_the_first_chunk(tmp_path):
+    text = _svmlight_rows(60)
+    f = tmp_path / "bad.svm"
+    f.write_text(text + "1 3:0.5 x:1\n")
+    with pytest.raises(ValueError, match=r"bad\.svm:61: not svmlight format"):
+        load_svmlight(f, chunk_bytes=64)
+    zero = tmp_path / "zero.svm"
+    zero.write_text(text + "1 0:2\n")
+    with pytest.raises(ValueError, match=r"zero\.svm:61: feature index 0; .* start at 1"):
+        load_svmlight(zero, chunk_bytes=64)
+    # Unsorted and repeated indices, which libsvm tolerates, are summed, in any chunk.
+    loose = tmp_path / "loose.svm"
+    loose.write_text(text + "1 4:1 2:0.5 4:2\n")
+    X, _ = load_svmlight(loose, chunk_bytes=64)
+    np.testing.assert_array_equal(X[60].toarray()[0, :4], [0, 0.5, 0, 3])
 
 
 def test_train_refuses_a_wider_test_set(tmp_path, device, capsys):
