@@ -33,6 +33,7 @@ __all__ = [
     "n_buckets",
     "pass_routine",
     "programs",
+    "tpa_atomics",
     "tpa_group_size",
 ]
 
@@ -71,8 +72,12 @@ def kernel_source(name: str) -> str:
 
 
 def defines_to_options(defines: dict) -> list[str]:
-    """``-DKEY=value`` build options, sorted (part of a program's cache key)."""
-    return [f"-D{k}={int(v) if isinstance(v, bool) else v}" for k, v in sorted(defines.items())]
+    """``-DKEY=value`` build options, sorted (part of a program's cache key); the key
+    ``CL_STD`` is the language version instead (``-cl-std=CL3.0``)."""
+    return [
+        f"-cl-std={v}" if k == "CL_STD" else f"-D{k}={int(v) if isinstance(v, bool) else v}"
+        for k, v in sorted(defines.items())
+    ]
 
 
 def base_defines(model, dtype, sparse: bool, weighted: bool | None = None) -> dict:
@@ -113,6 +118,29 @@ def tpa_group_size(device) -> int:
     return g
 
 
+# Extensions whose OpenCL C add on a float in global memory is atomic_fetch_add_explicit:
+# Khronos' (its feature macros __opencl_c_ext_fp32/fp64_global_atomic_add), Intel's own.
+FLOAT_ATOMICS = {
+    "cl_ext_float_atomics": ("__opencl_c_ext_fp32_global_atomic_add",
+                             "__opencl_c_ext_fp64_global_atomic_add"),
+    "cl_intel_global_float_atomics": ("cl_intel_global_float_atomics",
+                                      "cl_intel_global_float_atomics"),
+}  # fmt: skip
+
+
+def tpa_atomics(device, double: bool) -> str:
+    """How the "tpa" pass adds into the shared vector on ``device``: ``"native"`` where the
+    device reports float atomics (an extension of :data:`FLOAT_ATOMICS`, with OpenCL C 2.0
+    or later for its atomic types), else ``"compare-and-swap"``, the portable loop on the
+    value's bits. Chosen from the reported extensions at build time; the kernel checks the
+    extension's feature macro for the precision and refuses to build without it."""
+    exts = device.info.extensions
+    modern = int(device.info.opencl_c_version.split(".")[0] or 0) >= 2
+    if modern and any(e in exts for e in FLOAT_ATOMICS):
+        return "native"
+    return "compare-and-swap"
+
+
 class PassRoutine:
     """One pass variant's kernels, bound: ``enqueue`` launches passes over a slot list.
 
@@ -133,6 +161,14 @@ class PassRoutine:
     @classmethod
     def defines(cls, device, base: dict) -> dict:
         return dict(base)
+
+    @classmethod
+    def unsupported(cls, device, dtype) -> str | None:
+        """Why this variant cannot run on ``device`` in ``dtype``, from the device's reported
+        features (None: it can)."""
+        if np.dtype(dtype) == np.float64 and not device.fp64:
+            return f"{device.info.name} reports no double precision (cl_khr_fp64)"
+        return None
 
     @classmethod
     def copies(cls, device) -> int:
@@ -159,12 +195,40 @@ class TpaPass(PassRoutine):
     name, program, kernel = "tpa", "cd_pass_tpa.cl", "cd_pass_tpa"
 
     def __init__(self, device, base, get_kernel):
+        from .device.build import KernelBuildError
+
         self.group = tpa_group_size(device)
-        super().__init__(device, base, get_kernel)
+        self.atomics = tpa_atomics(device, bool(base["USE_DOUBLE"]))
+        try:
+            super().__init__(device, base, get_kernel)
+        except KernelBuildError as exc:
+            if self.atomics == "compare-and-swap":
+                raise
+            # The extension is reported but its add does not build (a driver that lists it
+            # without the OpenCL C feature): the portable loop, and stats_ says why.
+            why = str(exc).splitlines()[0][:120]
+            self.atomics = f"compare-and-swap (the native add did not build: {why})"
+            self.k_pass = get_kernel(
+                device, self.program, self.defines(device, base, native=False), self.kernel
+            )
 
     @classmethod
-    def defines(cls, device, base):
-        return dict(base, WG=tpa_group_size(device))
+    def defines(cls, device, base, native=None):
+        out = dict(base, WG=tpa_group_size(device))
+        if native is None:
+            native = tpa_atomics(device, bool(base["USE_DOUBLE"])) == "native"
+        if native:
+            out.update(NATIVE_ATOMIC_ADD=1, CL_STD="CL3.0")
+        return out
+
+    @classmethod
+    def unsupported(cls, device, dtype):
+        why = super().unsupported(device, dtype)
+        if why is None and np.dtype(dtype) == np.float64:
+            if "cl_khr_int64_base_atomics" not in device.info.extensions:
+                why = (f"{device.info.name} reports no 64-bit atomics "
+                       f"(cl_khr_int64_base_atomics), which the float64 'tpa' pass needs")  # fmt: skip
+        return why
 
     def enqueue(self, queue, args, count, *, n_passes=1, seed=0, state=None):
         self.k_pass(queue, (count * self.group,), (self.group,), *args)

@@ -9,8 +9,12 @@
  * certificate is what stops the fit). Arguments, storage and model defines as in cd_pass.cl.
  * Launch: global size n_order * WG, local size WG (a power of two), one launch per pass.
  *
- * The device has no float atomics (OpenCL 1.2, PoCL 3.0), so the update is a compare-and-swap
- * loop on the value's bit pattern (32-bit, or 64-bit with cl_khr_int64_base_atomics).
+ * The update is a compare-and-swap loop on the value's bit pattern (32-bit, or 64-bit with
+ * cl_khr_int64_base_atomics), which every device has; NATIVE_ATOMIC_ADD=1 (the host sets it,
+ * with -cl-std=CL3.0, where the device reports cl_ext_float_atomics or Intel's
+ * cl_intel_global_float_atomics) adds with the device's own float atomic instead, and the
+ * build fails where the extension's feature for this precision is missing, so that the
+ * host falls back to the loop knowingly.
  *
  * NumPy equivalent (one coordinate; run over the list in any interleaving):
  *     u = X[:, s] @ grad(v); b_new = step(b[s], u); v += (b_new - b[s]) * X[:, s]
@@ -20,6 +24,32 @@
 #ifndef WG
 #define WG 64
 #endif
+
+#ifndef NATIVE_ATOMIC_ADD
+#define NATIVE_ATOMIC_ADD 0
+#endif
+
+#if NATIVE_ATOMIC_ADD
+/* The compiler must know the extension (its macro; Intel's CPU runtime defines that one but
+ * not the per-precision feature macros); a device without the add for this precision then
+ * fails the build on the builtin, and the host takes the loop. */
+#if !defined(cl_ext_float_atomics) && !defined(cl_intel_global_float_atomics) && \
+    !defined(__opencl_c_ext_fp32_global_atomic_add) && !defined(__opencl_c_ext_fp64_global_atomic_add)
+#error "NATIVE_ATOMIC_ADD: the compiler knows no float atomics extension"
+#endif
+#if USE_DOUBLE
+typedef atomic_double atomic_real;
+#else
+typedef atomic_float atomic_real;
+#endif
+
+/* *p += x with the device's float atomic (relaxed: only the sum matters, as in the loop). */
+inline void atomic_add_real(volatile __global real *p, const real x)
+{
+    atomic_fetch_add_explicit((volatile __global atomic_real *)p, x, memory_order_relaxed,
+                              memory_scope_device);
+}
+#else
 
 /* The value's bit pattern, and the compare-and-swap on it, for either precision. */
 #if USE_DOUBLE
@@ -44,6 +74,7 @@ inline void atomic_add_real(volatile __global real *p, const real x)
         seen.u = prev;
     }
 }
+#endif /* NATIVE_ATOMIC_ADD */
 
 __kernel void cd_pass_tpa(__global const real *val, __global const int *idx,
                           __global const ulong *offs, __global const int *lens,

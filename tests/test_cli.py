@@ -1,7 +1,10 @@
 """The duhl-cl command line, run as a user would (a subprocess for the installed script)."""
 
 import json
+import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -103,8 +106,16 @@ def test_train_npz_regression(tmp_path, regression_data, device, capsys):
 
 
 def test_bad_cli_input_is_a_clear_error(tmp_path, svm_file, capsys):
-    with pytest.raises(SystemExit, match="--C applies to the classifiers"):
-        main(["train", "--model", "lasso", "--C", "1", "--data", str(svm_file)])
+    """Every input error is one 'error:' line and exit status 2 (these exited 1 before)."""
+    for extra, says in (
+        (["--model", "lasso", "--C", "1"], "--C applies to the classifiers"),
+        (["--model", "svm", "--l1-ratio", "0.5"], "--l1-ratio applies to elasticnet"),
+        (["--model", "svm", "--standardize"], "--standardize needs dense data"),
+        (["--model", "svm", "--test", str(tmp_path / "no.svm")], "test data file"),
+    ):
+        assert main(["train", *extra, "--data", str(svm_file)]) == 2
+        got = capsys.readouterr()
+        assert got.err.startswith(f"error: {says}") and "round" not in got.out, got
     assert main(["train", "--model", "svm", "--data", str(tmp_path / "missing.svm")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["train", "--model", "svm", "--data", str(svm_file), "--device", "nope"]) == 2
@@ -197,3 +208,131 @@ def test_predict_into_a_closed_pipe_ends_quietly(tmp_path, device):
     proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 2
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+def _rounds_printed(out):
+    return [int(line.split()[1]) for line in out.splitlines() if line.startswith("  round ")]
+
+
+def _records(log):
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_each_round_printed_once_and_the_log_ends_final(tmp_path, svm_file, device, capsys):
+    """Converged or stopped at max_iter, each round is printed once (a stopped fit's last
+    round was printed again with its certificate), and the log has one record per round,
+    the last completed and marked final with how the fit ended."""
+    log = tmp_path / "run.jsonl"
+    for extra, converged, reason in (
+        ([], True, "converged"),
+        (["--tol", "1e-12", "--max-iter", "3"], False, "max_iter"),
+    ):
+        assert main(["train", "--model", "svm", "--data", str(svm_file), "--log", str(log),
+                     *extra]) == 0  # fmt: skip
+        out = capsys.readouterr().out
+        records = _records(log)
+        n = len(records)
+        assert _rounds_printed(out) == list(range(1, n + 1)), out
+        assert [r["round"] for r in records] == list(range(1, n + 1))
+        assert [bool(r.get("final")) for r in records] == [False] * (n - 1) + [True]
+        last = records[-1]
+        assert last["converged"] is converged and last["stop_reason"] == reason
+        assert last["gap"] is not None and f"certified duality gap {last['gap']:.3e}" in out
+        assert last["kernel_build_time"] >= 0 and last["fit_time"] > last["kernel_build_time"]
+
+
+def test_a_fit_stopped_short_says_so_and_exits_0(tmp_path, svm_file, device, capsys):
+    """max_iter / max_time before the tolerance: exit 0, one 'not converged' line naming the
+    stop, the gap against its target and the option to change (not the library's warning
+    as well)."""
+    base = ["train", "--model", "svm", "--data", str(svm_file), "--tol", "1e-12"]
+    assert main([*base, "--max-iter", "3"]) == 0
+    got = capsys.readouterr()
+    lines = [ln for ln in got.err.splitlines() if ln.startswith("not converged")]
+    assert len(lines) == 1, got.err
+    assert re.fullmatch(
+        r"not converged: stopped at max_iter=3 with certified duality gap \S+ > tol x scale = "
+        r"\S+ \(--tol 1e-12\); raise --max-iter or loosen --tol",
+        lines[0],
+    ), lines[0]
+    assert "Stopped after" not in got.err and "converged False" in got.out
+    assert main([*base, "--max-time", "1e-9"]) == 0
+    err = capsys.readouterr().err
+    assert "not converged: stopped at max_time=1e-09 s (0 rounds)" in err
+    assert "raise --max-time or loosen --tol" in err
+    assert main(["train", "--model", "svm", "--data", str(svm_file)]) == 0
+    assert "not converged" not in capsys.readouterr().err
+
+
+def test_ctrl_c_writes_the_model_so_far_and_exits_130(
+    tmp_path, svm_file, device, capsys, monkeypatch
+):
+    """Ctrl-C after round 2 (raised where the progress line is printed): the model so far is
+    written and loads, the log ends with the interrupted fit's final record, exit 130."""
+    from duhl_cl.cli import train
+    from duhl_cl.io import load_model
+
+    class Interrupted(train.Progress):
+        def __call__(self, rec):
+            super().__call__(rec)
+            if rec["round"] == 2 and not rec.get("final"):
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "Progress", Interrupted)
+    model, log = tmp_path / "m.npz", tmp_path / "run.jsonl"
+    rc = main(["train", "--model", "svm", "--data", str(svm_file), "--tol", "1e-12",
+               "--max-iter", "100", "--out", str(model), "--log", str(log)])  # fmt: skip
+    got = capsys.readouterr()
+    assert rc == 130
+    assert "interrupted after 2 rounds (certified duality gap" in got.err
+    assert f"the model so far is written to {model}" in got.err
+    assert "not converged" not in got.err and "train accuracy" not in got.out
+    coef, intercept, classes, meta = load_model(model)
+    assert coef.shape == (1, 20) and np.isfinite(meta["dual_gap"])
+    records = _records(log)
+    assert [r["round"] for r in records] == [1, 2]
+    assert records[-1]["final"] and records[-1]["stop_reason"] == "interrupted"
+    assert records[-1]["gap"] == pytest.approx(meta["dual_gap"])
+
+
+def test_sigint_to_the_command_writes_the_model_and_exits_130(tmp_path, svm_file, device):
+    """A real SIGINT to a running 'duhl-cl train' (a fit that would run for minutes)."""
+    model = tmp_path / "m.npz"
+    # float64 throughout when the device has it: no float32 -> float64 switch mid-fit
+    dtype = ["--dtype", "float64"] if device.fp64 else []
+    cmd = [sys.executable, "-m", "duhl_cl.cli", "train", "--model", "svm", "--data",
+           str(svm_file), "--tol", "1e-300", "--max-iter", "1000000", "--out", str(model),
+           *dtype]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("  round "):
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "the model so far is written to" in err and "Traceback" not in err, err
+    assert model.is_file() and "model written to" in out
+
+
+def test_first_fit_says_it_builds_kernels_and_how_long(tmp_path, svm_file, device):
+    """A fresh process with fresh compiler caches: the build notice on stderr, with its
+    measured seconds, and the fit's time says the build is included."""
+    env = dict(os.environ, POCL_CACHE_DIR=str(tmp_path / "pocl"),
+               XDG_CACHE_HOME=str(tmp_path / "cache"))  # fmt: skip
+    cmd = [sys.executable, "-m", "duhl_cl.cli", "train", "--model", "svm", "--data",
+           str(svm_file)]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    notice = re.search(r"^building kernels for (.+) \.\.\. (\d+\.\d+) s \((\d+) programs?\)$",
+                       r.stderr, re.M)  # fmt: skip
+    assert notice, r.stderr
+    assert notice[1] in r.stdout  # the device's label, as the summary names it
+    built = float(notice[2])
+    m = re.search(r"time (\d+\.\d+) s \(kernel build (\d+\.\d+) s included\)", r.stdout)
+    assert m, r.stdout
+    assert float(m[2]) == pytest.approx(built, abs=0.011) and float(m[1]) >= float(m[2])

@@ -57,8 +57,68 @@ def test_huge_entries(device, Xy):
     for Xin in (X64, sp.csr_matrix(X64)):
         with pytest.raises(ValueError, match="beyond the range of float32.*dtype='float64'"):
             dc.Lasso(device=device, dtype="float32").fit(Xin, y)
-    with pytest.raises(ValueError, match="squared norms overflow float64; rescale X"):
-        dc.Lasso(device=device, dtype="float64").fit(X64, y)
+    for Xin in (X64, sp.csr_matrix(X64)):
+        with pytest.raises(
+            ValueError,
+            match=r"largest \|x\| = 1e\+200\) that their squared norms overflow float64.*"
+            r"column norm is beyond float64's 1\.8e\+308.*rescale X",
+        ):
+            dc.Lasso(device=device, dtype="float64").fit(Xin, y)
+    with pytest.raises(ValueError, match="squared norms overflow float64.*squared row norm"):
+        dc.LinearSVC(device=device, dtype="float64").fit(sp.csr_matrix(X64), y > 0)
+
+
+def test_squares_beyond_float32_are_refused(device, Xy):
+    """Entries finite in float32 whose squares are not: the device's step curvatures would
+    be infinite and every step 0 (it returned all-zero coefficients): refused at fit."""
+    X, y = Xy
+    Xb = X * 1e20  # |x| <= 2.3e20: squares up to 5e40, float32 holds 3.4e38
+    msg = (
+        r"X has entries so large \(largest \|x\| = 2\.33e\+20\) that their squared norms "
+        r"overflow float32, the device precision: the largest squared {} norm is \S+e\+4\d, "
+        r"beyond float32's 3\.4e\+38; .*every step 0.*StandardScaler or MaxAbsScaler\)"
+        r"{}"
+    )
+    fp64 = " or fit with dtype='float64'" if device.fp64 else "$"
+    for Xin in (Xb, Xb.astype(np.float32), sp.csr_matrix(Xb)):
+        with pytest.raises(ValueError, match=msg.format("column", fp64)):
+            dc.Lasso(device=device, dtype="float32").fit(Xin, y)
+        with pytest.raises(ValueError, match=msg.format("row", fp64)):
+            dc.LinearSVC(device=device, dtype="float32").fit(Xin, y > 0)
+    # Weighted squares too (they overflowed float32 to infinity: redone in float64).
+    with pytest.raises(ValueError, match=msg.format("column", fp64)):
+        dc.Lasso(device=device, dtype="float32").fit(Xb, y, sample_weight=np.ones(30))
+    # The profile's precision (float32, refined in float64 where it stalls) is refused alike:
+    # its float32 rounds would all be zeros.
+    if device.profile.precision == "float32":
+        with pytest.raises(ValueError, match=msg.format("column", fp64)):
+            dc.Lasso(device=device).fit(Xb, y)
+    if device.fp64:
+        est = dc.Lasso(alpha=0.1, device=device, dtype="float64", max_iter=3)
+        with pytest.warns(UserWarning, match="Stopped after 3 rounds"):
+            est.fit(Xb, y)  # (ill-conditioned at this scale: it converges slowly)
+        assert np.abs(est.coef_).max() > 0
+
+
+def test_squares_times_buckets_beyond_float32_are_refused(device, Xy):
+    """The bucketed kernel's steps take sigma * |x|^2 (sigma = its buckets, >= 2): a squared
+    norm that fits float32 but not times sigma is refused, naming the variant."""
+    from duhl_cl.store.checks import check_norms_fit
+
+    top = float(np.finfo(np.float32).max)
+    sq = np.array([1.0, 0.3 * top])
+    check_norms_fit(sq, np.ones(3), np.float32, primal=True, buckets=3)  # 0.9 of the range
+    with pytest.raises(
+        ValueError,
+        match=r"column norm is 1\.02e\+38 \(times the 4 buckets of kernel_variant 'bucketed'\), "
+        r"beyond float32's 3\.4e\+38; .*, fit with dtype='float64' or use kernel_variant='serial'",
+    ):
+        check_norms_fit(sq, np.ones(3), np.float32, primal=True, buckets=4)
+    X, y = Xy
+    Xb = X.astype(np.float32)
+    Xb[:, 1] *= np.sqrt(0.75 * top / float((X[:, 1].astype(np.float64) ** 2).sum()))
+    with pytest.raises(ValueError, match=r"\(times the \d+ buckets of kernel_variant 'bucketed'"):
+        dc.Lasso(device=device, dtype="float32", kernel_variant="bucketed").fit(Xb, y)
 
 
 def test_shape_mismatch(device, Xy):
@@ -126,6 +186,22 @@ def test_labels(device, Xy):
         (
             lambda d: dc.Lasso(dtype="float16", device=d),
             "dtype must be None, 'float32' or 'float64'",
+        ),
+        # A number without a unit is not read as a fraction of the data: the message says
+        # which spellings mean what.
+        (
+            lambda d: dc.Lasso(memory_budget="0.5", device=d),
+            r"memory_budget '0.5' is a string without a unit and not a whole number of bytes; "
+            r"for a fraction of the data write a percentage \('50%'\), for a size a string "
+            r"with a unit \(e.g. '0.5 GiB'\), or pass a whole number of bytes \(an int\)",
+        ),
+        (
+            lambda d: dc.Lasso(memory_budget=0.25, device=d),
+            r"memory_budget 0.25 is a float and not a whole number of bytes; .*'25%'",
+        ),
+        (
+            lambda d: dc.Lasso(memory_budget="0%", device=d),
+            r"memory_budget: cannot read '0%'; write a percentage above 0",
         ),
     ],
 )
@@ -204,3 +280,35 @@ def test_tol_zero_warns_that_the_fit_runs_to_max_iter(device, Xy):
     with pytest.warns(UserWarning, match="tol=0: the fit stops only at a certified gap of"):
         est = dc.Ridge(tol=0, max_iter=3, device=device).fit(X, y)
     assert est.n_iter_ <= 3
+
+
+def test_memory_budget_above_the_profile_or_the_data_warns(device, Xy):
+    """A budget above the profile's is cut to the profile's (the device ledger's limit);
+    one above all of the data is kept as given: each says so, with the bytes used."""
+    import warnings
+
+    from duhl_cl.device.profiles import format_size
+
+    X, y = Xy
+    top = device.profile.budget
+    with pytest.warns(
+        UserWarning,
+        match=rf"memory_budget {top + 1} \(.*, {top + 1} bytes\) is above the budget of "
+        rf"device profile .*: using the profile's {format_size(top)} \({top} bytes\); to "
+        r"allow more, raise memory.budget in the profile",
+    ) as rec:
+        est = dc.Lasso(alpha=0.1, device=device, memory_budget=top + 1).fit(X, y)
+    assert est.converged_ and est.stats_["budget"] == top
+    assert rec[0].filename == __file__  # points at the caller's fit, not the package
+    # 30 x 4 float32 entries: 480 B of data; 1000% of it is what the fit's budget is.
+    with pytest.warns(
+        UserWarning,
+        match=r"memory_budget '1000%' is more than all of the data \(480 B of device bytes\): "
+        r"the budget is 1000% of it, as given: 4\.7 KiB \(4800 bytes\); .*pass at most '100%'",
+    ):
+        est = dc.Lasso(alpha=0.1, device=device, dtype="float32", memory_budget="1000%")
+        est.fit(X, y)
+    assert est.converged_ and est.stats_["budget"] == 4800
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # within the profile and the data: no warning
+        dc.Lasso(alpha=0.1, device=device, memory_budget="64 KiB").fit(X, y)

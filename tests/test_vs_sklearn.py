@@ -16,6 +16,8 @@ import sklearn.svm as sksvm
 
 import duhl_cl as dc
 
+pytestmark = pytest.mark.every_device
+
 RTOL = {"float64": 1e-7, "float32": 1e-4}
 TOL = {"float64": 1e-10, "float32": 1e-6}
 

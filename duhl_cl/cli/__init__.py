@@ -3,7 +3,9 @@
 One module per command family, each adding its own subparser (``add_*``) and running it
 (``cmd_*``): :mod:`.train` (train, predict), :mod:`.devices` (devices, build-kernels),
 :mod:`.demo`; :mod:`.args` holds the shared arguments. Every error a user can cause ends as
-one ``error: ...`` line and exit status 2.
+one ``error: ...`` line and exit status 2; Ctrl-C ends with 130 (train writes the model so far
+first); a fit that stops at --max-iter or --max-time before its tolerance ends with 0 and a
+``not converged: ...`` line on stderr.
 """
 
 from __future__ import annotations
@@ -42,10 +44,12 @@ def main(argv=None):
         MemoryBudgetError,
         PrebuiltError,
         ValueError,
-        FileNotFoundError,
+        OSError,  # a file missing, unreadable or unwritable (FileNotFoundError, ...)
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        # (Ctrl-C in a fit's rounds does not come here: train keeps the model so far, writes
+        # it, and returns 130 itself.)
         print("interrupted", file=sys.stderr)
         return 130

@@ -119,11 +119,11 @@ def _make_estimator(args):
     strength, other = ("alpha", "C") if spec.regularization == "alpha" else ("C", "alpha")
     if getattr(args, other) is not None:
         kind = "regressors" if other == "alpha" else "classifiers"
-        raise SystemExit(
-            f"error: --{other} applies to the {kind}; --model {args.model} takes --{strength}"
+        raise ValueError(
+            f"--{other} applies to the {kind}; --model {args.model} takes --{strength}"
         )
     if args.l1_ratio is not None and spec.name != "elasticnet":
-        raise SystemExit(f"error: --l1-ratio applies to elasticnet, not --model {args.model}")
+        raise ValueError(f"--l1-ratio applies to elasticnet, not --model {args.model}")
     kwargs = dict(
         spec.params,
         fit_intercept=not args.no_intercept,
@@ -146,18 +146,42 @@ def _make_estimator(args):
 
 
 class Progress:
-    """Per-round progress: one updating bar on a terminal, plain lines otherwise; feeds the log."""
+    """Per-round progress: one updating bar on a terminal, plain lines otherwise; feeds the log.
 
-    def __init__(self, log=None, stream=None):
-        self.log, self.stream = log, stream or sys.stdout
+    Each round is printed once. A fit that stops short of converging hands its last round
+    over again, completed with the stop's certificate (``"final": True``, see
+    duhl_cl.duhl.rounds.Run.finish): on a terminal it replaces the bar, in plain lines it is
+    not repeated (the summary prints that certificate). The log is written one record
+    behind, so that its last line is the last round's record in its final state, marked
+    ``"final": true`` by :meth:`close`.
+
+    Parameters
+    ----------
+    log : callable, optional
+        Called with each record to keep (one per round).
+    stream : file, optional
+        Where the lines go (default stdout).
+    before_line : callable, optional
+        Called before each line is printed (the command line ends its build notice there).
+    """
+
+    def __init__(self, log=None, stream=None, before_line=None):
+        self.log, self.stream, self.before_line = log, stream or sys.stdout, before_line
         self.tty = self.stream.isatty()
         self.open = False
+        self.pending = None  # the newest record, not yet logged
 
     def __call__(self, rec):
         from ..duhl.rounds import format_round
 
-        if self.log is not None:
-            self.log(rec)
+        again = self.pending is not None and rec["round"] == self.pending["round"]
+        if self.pending is not None and not again and self.log is not None:
+            self.log(self.pending)
+        self.pending = rec
+        if again and not self.tty:
+            return
+        if self.before_line is not None:
+            self.before_line()
         line = format_round(rec)
         if self.tty:
             self.stream.write("\r\033[K" + line[:160])
@@ -166,9 +190,51 @@ class Progress:
             self.stream.write("  " + line + "\n")
         self.stream.flush()
 
-    def close(self):
+    def end_bar(self):
+        """End the terminal's bar line (before other output, e.g. a build notice)."""
         if self.open:
             self.stream.write("\n")
+            self.stream.flush()
+            self.open = False
+
+    def close(self, final=None):
+        """End the bar and log the last record; ``final``: a dict of what the fit ended with
+        (e.g. converged, stop_reason), logged with the record and ``"final": true``; None
+        where the fit did not end (it raised): the record is logged as it is."""
+        self.end_bar()
+        if self.pending is not None and self.log is not None:
+            rec = self.pending if final is None else {**self.pending, **final, "final": True}
+            self.log(rec)
+        self.pending = None
+
+
+class _BuildNotice:
+    """``building kernels for <device> ... 1.8 s (6 programs)`` on stderr: opened as the
+    first program build starts (duhl_cl.device.build.watch_builds), ended with the measured
+    seconds before the next line of output (:meth:`end`). ``before_open`` is called first
+    (a build mid-fit, e.g. of the float64 refinement, ends the progress bar's line)."""
+
+    def __init__(self, stream=None, before_open=None):
+        self.stream, self.before_open = stream or sys.stderr, before_open
+        self.open, self.seconds, self.programs = False, 0.0, 0
+
+    def __call__(self, device, name, origin, seconds):
+        if seconds is not None:
+            self.seconds += seconds
+            self.programs += 1
+        elif not self.open:
+            if self.before_open is not None:
+                self.before_open()
+            what = "loading prebuilt kernels" if origin == "prebuilt" else "building kernels"
+            self.stream.write(f"{what} for {device.label()} ...")
+            self.stream.flush()
+            self.open, self.seconds, self.programs = True, 0.0, 0
+
+    def end(self):
+        if self.open:
+            n = self.programs
+            self.stream.write(f" {self.seconds:.2f} s ({n} program{'s' if n != 1 else ''})\n")
+            self.stream.flush()
             self.open = False
 
 
@@ -208,7 +274,7 @@ def _standardize(X):
     import scipy.sparse as sp
 
     if sp.issparse(X):
-        raise SystemExit("error: --standardize needs dense data (it would densify sparse X)")
+        raise ValueError("--standardize needs dense data (it would densify sparse X)")
     X = np.asarray(X, dtype=np.float64)
     mu, sd = X.mean(axis=0), X.std(axis=0)
     sd[sd == 0] = 1.0
@@ -229,10 +295,15 @@ def _check_writable(path, what):
 
 
 def cmd_train(args):
-    from ..io import load_dataset, save_model
+    """Train, report, write the model; 0 (converged or not: a fit stopped by --max-iter or
+    --max-time says so on stderr), or 130 on Ctrl-C, after writing the model so far."""
+    from ..device.build import watch_builds
+    from ..io import load_dataset
 
     _check_writable(args.out, "--out")
     _check_writable(args.log, "--log")
+    if args.test and not Path(args.test).is_file():
+        raise ValueError(f"test data file {args.test!r} does not exist")
     X, y = load_dataset(args.data, target=args.target, header=args.header)
     scaling = None
     if args.standardize:
@@ -246,21 +317,77 @@ def cmd_train(args):
         flush=True,
     )
     t0 = time.perf_counter()
+    notice = _BuildNotice()
+    progress = Progress(log, before_line=notice.end)
+    notice.before_open = progress.end_bar
+    try:
+        with warnings.catch_warnings(record=True) as caught, watch_builds(notice):
+            warnings.simplefilter("always")
+            try:
+                est.fit(X, y, callback=progress)
+            finally:
+                notice.end()
+        dt = time.perf_counter() - t0
+        # Ctrl-C in the rounds ends the fit with the model so far (duhl_cl.duhl.rounds); the
+        # command writes it, then ends as an interrupt (130).
+        interrupted = est.stats_["stop_reason"] == "interrupted"
+        progress.close(
+            final={
+                "converged": bool(est.converged_),
+                "stop_reason": est.stats_["stop_reason"],
+                "fit_time": dt,
+                "kernel_build_time": est.stats_["kernel_build_time"],
+            }
+        )
+    finally:
+        progress.close()
+        log.close()
+    _print_warnings(caught)
+    _report_fit(est, dt, args)
+    # The model first: nothing after the fit (the test set, Ctrl-C) may lose it.
+    if args.out:
+        _write_model(est, X, scaling, args)
+    if interrupted:
+        # (no scores: the user asked to stop, and they are passes over the data)
+        kept = f"the model so far is written to {args.out}" if args.out else "no --out: not kept"
+        print(
+            f"interrupted after {est.n_iter_} rounds (certified duality gap "
+            f"{np.max(est.dual_gap_):.3e}): {kept}",
+            file=sys.stderr,
+        )
+        return 130
+    _report_scores(est, X, y, scaling, args)
+    if not est.converged_:
+        print(_not_converged(est, args), file=sys.stderr)
+    return 0
 
-    progress = Progress(log)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            est.fit(X, y, callback=progress)
-        finally:
-            log.close()
-    progress.close()
+
+def _print_warnings(caught):
+    from ..duhl.solver import ConvergenceWarning
+
     for w in caught:
+        # The plain "stopped by max_iter/max_time" warning says in the library's terms what
+        # the "not converged:" line says in the options' (_not_converged); other advice
+        # (a float32 floor, the classes still open) is kept.
+        if issubclass(w.category, ConvergenceWarning) and str(w.message).endswith(
+            "the model so far is returned. Increase max_iter or max_time, or loosen tol."
+        ):
+            continue
         print(f"warning: {w.message}", file=sys.stderr)
-    dt = time.perf_counter() - t0
+
+
+def _build_note(est):
+    built = est.stats_["kernel_build_time"]
+    if built > 0:
+        return f"kernel build {built:.2f} s included"
+    return "no kernel build: built before in this process"
+
+
+def _report_fit(est, dt, args):
     print(
         f"device      {est.device_}, policy {est.policy}, kernel variant "
-        f"{est.stats_['kernel_variant']}, time {dt:.2f} s, converged {est.converged_}"
+        f"{est.stats_['kernel_variant']}, time {dt:.2f} s ({_build_note(est)}), "
+        f"converged {est.converged_}"
     )
     ref = est.stats_.get("refinement")
     if ref:
@@ -275,7 +402,9 @@ def cmd_train(args):
         from ..projection import Projection
 
         proj = Projection(**est.stats_["projected"])
-        print(f"measured    {dt:.2f} s on the host CPU (emulating {proj.profile})")
+        print(
+            f"measured    {dt:.2f} s on the host CPU (emulating {proj.profile}; {_build_note(est)})"
+        )
         print(f"projected   {proj.describe()}")
     if np.ndim(est.dual_gap_):
         # one-vs-rest: each class's problem has its own certificate
@@ -286,6 +415,11 @@ def cmd_train(args):
     else:
         print(f"objective   {est.objective_:.12g}")
         print(f"certified duality gap {est.dual_gap_:.3e}  (objective - optimum <= gap)")
+
+
+def _report_scores(est, X, y, scaling, args):
+    from ..io import load_dataset
+
     regressor = model_spec(args.model).regressor
     if regressor:
         print(
@@ -307,23 +441,46 @@ def cmd_train(args):
             Xt = (np.asarray(Xt) - np.asarray(scaling["mean"])) / np.asarray(scaling["std"])
         label = "test R^2" if regressor else "test accuracy"
         print(f"{label} {est.score(Xt, yt):.4f}")
-    if args.out:
-        meta = {
-            "model": model_spec(args.model).name,
-            "params": {
-                k: v
-                for k, v in est.get_params().items()
-                if isinstance(v, (int, float, str, bool, type(None)))
-            },
-            "dual_gap": np.asarray(est.dual_gap_).tolist(),
-            "objective": np.asarray(est.objective_).tolist(),
-            "n_features": X.shape[1],
-            "device": est.device_,
-            "scaling": scaling,
-        }
-        save_model(args.out, est, meta)
-        print(f"model written to {args.out}")
-    return 0
+
+
+def _write_model(est, X, scaling, args):
+    from ..io import save_model
+
+    meta = {
+        "model": model_spec(args.model).name,
+        "params": {
+            k: v
+            for k, v in est.get_params().items()
+            if isinstance(v, (int, float, str, bool, type(None)))
+        },
+        "dual_gap": np.asarray(est.dual_gap_).tolist(),
+        "objective": np.asarray(est.objective_).tolist(),
+        "n_features": X.shape[1],
+        "device": est.device_,
+        "scaling": scaling,
+    }
+    save_model(args.out, est, meta)
+    print(f"model written to {args.out}")
+
+
+def _not_converged(est, args):
+    """The line that says a fit stopped short of its tolerance, and which option to change."""
+    st = est.stats_
+    if st["stop_reason"] == "max_time":
+        where, option = f"max_time={args.max_time:g} s ({est.n_iter_} rounds)", "--max-time"
+    else:
+        where, option = f"max_iter={args.max_iter}", "--max-iter"
+    if np.ndim(est.dual_gap_):
+        gap = (
+            f"certified duality gaps above the tolerance (largest {np.max(est.dual_gap_):.3e}, "
+            f"--tol {args.tol:g})"
+        )
+    else:
+        gap = (
+            f"certified duality gap {est.dual_gap_:.3e} > tol x scale = {st['gap_target']:.3e} "
+            f"(--tol {args.tol:g})"
+        )
+    return f"not converged: stopped at {where} with {gap}; raise {option} or loosen --tol"
 
 
 def cmd_predict(args):
@@ -332,8 +489,8 @@ def cmd_predict(args):
     coef, intercept, classes, meta = load_model(args.model)
     X, y = load_dataset(args.data, n_features=meta["n_features"], header=args.header)
     if X.shape[1] != meta["n_features"]:
-        raise SystemExit(
-            f"error: the data has {X.shape[1]} features, the model expects {meta['n_features']}"
+        raise ValueError(
+            f"the data has {X.shape[1]} features, the model expects {meta['n_features']}"
         )
     if meta.get("scaling"):
         X = (np.asarray(X, dtype=np.float64) - np.asarray(meta["scaling"]["mean"])) / np.asarray(

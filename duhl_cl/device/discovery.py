@@ -27,6 +27,7 @@ __all__ = [
     "HOST_CPU_PROFILES",
     "enumerate_devices",
     "host_cpu_profile",
+    "loop_limit",
     "open_device",
     "usable",
 ]
@@ -70,6 +71,8 @@ class DeviceInfo:
     compute_units: int
     fp64: bool
     version: str
+    extensions: tuple = ()  # the device's reported extensions
+    opencl_c_version: str = "1.2"  # the newest OpenCL C it compiles, "major.minor"
 
     def describe(self) -> str:
         return f"[{self.platform_index}:{self.device_index}] {self.platform} / {self.name} ({self.type})"
@@ -83,6 +86,12 @@ def _type_name(cl, t) -> str:
     if t & cl.device_type.CPU:
         return "CPU"
     return "OTHER"
+
+
+def _c_version(text: str) -> str:
+    """ "OpenCL C 1.2 pocl" -> "1.2" (the version the device's compiler reports)."""
+    words = text.split()
+    return words[2] if len(words) > 2 and words[2][:1].isdigit() else "1.2"
 
 
 @lru_cache(maxsize=1)
@@ -116,6 +125,8 @@ def enumerate_devices() -> list[tuple[DeviceInfo, object]]:
                 compute_units=int(dev.max_compute_units),
                 fp64="cl_khr_fp64" in dev.extensions or dev.double_fp_config != 0,
                 version=dev.version.strip(),
+                extensions=tuple(dev.extensions.split()),
+                opencl_c_version=_c_version(dev.opencl_c_version),
             )
             out.append((info, dev))
     return out
@@ -150,6 +161,44 @@ def usable(info: DeviceInfo) -> str | None:
         lines = [ln.strip() for ln in str(exc).splitlines() if "error" in ln.lower()]
         return (lines[-1] if lines else str(exc).strip().splitlines()[0])[:200]
     return None
+
+
+# A work-item loops this many times in the probe below: more than any device's cap we know.
+_LOOP_PROBE_N = 1 << 20
+_LOOP_PROBE = """
+__kernel void loops(__global int *out, const int n)
+{
+    int c = 0;
+    for (int i = 0; i < n; ++i)
+        c += 1;
+    out[0] = c;
+}"""
+
+
+@cache
+def loop_limit(info: DeviceInfo) -> int | None:
+    """The most loop iterations one work-item completes on this device, measured; None when
+    it completes the probe's 2**20 (no cap).
+
+    Mesa 22.3's llvmpipe (Rusticl's CPU device) ends every loop of a work-item silently once
+    the work-item has iterated 65535 times in all (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS, a
+    guard against hung shaders), so a long serial pass would stop midway, its coefficients
+    and shared vector out of step. The working set sizes its launches below the cap
+    (duhl_cl.duhl.launches). Measured once per device and process (a few ms).
+    """
+    cl = _cl()
+    import numpy as np
+
+    dev = _platforms()[info.platform_index].get_devices()[info.device_index]
+    ctx = cl.Context([dev])
+    queue = cl.CommandQueue(ctx, dev)
+    with quiet_build():
+        kernel = cl.Kernel(cl.Program(ctx, _LOOP_PROBE).build(), "loops")
+    out = np.zeros(1, np.int32)
+    buf = cl.Buffer(ctx, cl.mem_flags.WRITE_ONLY, out.nbytes)
+    kernel(queue, (1,), (1,), buf, np.int32(_LOOP_PROBE_N))
+    cl.enqueue_copy(queue, out, buf)
+    return None if int(out[0]) >= _LOOP_PROBE_N else int(out[0])
 
 
 def _not_usable_note(devices) -> str:
@@ -257,6 +306,11 @@ class Device:
     @property
     def fp64(self) -> bool:
         return self.info.fp64
+
+    @property
+    def loop_limit(self) -> int | None:
+        """The device's cap on one work-item's loop iterations (:func:`loop_limit`)."""
+        return loop_limit(self.info)
 
     def label(self) -> str:
         return f"{self.profile.label()} on {self.info.name}"

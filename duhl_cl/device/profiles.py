@@ -10,8 +10,12 @@ key, what was given and what is allowed.
 
 from __future__ import annotations
 
+import numbers
+import os
 import re
+import sys
 import tomllib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +30,7 @@ __all__ = [
     "parse_size",
     "parse_bandwidth",
     "parse_budget",
+    "resolve_budget",
     "format_size",
 ]
 
@@ -56,10 +61,10 @@ def parse_size(value, *, what="size") -> int:
         raise ValueError(
             f"{what}: expected a size such as '256 MiB' or a byte count, got {value!r}"
         )
-    if isinstance(value, int):
+    if isinstance(value, numbers.Integral):
         if value <= 0:
             raise ValueError(f"{what}: must be positive, got {value}")
-        return value
+        return int(value)
     if isinstance(value, float) and value.is_integer() and value > 0:
         return int(value)
     if not isinstance(value, str):
@@ -73,6 +78,12 @@ def parse_size(value, *, what="size") -> int:
             f"{what}: cannot read {value!r}; write a number of bytes or a number with one of "
             f"the units B, KB, MB, GB, KiB, MiB, GiB (e.g. '256 MiB')"
         )
+    if not m.group(2) and "." in m.group(1):
+        # A bare "0.5" is no byte count (it would be cut to 0 or 1 byte, silently): ask.
+        raise ValueError(
+            f"{what}: {value!r} has no unit and is not a whole number of bytes; add a unit "
+            f"(e.g. '{m.group(1)} MiB') or write a whole number of bytes"
+        )
     n = int(float(m.group(1)) * _SIZE_UNITS[unit])
     if n <= 0:
         raise ValueError(f"{what}: must be positive, got {value!r}")
@@ -80,20 +91,84 @@ def parse_size(value, *, what="size") -> int:
 
 
 def parse_budget(value, data_bytes: int):
-    """A memory budget: None, bytes, a size ("64MiB") or a fraction of the data ("10%")."""
+    """A memory budget in bytes: None, bytes, a size ("64MiB") or a fraction of the data
+    ("10%" of ``data_bytes``). Not converted: a float or a string without a unit that is not
+    a whole number of bytes (``0.5``, ``"0.5"``) is refused, with the forms that would do."""
     if value is None:
         return None
     if isinstance(value, str) and value.strip().endswith("%"):
         try:
             frac = float(value.strip()[:-1]) / 100
         except ValueError:
-            frac = -1
-        if not 0 < frac:
+            frac = None
+        if frac is None or not 0 < frac < float("inf"):
             raise ValueError(
-                f"memory_budget: cannot read {value!r}; write e.g. '10%', '64MiB' or bytes"
+                f"memory_budget: cannot read {value!r}; write a percentage above 0 of the "
+                f"data (e.g. '10%'), a size (e.g. '64 MiB') or a number of bytes"
             )
         return max(int(frac * data_bytes), 1)
+    bare = isinstance(value, str) and re.fullmatch(r"\s*[0-9]*\.[0-9]+\s*", value)
+    fraction = isinstance(value, float) and not value.is_integer()
+    if bare or fraction:
+        # Someone passing 0.5 likely means half the data; parameters are not reinterpreted,
+        # so say which spellings mean what.
+        x = float(value)
+        pct = f"'{x * 100:g}%'" if 0 < x <= 1 else "e.g. '10%'"
+        kind = "a string without a unit" if bare else "a float"
+        raise ValueError(
+            f"memory_budget {value!r} is {kind} and not a whole number of bytes; for a "
+            f"fraction of the data write a percentage ({pct}), for a size a string with a "
+            f"unit (e.g. '{x:g} GiB'), or pass a whole number of bytes (an int)"
+        )
     return parse_size(value, what="memory_budget")
+
+
+def _first_caller_outside_package() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside duhl_cl (the
+    user's fit call, however deep the package's own frames go; Python 3.12 has
+    ``skip_file_prefixes`` for this)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def resolve_budget(value, data_bytes: int, profile: DeviceProfile):
+    """The device bytes a fit may use (None: the profile's budget): ``value`` as
+    :func:`parse_budget` reads it, at most the profile's budget (what the device ledger
+    enforces), with a warning that names the budget used where ``value`` asks for more than
+    the profile's budget, or for more than all of the data."""
+    budget = parse_budget(value, data_bytes)
+    if budget is None:
+        return None
+    if budget > profile.budget:
+        # The ledger would cap it anyway (duhl_cl.duhl.working_set): say so rather than
+        # report a smaller stats_["budget"] without a word.
+        warnings.warn(
+            f"memory_budget {value!r} ({format_size(budget)}, {budget} bytes) is above the "
+            f"budget of device profile {profile.label()!r}: using the profile's "
+            f"{format_size(profile.budget)} ({profile.budget} bytes); to allow more, raise "
+            f"memory.budget in the profile ({profile.path})",
+            UserWarning,
+            stacklevel=_first_caller_outside_package(),
+        )
+        return profile.budget
+    if isinstance(value, str) and value.strip().endswith("%") and budget > data_bytes:
+        # Honoured as given, not cut to 100%: device memory also holds the shared vectors
+        # and each coordinate's state, so a budget above the data can be what keeps every
+        # coordinate resident (policy "full" needs that).
+        warnings.warn(
+            f"memory_budget {value!r} is more than all of the data ({format_size(data_bytes)}"
+            f" of device bytes): the budget is {value.strip()} of it, as given: "
+            f"{format_size(budget)} ({budget} bytes); device memory also holds the shared "
+            f"vectors and each coordinate's state, so more than the data can be needed to "
+            f"hold every coordinate; for a part of the data pass at most '100%', or pass a "
+            f"size (e.g. '64 MiB')",
+            UserWarning,
+            stacklevel=_first_caller_outside_package(),
+        )
+    return budget
 
 
 def parse_bandwidth(value, *, what="bandwidth") -> float:

@@ -54,10 +54,33 @@ class Launches:
         for k in self.active_classes:
             state = (self.b_copies, self.v_k[k], self.vdim, self.real) if self.n_buckets else None
             for (p, g), start in self._starts:
-                args = self._pass_args(p, start, len(g), k)
-                self.passes.enqueue(self.queue, args, len(g), state=state)
+                for first, count in self._launch_pieces(g):
+                    args = self._pass_args(p, start + first, count, k)
+                    self.passes.enqueue(self.queue, args, count, state=state)
         if order is not None:
             self._order_flat = None  # an explicit order need not cover the resident set
+
+    def _loop_cost(self, slots) -> np.ndarray:
+        """Loop iterations one work-item spends on each slot in a serial pass (its entries
+        twice, the dot product and the update, and a few more), an upper bound."""
+        return 2 * self.entries[self.slot_coord[slots]] + 8
+
+    def _launch_pieces(self, slots):
+        """(first, count) pieces of a visit list that one launch each can walk on a device
+        that caps a work-item's loop iterations (``Device.loop_limit``: Rusticl's llvmpipe),
+        in list order, so that consecutive launches on the in-order queue are still one exact
+        sequential pass; the whole list elsewhere and for the "tpa" variant (a work-group a
+        coordinate)."""
+        if self._loop_budget is None or self.variant == "tpa":
+            return [(0, len(slots))]
+        cost = np.cumsum(self._loop_cost(slots))
+        pieces, first = [], 0
+        while first < len(slots):
+            done = cost[first - 1] if first else 0
+            end = max(int(np.searchsorted(cost, done + self._loop_budget, side="right")), first + 1)
+            pieces.append((first, end - first))
+            first = end
+        return pieces
 
     def _pass_args(self, p, start, count, k=0, order=None):
         """The pass kernels' common arguments for ``count`` slots of pool part ``p`` listed
@@ -80,6 +103,14 @@ class Launches:
         parts = self.slot_part[occ]
         return self.passes.one_launch and len(occ) > 0 and bool(np.all(parts == parts[0]))
 
+    def _fits_one_launch(self, n_passes) -> bool:
+        """Whether ``n_passes`` passes over the visited set stay under the device's loop cap."""
+        if self._loop_budget is None:
+            return True
+        occ = np.flatnonzero(self.slot_active)
+        per_pass = int(self._loop_cost(occ).sum()) + len(occ)  # the walk and the shuffle
+        return n_passes * per_pass <= self._loop_budget
+
     def run_passes(self, rng, n_passes):
         """Enqueue ``n_passes`` shuffled passes over the visited set; returns at once.
 
@@ -87,7 +118,7 @@ class Launches:
         shuffles the list on the device before each pass (:func:`device_orders`); otherwise
         one :meth:`run_pass` (host shuffle, one launch per part) each.
         """
-        if not self.passes_in_one_launch:
+        if not (self.passes_in_one_launch and self._fits_one_launch(n_passes)):
             for _ in range(n_passes):
                 self.run_pass(rng)
             return

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..device.faults import translating
 from .local_solver import solver_factory
 from .ovr import OneVsRest, ovr_solver_factory
 from .rounds import Run
@@ -47,6 +48,7 @@ class FitResult:
     bank_peak: list = field(default_factory=list)  # bytes, per memory bank
     time: float = 0.0
     kernel_variant: str = "serial"
+    atomics: str | None = None  # "tpa": how it adds into the shared vector (kernels.tpa_atomics)
     budget: int = 0
     entry_bytes: int = 0  # device bytes of one stored entry (value, and index when sparse)
     dtype: str = ""  # the device's precision (of the last phase)
@@ -126,6 +128,22 @@ def solve(
         passes_per_round=passes_per_round, kernel_variant=kernel_variant,
         rng=np.random.default_rng(random_state), **extra,
     )  # fmt: skip
+    with translating(device, budget):
+        run, ledger_stats, bank_peak = _run(
+            local_solver, target, certify_every, t0, verbose, callback, alpha0, intercept0,
+            max_iter, max_time, refine_dtype,
+        )  # fmt: skip
+    cert = run.cert
+    converged = cert.gap <= target
+    if not converged and run.error is None:
+        _warn_stopped(run, target, max_iter, max_time, refine_dtype)
+    return _fit_result(run, converged, ledger_stats, bank_peak, time.perf_counter() - t0)
+
+
+def _run(local_solver, target, certify_every, t0, verbose, callback, alpha0, intercept0,
+         max_iter, max_time, refine_dtype):  # fmt: skip
+    """The rounds of one fit, every device buffer released however they end:
+    (run, (bytes in, bytes out, ledger peak), bank peaks)."""
     run = Run(local_solver(), target, certify_every, t0, verbose, callback)
     try:
         try:
@@ -140,11 +158,7 @@ def solve(
             bank_peak = list(led.bank_peak)
     finally:
         run.local.release()
-    cert = run.cert
-    converged = cert.gap <= target
-    if not converged and run.error is None:
-        _warn_stopped(run, target, max_iter, max_time, refine_dtype)
-    return _fit_result(run, converged, ledger_stats, bank_peak, time.perf_counter() - t0)
+    return run, ledger_stats, bank_peak
 
 
 def _fit_result(run, converged, ledger_stats, bank_peak, seconds) -> FitResult:
@@ -158,7 +172,11 @@ def _fit_result(run, converged, ledger_stats, bank_peak, seconds) -> FitResult:
         objective=cert.objective,
         n_iter=local.n_rounds,
         converged=converged,
-        stop_reason=run.stop_reason if not converged else "converged",
+        # (An interrupt stays one even where the stop's certificate met the target: the
+        # caller ends on it, e.g. the command line with exit status 130.)
+        stop_reason=run.stop_reason
+        if not converged or run.stop_reason == "interrupted"
+        else "converged",
         history=run.history,
         bytes_h2d=h2d,
         bytes_d2h=d2h,
@@ -166,6 +184,7 @@ def _fit_result(run, converged, ledger_stats, bank_peak, seconds) -> FitResult:
         bank_peak=bank_peak,
         time=seconds,
         kernel_variant=local.ws.variant,
+        atomics=getattr(local.ws.passes, "atomics", None),
         budget=local.ledger.budget,
         entry_bytes=local.ws.cap.entry_bytes,
         dtype=str(local.dtype),

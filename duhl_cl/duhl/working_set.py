@@ -25,6 +25,7 @@ import numpy as np
 from ..device.build import get_kernel
 from ..device.ledger import Ledger
 from ..kernels import base_defines, pass_routine
+from ..store.checks import check_norms_fit
 from .capacity import DESC_BYTES, desc_bytes, plan_capacity
 from .class_regions import ClassRegions
 from .launches import Launches
@@ -90,15 +91,18 @@ class DeviceWorkingSet(PoolWrites, Launches, ClassRegions):
         self.real = self.dtype.type
         self.variant = variant or device.profile.kernel_variant
         routine = pass_routine(self.variant)
-        if self.variant == "tpa" and self.dtype == np.float64:
-            ext = device.cl_device.extensions
-            if "cl_khr_int64_base_atomics" not in ext:
-                raise ValueError(
-                    f"kernel variant 'tpa' in float64 needs 64-bit atomics "
-                    f"(cl_khr_int64_base_atomics), which {device.info.name} lacks; use "
-                    f"dtype='float32' or kernel_variant='serial' or 'bucketed'"
-                )
+        why = routine.unsupported(device, self.dtype)
+        if why is not None:
+            raise ValueError(
+                f"kernel variant {self.variant!r} in {self.dtype.name} cannot run here: {why}; "
+                f"use dtype='float32'" + ("" if self.variant != "tpa" else
+                                          " or kernel_variant='serial' or 'bucketed'")
+            )  # fmt: skip
         self.n_buckets = routine.copies(device)
+        # Before any buffer or build: squared norms (step curvatures) that overflow the
+        # device precision would make every step 0, a fit of zeros without an error.
+        check_norms_fit(store.sqnorm, store.val, self.dtype, primal=store.primal,
+                        buckets=self.n_buckets, fp64=device.fp64)  # fmt: skip
         self.cap = plan_capacity(
             store,
             model,
@@ -113,6 +117,7 @@ class DeviceWorkingSet(PoolWrites, Launches, ClassRegions):
             align=self._align,
         )
         self._build_kernels(routine)
+        self._check_loop_limit(device, store)
         self.dim = store.dim
         self.vdim = model.shared_dim()
         self._simulated = "oclgrind" in device.info.platform.lower()
@@ -126,6 +131,20 @@ class DeviceWorkingSet(PoolWrites, Launches, ClassRegions):
         # reports), so under it every incoming coordinate takes the staged path, whose copy
         # is a kernel it can check; the direct path is host writes only.
         self._direct_runs = 0 if self._simulated else DIRECT_RUNS
+
+    def _check_loop_limit(self, device, store):
+        """On a device that ends a work-item's loops after ``loop_limit`` iterations (Mesa
+        22.3's llvmpipe: 65535), launches are cut to stay under half of it (launches.py);
+        a coordinate too long for even one work-item's gap is refused."""
+        limit = device.loop_limit
+        self._loop_budget = None if limit is None else limit // 2
+        if limit is not None and len(store.lens) and 2 * int(store.lens.max()) + 8 > limit // 2:
+            raise ValueError(
+                f"{device.info.name} ends any work-item's loops after {limit} iterations "
+                f"(measured; Mesa's llvmpipe caps them), and a coordinate here has "
+                f"{int(store.lens.max())} entries, too many for one work-item; fit on another "
+                f"device (PoCL: pip install pocl-binary-distribution)"
+            )
 
     def set_kernel_params(self):
         """Take the model's scalars as the kernels' arguments (again after a change of

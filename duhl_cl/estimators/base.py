@@ -17,8 +17,10 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from ..device.build import build_seconds
 from ..device.discovery import open_device
-from ..device.profiles import DeviceProfile, parse_budget
+from ..device.faults import translating
+from ..device.profiles import DeviceProfile, parse_budget, resolve_budget
 from ..duhl.path import solve_path
 from ..duhl.policies import POLICIES
 from ..duhl.solver import host_threads, solve
@@ -80,6 +82,9 @@ class _Base(BaseEstimator):
             )
         if self.dtype not in (None, "float32", "float64", np.float32, np.float64):
             raise ValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
+        # Its form only (a percentage of 1 byte is still valid), before the data is converted;
+        # the bytes, and the warnings on what is used, come once the store is built.
+        parse_budget(self.memory_budget, 1)
 
     def _check_X_predict(self, X):
         self._check_fitted()
@@ -150,8 +155,12 @@ class _Base(BaseEstimator):
                 warm[2] is not None and keep is not None and np.array_equal(warm[2], keep)
             ):
                 alpha0, b00 = warm[0], warm[1]
+        built = build_seconds()
         with host_threads(device.profile.host_threads):
             result = self._solve(model, store, device, alpha0, b00, callback, refine)
+        # The kernels are built on first use (once per process): the first fit on a device
+        # pays for the compiler, and says how much of its time that was.
+        built = build_seconds() - built
         self._warm = (result.alpha, result.intercept, keep)
         # The intercept: b0 (primal), or the bias feature's weight times its value (dual).
         coef = result.alpha.copy() if model.primal else result.shared[..., :-1].copy()
@@ -170,9 +179,13 @@ class _Base(BaseEstimator):
             "ledger_peak": result.ledger_peak,
             "bank_peak": result.bank_peak,
             "time": result.time,
+            "kernel_build_time": built,
+            "stop_reason": result.stop_reason,
+            "gap_target": float(self.tol) * model.scale,
             "dtype": str(dtype),
             "emulated": device.emulated,
             "kernel_variant": result.kernel_variant,
+            "atomics": result.atomics,
             "budget": result.budget,
             "policy": self.policy,
             "entry_bytes": result.entry_bytes,
@@ -192,10 +205,11 @@ class _Base(BaseEstimator):
         """The path of ``penalties`` (l1, l2) in one device session (duhl_cl.duhl.path);
         returns its PathPoints."""
         device, _, store, X, refine, _ = self._prepare(X, y, model, sample_weight)
-        with host_threads(device.profile.host_threads):
+        budget = resolve_budget(self.memory_budget, store.nbytes, device.profile)
+        with host_threads(device.profile.host_threads), translating(device, budget):
             points, _ = solve_path(
                 model, store, device, penalties, tol=float(self.tol),
-                max_iter=int(self.max_iter), budget=parse_budget(self.memory_budget, store.nbytes),
+                max_iter=int(self.max_iter), budget=budget,
                 random_state=self.random_state, alpha0=coef_init, policy=self.policy,
                 max_time=self.max_time,
                 passes_per_round=self.passes_per_round, kernel_variant=self.kernel_variant,
@@ -219,7 +233,7 @@ class _Base(BaseEstimator):
             intercept0=b00,
             verbose=self.verbose,
             callback=callback,
-            budget=parse_budget(self.memory_budget, store.nbytes),
+            budget=resolve_budget(self.memory_budget, store.nbytes, device.profile),
             policy=self.policy,
             passes_per_round=self.passes_per_round,
             kernel_variant=self.kernel_variant,

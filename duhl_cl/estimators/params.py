@@ -27,7 +27,7 @@ COMMON = (
     ("device", None, 'str, path, DeviceProfile or Device\n    Device profile name, a path to a profile, or an opened device; None: the host\'s CPU\n    ("pocl-cpu", or "intel-cpu" where PoCL cannot compile for this CPU).'),
     ("emulate", False, 'bool\n    Run the profile on the host\'s CPU device when its own device is absent (outputs say\n    "emulated").'),
     ("dtype", None, 'None, "float32" or "float64"\n    Device precision; None takes the profile\'s (float32 by default) and, on a device with\n    fp64, continues in float64 where float32 stalls above the tolerance\n    (``stats_["refinement"]``).'),
-    ("memory_budget", None, 'None, int, str\n    Device memory this fit may use: bytes, a size ("64MiB") or a fraction of the data\'s\n    device bytes ("10%"); None takes the profile\'s budget.'),
+    ("memory_budget", None, 'None, int, str\n    Device memory this fit may use: bytes (an int), a size ("64MiB") or a fraction of the\n    data\'s device bytes ("10%"; a fraction written without a unit, 0.5 or "0.5", is\n    refused); None takes the profile\'s budget. More than the profile\'s budget is cut to\n    it, and a percentage above 100% is kept; both with a warning naming the bytes used.'),
     ("policy", "duhl", '"duhl", "sequential", "random" or "full"\n    Which coordinates are resident each round (see duhl_cl.duhl.policies).'),
     ("passes_per_round", "auto", 'int or "auto"\n    Coordinate-descent passes over the visited set per round. "auto" (the default): as\n    many as make a round\'s device work about 2^20 units (Model.pass_cost: an entry of\n    the squared loss is one unit), so that a round\'s fixed host costs (2-3 ms) do not\n    dominate a small working set; at least 8 when the selection holds the whole active\n    problem, 4 while it rotates, at most 256 (duhl_cl.duhl.local_solver.auto_passes_for).'),
     ("kernel_variant", None, 'None, "serial", "tpa" or "bucketed"\n    The device\'s coordinate-descent pass; None takes the profile\'s. "serial": one\n    work-item, exact sequential descent; "tpa": a work-group per coordinate, atomic\n    updates (GPUs); "bucketed": disjoint buckets with private copies of the shared\n    vector, merged safely (multi-core CPUs).'),
@@ -49,7 +49,12 @@ _ATTRIBUTES = """
         nnz_visited (its stored entries), n_swapped_in, bytes_h2d, bytes_d2h,
         n_gap_refreshes, passes, device_time, host_time, cert_time, ledger_peak, dtype.
     stats_ : dict
-        bytes_h2d, bytes_d2h, ledger_peak, bank_peak (per memory bank), time, dtype,
+        bytes_h2d, bytes_d2h, ledger_peak, bank_peak (per memory bank), time,
+        kernel_build_time (the seconds of ``time`` spent building kernels: the first fit on
+        a device in a process builds them, later ones find them cached), stop_reason
+        ("converged", "max_iter", "max_time", "interrupted" (Ctrl-C), "callback" or
+        "callback error"), gap_target (tol x the objective's scale: a converged fit's
+        certified gap is at most this; one-vs-rest: the largest class scale's), dtype,
         emulated, kernel_variant, budget, policy, entry_bytes (device bytes of a stored
         entry), refinement (None, or where a stalled float32 fit continued in float64), and
         projected: the time the same rounds would take on the profile's device by its

@@ -20,6 +20,7 @@ __all__ = [
     "check_y_binary",
     "check_y_classes",
     "check_sample_weight",
+    "check_norms_fit",
     "class_weights",
 ]
 
@@ -95,6 +96,45 @@ def _refuse_out_of_range(data, dtype):
         f"X has entries (largest |x| = {float(np.abs(data).max()):.3g}) beyond the range of "
         f"{dtype}, the device precision; rescale X (e.g. standardise it) or fit with "
         f"dtype='float64'"
+    )
+
+
+def check_norms_fit(sqnorm, values, dtype, *, primal, buckets=0, fp64=True):
+    """Refuse squared norms (``sqnorm``, float64) that overflow the device precision.
+
+    The device keeps each coordinate's squared norm in ``dtype`` as the curvature of its
+    steps (times the bucket count in the "bucketed" kernel, ``buckets``); one that overflows
+    to infinity makes every step 0, so the fit would end with all-zero (or meaningless)
+    coefficients and no error. Costs a max over the norms; ``values`` (the stored entries)
+    are read only to name the largest |x| when refusing. ``fp64``: whether the device could
+    run float64 instead (then the message offers it).
+    """
+    dtype = np.dtype(dtype)
+    top = float(np.finfo(dtype).max)
+    factor = max(1, int(buckets))
+    big = float(np.max(sqnorm, initial=0.0))
+    with np.errstate(over="ignore"):
+        if big * factor <= top:  # (NaN compares False: refused too)
+            return
+    kind = "column" if primal else "row"
+    if np.isfinite(big):
+        times = f" (times the {factor} buckets of kernel_variant 'bucketed')" if big <= top else ""
+        largest = f"{big:.3g}{times}, beyond {dtype.name}'s {top:.3g}"
+    else:
+        times, largest = "", f"beyond float64's {np.finfo(np.float64).max:.3g}"
+    fixes = ["rescale X (e.g. with sklearn.preprocessing.StandardScaler or MaxAbsScaler)"]
+    if dtype == np.float32 and fp64:
+        fixes.append("fit with dtype='float64'")
+    if times:
+        fixes.append("use kernel_variant='serial'")
+    fix = ", ".join(fixes[:-1]) + " or " + fixes[-1] if len(fixes) > 1 else fixes[0]
+    with np.errstate(over="ignore"):
+        maxabs = float(np.max(np.abs(values), initial=0.0))
+    raise ValueError(
+        f"X has entries so large (largest |x| = {maxabs:.3g}) that their squared norms "
+        f"overflow {dtype.name}, the device precision: the largest squared {kind} norm is "
+        f"{largest}; as a step's curvature it would make every step 0 (all-zero "
+        f"coefficients, without an error); {fix}"
     )
 
 

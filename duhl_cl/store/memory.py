@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .base import Store
-from .checks import _all_finite, _refuse_nonfinite, _refuse_out_of_range
+from .checks import _all_finite, _refuse_nonfinite, _refuse_out_of_range, check_norms_fit
 from .products import sqnorms, weighted_sqnorms
 
 __all__ = ["CoordinateStore"]
@@ -70,7 +70,7 @@ class CoordinateStore(Store):
             ptr = np.asarray(M.indptr, dtype=np.int64)
             self.offs = ptr[:-1].astype(np.uint64)
             self.lens = np.diff(ptr).astype(np.int32)
-            sq = np.asarray(M.multiply(M).sum(axis=0 if primal else 1), dtype=np.float64).ravel()
+            sq = _sparse_sqnorms(M, primal)
             self.matrix = M
         else:
             with np.errstate(over="ignore"):  # out-of-range entries are refused below
@@ -91,15 +91,17 @@ class CoordinateStore(Store):
                     _refuse_nonfinite(X)
                 if not _all_finite(M):
                     _refuse_out_of_range(X, dtype)
-                raise ValueError(
-                    f"X has entries so large (largest |x| = {float(np.abs(M).max()):.3g}) that "
-                    f"their squared norms overflow float64; rescale X (e.g. standardise it)"
-                )
+                # Left: squares beyond float64, refused below.
             self.matrix = M
         self.labels = None if labels is None else np.asarray(labels, dtype=np.float64)
         self.sqnorm = sq + (bias * bias if not primal else 0.0)
         if row_weights is not None and primal:
             self.sqnorm = weighted_sqnorms(self.matrix, np.asarray(row_weights, np.float64))
+        if not np.isfinite(self.sqnorm).all():
+            # Squared norms beyond float64 hold in no device precision. (Whether they fit
+            # the device's float32 is the working set's check: a float32 store may run in
+            # float64, and the bucketed kernel scales them.)
+            check_norms_fit(self.sqnorm, self.val, np.float64, primal=primal)
 
     @property
     def nbytes(self) -> int:
@@ -111,3 +113,14 @@ class CoordinateStore(Store):
         if self.sparse:
             return self.idx[o : o + n], self.val[o : o + n]
         return slice(0, self.dim), self.val[o : o + n]
+
+
+def _sparse_sqnorms(M, primal):
+    """Squared norms of a CSC's columns (primal) or a CSR's rows, as float64: in M's own
+    precision, those that overflow it (float32 entries above ~1e19) again in float64."""
+    with np.errstate(over="ignore"):
+        sq = np.asarray(M.multiply(M).sum(axis=0 if primal else 1), dtype=np.float64).ravel()
+    if M.dtype != np.float64 and not np.isfinite(sq).all():
+        M = M.astype(np.float64)
+        sq = np.asarray(M.multiply(M).sum(axis=0 if primal else 1), dtype=np.float64).ravel()
+    return sq

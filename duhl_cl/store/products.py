@@ -99,7 +99,12 @@ def weighted_sqnorms(X, s):
     Dense X: slabs of columns on the host's threads, in X's precision (as :func:`sqnorms`).
     """
     if sp.issparse(X):
-        return np.asarray(X.multiply(X).T @ s, dtype=np.float64).ravel()
+        with np.errstate(over="ignore"):
+            out = np.asarray(X.multiply(X).T @ s, dtype=np.float64).ravel()
+        if X.dtype != np.float64 and not np.isfinite(out).all():
+            X64 = X.astype(np.float64)  # squares beyond float32: again in float64
+            out = np.asarray(X64.multiply(X64).T @ s, dtype=np.float64).ravel()
+        return out
     n = X.shape[1]
     sw = s.astype(X.dtype)
     n_threads = max(1, min(os.cpu_count() or 1, n))
@@ -109,8 +114,16 @@ def weighted_sqnorms(X, s):
         part = X[:, cuts[i] : cuts[i + 1]]
         return np.einsum("ij,ij,i->j", part, part, sw)
 
-    pieces = _host_pool().map(slab, range(n_threads)) if n_threads > 1 else [slab(0)]
-    return np.concatenate(list(pieces)).astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        pieces = _host_pool().map(slab, range(n_threads)) if n_threads > 1 else [slab(0)]
+        out = np.concatenate(list(pieces)).astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(out))
+    if len(bad) and X.dtype != np.float64:
+        # As in sqnorms: a weighted square beyond float32 (large entries or weights), redone
+        # in float64 for those columns.
+        part = X[:, bad].astype(np.float64)
+        out[bad] = np.einsum("ij,ij,i->j", part, part, s)
+    return out
 
 
 def matvec(X, x, block=1 << 18):
