@@ -98,12 +98,14 @@ def base_defines(model, dtype, sparse: bool, weighted: bool | None = None) -> di
 
 
 def n_buckets(device) -> int:
-    """Buckets of the "bucketed" variant: one per compute unit, and at least two.
+    """Buckets of the "bucketed" variant: the profile's ``kernel.buckets``, else one per
+    compute unit; at least two.
 
     At least two so that the merge is exercised (and the variant differs from "serial")
     even on a one-unit sub-device.
     """
-    return max(2, int(device.cl_device.max_compute_units))
+    want = int(getattr(device.profile, "buckets", 0) or device.cl_device.max_compute_units)
+    return max(2, want)
 
 
 def tpa_group_size(device) -> int:
@@ -131,14 +133,26 @@ FLOAT_ATOMICS = {
 def tpa_atomics(device, double: bool) -> str:
     """How the "tpa" pass adds into the shared vector on ``device``: ``"native"`` where the
     device reports float atomics (an extension of :data:`FLOAT_ATOMICS`, with OpenCL C 2.0
-    or later for its atomic types), else ``"compare-and-swap"``, the portable loop on the
-    value's bits. Chosen from the reported extensions at build time; the kernel checks the
-    extension's feature macro for the precision and refuses to build without it."""
-    exts = device.info.extensions
-    modern = int(device.info.opencl_c_version.split(".")[0] or 0) >= 2
-    if modern and any(e in exts for e in FLOAT_ATOMICS):
-        return "native"
-    return "compare-and-swap"
+    or later for its atomic types) and, where it lists its OpenCL C features, the global add
+    for this precision; else ``"compare-and-swap"``, the portable loop on the value's bits.
+    Chosen from the reported extensions and features at build time; the kernel refuses to
+    build the native add where the compiler lacks it, and the routine then takes the loop."""
+    info = device.info
+    if int(info.opencl_c_version.split(".")[0] or 0) < 2:
+        return "compare-and-swap"
+    named = [ext for ext in FLOAT_ATOMICS if ext in info.extensions]
+    if not named:
+        return "compare-and-swap"
+    wanted = {FLOAT_ATOMICS[ext][1 if double else 0] for ext in named}
+    listed = {f for f in info.c_features if "_global_atomic_add" in f and "_ext_fp" in f}
+    if listed and not wanted & listed:
+        return "compare-and-swap"  # the features are listed, and this precision's is not
+    return "native"
+
+
+def _cl_std(device) -> str:
+    """The -cl-std of the native add: the newest OpenCL C the device compiles, 2.0 or 3.0."""
+    return "CL3.0" if int(device.info.opencl_c_version.split(".")[0]) >= 3 else "CL2.0"
 
 
 class PassRoutine:
@@ -193,21 +207,30 @@ class TpaPass(PassRoutine):
     """TPA-SCD: one work-group of ``group`` work-items a coordinate, one launch a pass."""
 
     name, program, kernel = "tpa", "cd_pass_tpa.cl", "cd_pass_tpa"
+    _NATIVE_FAILED: dict = {}  # (context, double) -> what stats_ says, once a build failed
 
     def __init__(self, device, base, get_kernel):
         from .device.build import KernelBuildError
 
         self.group = tpa_group_size(device)
         self.atomics = tpa_atomics(device, bool(base["USE_DOUBLE"]))
+        key = (id(device.context), bool(base["USE_DOUBLE"]))
+        if self.atomics == "native" and key in self._NATIVE_FAILED:
+            self.atomics = self._NATIVE_FAILED[key]  # known not to build: not tried again
+        if self.atomics != "native":
+            self.k_pass = get_kernel(
+                device, self.program, self.defines(device, base, native=False), self.kernel
+            )
+            return
         try:
             super().__init__(device, base, get_kernel)
         except KernelBuildError as exc:
-            if self.atomics == "compare-and-swap":
-                raise
             # The extension is reported but its add does not build (a driver that lists it
-            # without the OpenCL C feature): the portable loop, and stats_ says why.
-            why = str(exc).splitlines()[0][:120]
+            # without the add for this precision): the portable loop, and stats_ says why.
+            lines = str(exc).splitlines()
+            why = next((ln.strip() for ln in lines if "error" in ln.lower()), lines[0])[:160]
             self.atomics = f"compare-and-swap (the native add did not build: {why})"
+            self._NATIVE_FAILED[key] = self.atomics
             self.k_pass = get_kernel(
                 device, self.program, self.defines(device, base, native=False), self.kernel
             )
@@ -218,7 +241,7 @@ class TpaPass(PassRoutine):
         if native is None:
             native = tpa_atomics(device, bool(base["USE_DOUBLE"])) == "native"
         if native:
-            out.update(NATIVE_ATOMIC_ADD=1, CL_STD="CL3.0")
+            out.update(NATIVE_ATOMIC_ADD=1, CL_STD=_cl_std(device))
         return out
 
     @classmethod

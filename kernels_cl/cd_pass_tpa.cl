@@ -30,12 +30,21 @@
 #endif
 
 #if NATIVE_ATOMIC_ADD
-/* The compiler must know the extension (its macro; Intel's CPU runtime defines that one but
- * not the per-precision feature macros); a device without the add for this precision then
- * fails the build on the builtin, and the host takes the loop. */
-#if !defined(cl_ext_float_atomics) && !defined(cl_intel_global_float_atomics) && \
-    !defined(__opencl_c_ext_fp32_global_atomic_add) && !defined(__opencl_c_ext_fp64_global_atomic_add)
+/* Where the compiler names the per-precision features, this precision's is required; where
+ * it names only the extension (Intel's CPU runtime), a device without the add for this
+ * precision fails the build on the builtin's overload. Either way the host then takes the
+ * loop, knowingly. Device scope is a feature of its own in OpenCL C 3.0. */
+#if defined(__opencl_c_ext_fp32_global_atomic_add) || defined(__opencl_c_ext_fp64_global_atomic_add)
+#if USE_DOUBLE && !defined(__opencl_c_ext_fp64_global_atomic_add)
+#error "NATIVE_ATOMIC_ADD: no global float64 atomic add (__opencl_c_ext_fp64_global_atomic_add)"
+#elif !USE_DOUBLE && !defined(__opencl_c_ext_fp32_global_atomic_add)
+#error "NATIVE_ATOMIC_ADD: no global float32 atomic add (__opencl_c_ext_fp32_global_atomic_add)"
+#endif
+#elif !defined(cl_ext_float_atomics) && !defined(cl_intel_global_float_atomics)
 #error "NATIVE_ATOMIC_ADD: the compiler knows no float atomics extension"
+#endif
+#if __OPENCL_C_VERSION__ >= 300 && !defined(__opencl_c_atomic_scope_device)
+#error "NATIVE_ATOMIC_ADD: no device-scope atomics (__opencl_c_atomic_scope_device)"
 #endif
 #if USE_DOUBLE
 typedef atomic_double atomic_real;

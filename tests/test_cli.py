@@ -118,6 +118,23 @@ def test_bad_cli_input_is_a_clear_error(tmp_path, svm_file, capsys):
         assert got.err.startswith(f"error: {says}") and "round" not in got.out, got
     assert main(["train", "--model", "svm", "--data", str(tmp_path / "missing.svm")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_device_fault_exits_1_with_its_message(svm_file, device, capsys, monkeypatch):
+    import pyopencl as cl
+
+    from duhl_cl import kernels
+
+    error = cl.RuntimeError("clEnqueueNDRangeKernel failed: OUT_OF_RESOURCES")
+
+    def failing(*args, **kwargs):
+        raise error
+
+    for variant in ("serial", "tpa", "bucketed"):
+        monkeypatch.setattr(kernels.pass_routine(variant), "enqueue", failing)
+    assert main(["train", "--model", "svm", "--data", str(svm_file)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "the device failed while launching" in err
     assert main(["train", "--model", "svm", "--data", str(svm_file), "--device", "nope"]) == 2
     assert "unknown device profile 'nope'" in capsys.readouterr().err
 

@@ -85,6 +85,51 @@ def test_a_device_fault_is_a_clear_error_that_releases_and_keeps_the_fit(
     assert est.converged_ and live_ledgers_bytes() == 0
 
 
+def _fail_from(calls, n, error):
+    """A wrapper of ``calls`` that raises ``error`` on its n-th call and every one after."""
+    count = [0]
+
+    def wrapper(*args, **kwargs):
+        count[0] += 1
+        if count[0] >= n:
+            raise error
+        return calls(*args, **kwargs)
+
+    return wrapper
+
+
+def test_a_device_that_keeps_failing_reports_the_first_fault(device, regression_data, monkeypatch):
+    """A lost device fails every wait after the first fault: the cleanup (which waits for
+    the queue before releasing) must not replace the first error, nor skip the release, nor
+    report a final certificate or call the callback with one."""
+    (X, y), (X2, y2) = _problems(regression_data)
+    est = dc.Lasso(alpha=0.05, tol=1e-6, device=device, memory_budget="40%", random_state=0)
+    est.fit(X, y)
+    before = _fitted_state(est)
+    records = []
+    error = cl.RuntimeError("clFinish failed: OUT_OF_RESOURCES")
+    monkeypatch.setattr(cl.CommandQueue, "finish", _fail_from(cl.CommandQueue.finish, 2, error))
+    with pytest.raises(DeviceFault, match="waiting for the round's kernels"):
+        est.fit(X2, y2, callback=records.append)
+    assert not any(r.get("final") for r in records)
+    monkeypatch.undo()
+    assert live_ledgers_bytes() == 0
+    _same(before, _fitted_state(est))
+
+
+def test_a_failed_classifier_refit_keeps_its_classes(device, classification_data, monkeypatch):
+    X, y = classification_data
+    est = dc.LinearSVC(device=device).fit(X, y)
+    before = _fitted_state(est)
+    error = cl.RuntimeError("clEnqueueNDRangeKernel failed: OUT_OF_RESOURCES")
+    routine = kernels.pass_routine(est.stats_["kernel_variant"])
+    monkeypatch.setattr(routine, "enqueue", _fail_after(routine.enqueue, 1, error))
+    with pytest.raises(DeviceFault):
+        est.fit(X, np.where(y == 1, "yes", "no"))  # other labels
+    _same(before, _fitted_state(est))
+    assert live_ledgers_bytes() == 0
+
+
 def test_a_failure_that_is_not_memory_says_so(device, regression_data, monkeypatch):
     X, y = regression_data
     error = cl.LogicError("clEnqueueNDRangeKernel failed: INVALID_KERNEL_ARGS")

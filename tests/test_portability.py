@@ -11,6 +11,7 @@
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import scipy.sparse as sp
 
@@ -22,30 +23,42 @@ from duhl_cl.duhl import launches, working_set
 from duhl_cl.kernels import TpaPass, defines_to_options, tpa_atomics
 
 
-def _fake(extensions, c_version):
-    info = SimpleNamespace(extensions=tuple(extensions), opencl_c_version=c_version)
+def _fake(extensions, c_version, features=()):
+    info = SimpleNamespace(
+        extensions=tuple(extensions), opencl_c_version=c_version, c_features=tuple(features)
+    )
     return SimpleNamespace(info=info)
 
 
+FP32_ADD = "__opencl_c_ext_fp32_global_atomic_add"
+
+
 @pytest.mark.parametrize(
-    "extensions, c_version, want",
+    "extensions, c_version, features, double, want",
     [
-        (["cl_khr_fp64", "cl_ext_float_atomics"], "3.0", "native"),
-        (["cl_intel_global_float_atomics"], "2.0", "native"),
-        (["cl_ext_float_atomics"], "1.2", "compare-and-swap"),  # no atomic types in C 1.2
-        (["cl_khr_int64_base_atomics", "cl_khr_fp64"], "3.0", "compare-and-swap"),
-        ([], "1.2", "compare-and-swap"),
+        (["cl_khr_fp64", "cl_ext_float_atomics"], "3.0", (), False, "native"),
+        (["cl_khr_fp64", "cl_ext_float_atomics"], "3.0", (), True, "native"),
+        (["cl_intel_global_float_atomics"], "2.0", (), False, "native"),
+        (["cl_ext_float_atomics"], "1.2", (), False, "compare-and-swap"),  # no atomic types
+        # the features are listed: only the precision whose add is listed
+        (["cl_ext_float_atomics"], "3.0", (FP32_ADD,), False, "native"),
+        (["cl_ext_float_atomics"], "3.0", (FP32_ADD,), True, "compare-and-swap"),
+        (["cl_khr_int64_base_atomics", "cl_khr_fp64"], "3.0", (), False, "compare-and-swap"),
+        ([], "1.2", (), False, "compare-and-swap"),
     ],
 )
-def test_tpa_atomics_are_chosen_from_the_reported_extensions(extensions, c_version, want):
-    device = _fake(extensions, c_version)
-    assert tpa_atomics(device, double=False) == want
-    base = {"USE_DOUBLE": 0, "SPARSE": 0}
+def test_tpa_atomics_are_chosen_from_the_reported_extensions(
+    extensions, c_version, features, double, want
+):
+    device = _fake(extensions, c_version, features)
+    assert tpa_atomics(device, double=double) == want
+    base = {"USE_DOUBLE": int(double), "SPARSE": 0}
     device.profile = SimpleNamespace(work_group_size=64)
     device.cl_device = SimpleNamespace(max_work_group_size=256)
     options = defines_to_options(TpaPass.defines(device, base))
     assert ("-DNATIVE_ATOMIC_ADD=1" in options) == (want == "native")
-    assert ("-cl-std=CL3.0" in options) == (want == "native")
+    std = f"-cl-std=CL{'3' if c_version.startswith('3') else '2'}.0"
+    assert (std in options) == (want == "native")
     assert "-DNATIVE_ATOMIC_ADD=1" not in defines_to_options(
         TpaPass.defines(device, base, native=False)
     )
@@ -72,19 +85,29 @@ def test_tpa_reports_its_atomics_and_falls_back_when_native_does_not_build(
 
     monkeypatch.setattr(kernels, "tpa_atomics", lambda d, double: "native")
     monkeypatch.setattr(working_set, "get_kernel", failing)
+    # (the failure is remembered per context: this test's own memory, not the process's)
+    monkeypatch.setattr(TpaPass, "_NATIVE_FAILED", {})
     est = dc.Lasso(alpha=0.1, tol=1e-6, dtype="float32", device=device, kernel_variant="tpa")
     est.fit(X, y)
     assert est.stats_["atomics"].startswith("compare-and-swap (the native add did not build")
+    assert "(injected)" in est.stats_["atomics"]
     assert abs(est.objective_ - ref.objective_) <= ref.dual_gap_ + est.dual_gap_
+    # A second fit does not try the native build again.
+    builds = []
+    monkeypatch.setattr(working_set, "get_kernel", lambda *a: builds.append(a[2]) or failing(*a))
+    est.fit(X, y)
+    assert est.stats_["atomics"].startswith("compare-and-swap (the native add did not build")
+    assert not any(d.get("NATIVE_ATOMIC_ADD") for d in builds)
 
 
 @pytest.mark.every_device
 def test_loop_limit_is_measured(device):
     limit = discovery.loop_limit(device.info)
-    assert limit is None or 1000 < limit < 1 << 20
-    if "llvmpipe" in device.info.name and device.info.version.startswith("OpenCL 3.0"):
-        # What the probe is for (Mesa 22.3's gallivm); newer Mesa may lift it.
-        assert limit in (None, 65535)
+    assert limit is None or 1000 < limit < 1 << 17
+    if "llvmpipe" in device.info.name and device.cl_device.driver_version.startswith("22."):
+        assert limit == 65535  # what the probe is for: Mesa 22's gallivm guard
+    elif "Portable" in device.info.platform or "Intel" in device.info.platform:
+        assert limit is None
 
 
 @pytest.mark.every_device
@@ -117,3 +140,33 @@ def test_passes_cut_under_a_loop_cap_give_the_same_fit(
     monkeypatch.setattr(type(device), "loop_limit", property(lambda d: 300))
     with pytest.raises(ValueError, match=r"ends any work-item's loops after 300 iterations"):
         dc.Lasso(**kw).fit(X, y)
+
+
+@pytest.mark.every_device
+def test_a_pass_longer_than_a_work_item_cap_gives_the_reference_fit(device):
+    """Sparse dual logistic regression on 3000 samples: one serial pass costs a work-item
+    about 3000 x (2 x 6 entries + 8 + the step's up to 50 Newton iterations) = 210000 loop
+    iterations, beyond llvmpipe's 65535; the fit must reach liblinear's objective."""
+    import sklearn.linear_model as sklm
+
+    rng = np.random.default_rng(7)
+    X = sp.random(3000, 30, density=0.2, random_state=7, format="csr", dtype=np.float32)
+    y = (X @ rng.standard_normal(30) + 0.3 * rng.standard_normal(3000) > 0).astype(int)
+    est = dc.LogisticRegression(C=1.0, tol=1e-5, dtype="float32", device=device, random_state=0)
+    est.fit(X, y)
+    X64 = X.astype(np.float64)
+    ref = sklm.LogisticRegression(
+        C=1.0, solver="liblinear", dual=True, tol=1e-12, max_iter=10**6, random_state=0
+    ).fit(X64, y)
+
+    def objective(coef, b):  # liblinear's: the intercept is a feature of value 1
+        m = np.where(y == 1, 1.0, -1.0) * (X64 @ coef + b)
+        return 0.5 * (coef @ coef + b * b) + np.logaddexp(0, -m).sum()
+
+    f, f_ref = (
+        objective(est.coef_[0], est.intercept_[0]),
+        objective(ref.coef_[0], ref.intercept_[0]),
+    )
+    assert est.converged_
+    assert abs(f - f_ref) <= 1e-4 * abs(f_ref), (f, f_ref)
+    assert f - f_ref <= est.dual_gap_ + 1e-9 * abs(f_ref)

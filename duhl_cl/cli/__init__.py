@@ -3,7 +3,7 @@
 One module per command family, each adding its own subparser (``add_*``) and running it
 (``cmd_*``): :mod:`.train` (train, predict), :mod:`.devices` (devices, build-kernels),
 :mod:`.demo`; :mod:`.args` holds the shared arguments. Every error a user can cause ends as
-one ``error: ...`` line and exit status 2; Ctrl-C ends with 130 (train writes the model so far
+one ``error: ...`` line and exit status 2 (a device failing during a fit: 1); Ctrl-C ends with 130 (train writes the model so far
 first); a fit that stops at --max-iter or --max-time before its tolerance ends with 0 and a
 ``not converged: ...`` line on stderr.
 """
@@ -32,12 +32,17 @@ def build_parser():
 def main(argv=None):
     from ..device.binaries import PrebuiltError
     from ..device.discovery import DeviceError
+    from ..device.faults import DeviceFault
     from ..device.ledger import MemoryBudgetError
     from ..device.profiles import ProfileError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except DeviceFault as exc:
+        # Not the input's fault: the device failed during the fit (1, as any failure).
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (
         ProfileError,
         DeviceError,

@@ -292,6 +292,8 @@ def _check_writable(path, what):
         raise ValueError(f"{what} {path!r}: directory {str(parent)!r} is not writable")
     if Path(path).is_dir():
         raise ValueError(f"{what} {path!r} is a directory; give a file name")
+    if Path(path).exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"{what} {path!r} exists and is not writable; remove it or give another")
 
 
 def cmd_train(args):

@@ -73,6 +73,7 @@ class DeviceInfo:
     version: str
     extensions: tuple = ()  # the device's reported extensions
     opencl_c_version: str = "1.2"  # the newest OpenCL C it compiles, "major.minor"
+    c_features: tuple = ()  # CL_DEVICE_OPENCL_C_FEATURES' names (OpenCL 3.0)
 
     def describe(self) -> str:
         return f"[{self.platform_index}:{self.device_index}] {self.platform} / {self.name} ({self.type})"
@@ -88,10 +89,24 @@ def _type_name(cl, t) -> str:
     return "OTHER"
 
 
-def _c_version(text: str) -> str:
-    """ "OpenCL C 1.2 pocl" -> "1.2" (the version the device's compiler reports)."""
-    words = text.split()
-    return words[2] if len(words) > 2 and words[2][:1].isdigit() else "1.2"
+def _c_version(dev) -> str:
+    """The newest OpenCL C the device compiles, "major.minor": the largest of
+    CL_DEVICE_OPENCL_C_ALL_VERSIONS (OpenCL 3.0; CL_DEVICE_OPENCL_C_VERSION names only the
+    newest fully backward-compatible one: "1.2" on PoCL, which also compiles 3.0), else that
+    one ("OpenCL C 1.2 pocl" -> "1.2")."""
+    try:
+        newest = max(v.version for v in dev.opencl_c_all_versions)
+        return f"{newest >> 22}.{(newest >> 12) & 0x3FF}"
+    except Exception:  # noqa: BLE001 -- an OpenCL 1.x/2.x device has no such query
+        words = dev.opencl_c_version.split()
+        return words[2] if len(words) > 2 and words[2][:1].isdigit() else "1.2"
+
+
+def _c_features(dev) -> tuple:
+    try:
+        return tuple(sorted({f.name for f in dev.opencl_c_features}))
+    except Exception:  # noqa: BLE001 -- before OpenCL 3.0
+        return ()
 
 
 @lru_cache(maxsize=1)
@@ -126,7 +141,8 @@ def enumerate_devices() -> list[tuple[DeviceInfo, object]]:
                 fp64="cl_khr_fp64" in dev.extensions or dev.double_fp_config != 0,
                 version=dev.version.strip(),
                 extensions=tuple(dev.extensions.split()),
-                opencl_c_version=_c_version(dev.opencl_c_version),
+                opencl_c_version=_c_version(dev),
+                c_features=_c_features(dev),
             )
             out.append((info, dev))
     return out
@@ -163,22 +179,22 @@ def usable(info: DeviceInfo) -> str | None:
     return None
 
 
-# A work-item loops this many times in the probe below: more than any device's cap we know.
-_LOOP_PROBE_N = 1 << 20
+# A work-item loops this many times in the probe below: twice the one cap we know (a few ms,
+# under a simulator too). Each iteration stores to memory, so that no compiler folds the
+# loop into its count.
+_LOOP_PROBE_N = 1 << 17
 _LOOP_PROBE = """
-__kernel void loops(__global int *out, const int n)
+__kernel void loops(volatile __global int *out, const int n)
 {
-    int c = 0;
     for (int i = 0; i < n; ++i)
-        c += 1;
-    out[0] = c;
+        out[0] = i + 1;
 }"""
 
 
 @cache
 def loop_limit(info: DeviceInfo) -> int | None:
     """The most loop iterations one work-item completes on this device, measured; None when
-    it completes the probe's 2**20 (no cap).
+    it completes the probe's 2**17 (no cap found).
 
     Mesa 22.3's llvmpipe (Rusticl's CPU device) ends every loop of a work-item silently once
     the work-item has iterated 65535 times in all (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS, a
@@ -263,6 +279,7 @@ def _generic_profile(info: DeviceInfo) -> DeviceProfile:
         host_alignment=64,
         kernel_variant="serial",
         work_group_size=1,
+        buckets=0,
         precision="float32",
         build="source",
         binaries="",

@@ -213,7 +213,13 @@ class Ledger:
         self._backing.pop(id(buf), None)
 
     def free_all(self) -> None:
-        self.device.queue.finish()
+        import pyopencl as cl
+
+        error = None
+        try:
+            self.device.queue.finish()
+        except cl.Error as exc:
+            error = exc  # a failing device: its buffers are released all the same, then raised
         self.settled()
         for _, _, buf, _ in list(self.live.values()):
             buf.release()
@@ -223,6 +229,8 @@ class Ledger:
         self.bank_used = [0] * self.banks
         if self in _ALL_LEDGERS:
             _ALL_LEDGERS.remove(self)
+        if error is not None:
+            raise error
 
 
 def live_ledgers_bytes() -> int:

@@ -211,6 +211,7 @@ class DeviceProfile:
     host_alignment: int
     kernel_variant: str
     work_group_size: int
+    buckets: int  # "bucketed" variant: its bucket count (0: one per compute unit, >= 2)
     precision: str
     build: str
     binaries: str
@@ -284,6 +285,7 @@ _SCHEMA = {
     "kernel": {
         "variant": _choice(VARIANTS),
         "work_group_size": _posint,
+        "buckets": _count,
         "precision": _choice(PRECISIONS),
         "build": _choice(BUILD_MODES),
         "binaries": _str,
@@ -368,6 +370,7 @@ def _validate(raw: dict, path: str) -> DeviceProfile:
         host_alignment=g(("memory", "host_alignment")),
         kernel_variant=g(("kernel", "variant")),
         work_group_size=g(("kernel", "work_group_size")),
+        buckets=g(("kernel", "buckets")),
         precision=g(("kernel", "precision")),
         build=g(("kernel", "build")),
         binaries=g(("kernel", "binaries")),

@@ -60,10 +60,15 @@ class Launches:
         if order is not None:
             self._order_flat = None  # an explicit order need not cover the resident set
 
+    # The dual logistic step's Newton loop runs at most this many times (model.h INNER_ITERS).
+    NEWTON_ITERS = 50
+
     def _loop_cost(self, slots) -> np.ndarray:
-        """Loop iterations one work-item spends on each slot in a serial pass (its entries
-        twice, the dot product and the update, and a few more), an upper bound."""
-        return 2 * self.entries[self.slot_coord[slots]] + 8
+        """Loop iterations one work-item spends on each slot in a serial pass, an upper
+        bound: its entries twice (the dot product and the update), the step's Newton
+        iterations (dual logistic), and a few more."""
+        newton = self.NEWTON_ITERS if getattr(self.model, "newton_step", False) else 0
+        return 2 * self.entries[self.slot_coord[slots]] + 8 + newton
 
     def _launch_pieces(self, slots):
         """(first, count) pieces of a visit list that one launch each can walk on a device
@@ -74,10 +79,12 @@ class Launches:
         if self._loop_budget is None or self.variant == "tpa":
             return [(0, len(slots))]
         cost = np.cumsum(self._loop_cost(slots))
+        # A bucket first copies the shared vector (vdim iterations) in every launch.
+        budget = self._loop_budget - (self.vdim if self.n_buckets else 0)
         pieces, first = [], 0
         while first < len(slots):
             done = cost[first - 1] if first else 0
-            end = max(int(np.searchsorted(cost, done + self._loop_budget, side="right")), first + 1)
+            end = max(int(np.searchsorted(cost, done + budget, side="right")), first + 1)
             pieces.append((first, end - first))
             first = end
         return pieces

@@ -145,19 +145,33 @@ def _run(local_solver, target, certify_every, t0, verbose, callback, alpha0, int
     """The rounds of one fit, every device buffer released however they end:
     (run, (bytes in, bytes out, ledger peak), bank peaks)."""
     run = Run(local_solver(), target, certify_every, t0, verbose, callback)
+    failed = False
     try:
         try:
             run.start_cert_time, _ = run.local.start(alpha0, intercept0)
             run.rounds(max_iter, max_time, local_solver, refine_dtype)
+        except BaseException:
+            # (Ctrl-C and a callback's error are handled inside the rounds: what reaches
+            # here is a failure, a device fault most likely.)
+            failed = True
+            raise
         finally:
             led = run.local.ledger
-            run.local.close()
-            if run.stop_reason != "converged":
-                run.finish()
+            try:
+                run.local.close()
+            except Exception:
+                if not failed:
+                    raise  # after a failure the device may fail again: keep the first error
+            if run.stop_reason != "converged" and not failed:
+                run.finish()  # the stop's certificate; a failed fit has none to give
             ledger_stats = led.bytes_h2d, led.bytes_d2h, led.peak
             bank_peak = list(led.bank_peak)
     finally:
-        run.local.release()
+        try:
+            run.local.release()
+        except Exception:
+            if not failed:
+                raise
     return run, ledger_stats, bank_peak
 
 
@@ -217,6 +231,11 @@ def _warn_stopped(run, target, max_iter, max_time, refine_dtype):
             fix = (
                 f"{local.ws.device.info.name} has no fp64; rescale y (and alpha with it), "
                 "loosen tol, or fit on a device with cl_khr_fp64"
+            )
+        if local.ws.n_buckets:
+            fix += (
+                f"; or kernel_variant='serial', or fewer buckets (kernel.buckets in the "
+                f"profile): the average of {local.ws.n_buckets} buckets raises the floor"
             )
         advice = (
             f"The certified gap stalled in float32 (the float32 floor: float32 coefficients "

@@ -117,7 +117,7 @@ class DeviceWorkingSet(PoolWrites, Launches, ClassRegions):
             align=self._align,
         )
         self._build_kernels(routine)
-        self._check_loop_limit(device, store)
+        self._check_loop_limit(device, model, store)
         self.dim = store.dim
         self.vdim = model.shared_dim()
         self._simulated = "oclgrind" in device.info.platform.lower()
@@ -132,19 +132,24 @@ class DeviceWorkingSet(PoolWrites, Launches, ClassRegions):
         # is a kernel it can check; the direct path is host writes only.
         self._direct_runs = 0 if self._simulated else DIRECT_RUNS
 
-    def _check_loop_limit(self, device, store):
+    def _check_loop_limit(self, device, model, store):
         """On a device that ends a work-item's loops after ``loop_limit`` iterations (Mesa
         22.3's llvmpipe: 65535), launches are cut to stay under half of it (launches.py);
         a coordinate too long for even one work-item's gap is refused."""
         limit = device.loop_limit
         self._loop_budget = None if limit is None else limit // 2
-        if limit is not None and len(store.lens) and 2 * int(store.lens.max()) + 8 > limit // 2:
+        longest = int(store.lens.max()) if len(store.lens) else 0
+        if limit is not None and 2 * longest + 8 + self.vdim_copy(model) > limit // 2:
             raise ValueError(
                 f"{device.info.name} ends any work-item's loops after {limit} iterations "
                 f"(measured; Mesa's llvmpipe caps them), and a coordinate here has "
-                f"{int(store.lens.max())} entries, too many for one work-item; fit on another "
+                f"{longest} entries, too many for one work-item; fit on another "
                 f"device (PoCL: pip install pocl-binary-distribution)"
             )
+
+    def vdim_copy(self, model) -> int:
+        """Loop iterations a bucket spends copying the shared vector each launch."""
+        return model.shared_dim() if self.n_buckets else 0
 
     def set_kernel_params(self):
         """Take the model's scalars as the kernels' arguments (again after a change of

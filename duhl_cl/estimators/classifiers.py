@@ -58,7 +58,20 @@ class _Classifier(ClassifierMixin, _Base):
         X = check_X(X, check_finite=sp.issparse(X))
         classes, y_idx = check_y_classes(y, X.shape[0])
         s = check_sample_weight(sample_weight, X.shape[0])
+        # The fit reads classes_ on the way; a fit that fails puts the previous one back, so
+        # that a failed refit leaves the fitted model whole (coef_ with its own classes_).
+        previous = self.__dict__.get("classes_")
         self.classes_ = classes
+        try:
+            return self._fit_classes(X, classes, y_idx, s, callback)
+        except BaseException:
+            if previous is None:
+                del self.classes_
+            else:
+                self.classes_ = previous
+            raise
+
+    def _fit_classes(self, X, classes, y_idx, s, callback):
         if len(classes) > 2:
             return self._fit_ovr(X, y_idx, s, callback)
         cw = class_weights(self.class_weight, classes, y_idx, s)

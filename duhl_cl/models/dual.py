@@ -128,6 +128,7 @@ class LogisticL2(_Dual):
     code = 5
     name = "logistic-l2"
     pass_cost = (1, 64)
+    newton_step = True  # the step is a Newton loop on the device (model.h, INNER_ITERS)
 
     def loss(self, mu):
         return _log1pexp(-mu)
