@@ -116,8 +116,8 @@ class DeviceWorkingSet(PoolWrites, Launches, ClassRegions):
             classes=self.n_classes,
             align=self._align,
         )
-        self._build_kernels(routine)
         self._check_loop_limit(device, model, store)
+        self._build_kernels(routine)
         self.dim = store.dim
         self.vdim = model.shared_dim()
         self._simulated = "oclgrind" in device.info.platform.lower()
