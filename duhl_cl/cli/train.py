@@ -405,7 +405,7 @@ def _report_fit(est, dt, args):
 
         proj = Projection(**est.stats_["projected"])
         print(
-            f"measured    {dt:.2f} s on the host CPU (emulating {proj.profile}; {_build_note(est)})"
+            f"measured    {dt:.2f} s on the host CPU (emulating {proj.profile}), {_build_note(est)}"
         )
         print(f"projected   {proj.describe()}")
     if np.ndim(est.dual_gap_):

@@ -60,15 +60,16 @@ class _Classifier(ClassifierMixin, _Base):
         s = check_sample_weight(sample_weight, X.shape[0])
         # The fit reads classes_ on the way; a fit that fails puts the previous one back, so
         # that a failed refit leaves the fitted model whole (coef_ with its own classes_).
-        previous = self.__dict__.get("classes_")
+        previous, coef = self.__dict__.get("classes_"), self.__dict__.get("coef_")
         self.classes_ = classes
         try:
             return self._fit_classes(X, classes, y_idx, s, callback)
         except BaseException:
-            if previous is None:
-                del self.classes_
-            else:
-                self.classes_ = previous
+            if self.__dict__.get("coef_") is coef:  # no new model stored (a callback's error
+                if previous is None:  # comes after the model so far is: it keeps its classes)
+                    del self.classes_
+                else:
+                    self.classes_ = previous
             raise
 
     def _fit_classes(self, X, classes, y_idx, s, callback):
