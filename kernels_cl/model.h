@@ -54,6 +54,24 @@
 #endif
 typedef REAL_T real;
 
+/* The logarithms of the dual logistic step and gap. In float32 they are the native ones:
+ * libclc's log (log2, log1p) reads tables of constants through an implicit kernel argument,
+ * and the step calls it inside the pass's loops and branches, which Mesa's llvmpipe
+ * (Rusticl) compiles with a warning ("Treating load_kernel_arg in control flow as uniform,
+ * results may be incorrect"); native_log reads none. A few ulps more do not matter here: the
+ * device's steps and gaps steer the descent, the host's float64 certificate decides. float64
+ * (no native functions; no float64 on llvmpipe) keeps the library's. */
+#if USE_DOUBLE
+#define LOG log
+#define LOG1P log1p
+#else
+#define LOG native_log
+/* log(1 + t) for t in [0, 1] (t = e^-|mu|): the series below 2^-10, where 1 + t would lose
+ * t's digits, native_log(1 + t) above. */
+#define LOG1P(t) ((t) < 9.765625e-4f ? (t) * (1.0f - (t) * (0.5f - (t) * 0.33333333f)) \
+                                     : native_log(1.0f + (t)))
+#endif
+
 /* The model codes: the host passes them from its model table (duhl_cl/models/table.py,
  * kernel_defines); these defaults, which a test keeps equal to the table, let a file
  * compile alone. */
@@ -223,7 +241,7 @@ inline real dual_step(const real a, const real mu, const real Q, const real C)
     if (C - z < (real)0.5 * C)
         z *= (real)0.1;
     z = z < zmin ? zmin : (z > zmax ? zmax : z);
-    real gp = Q * (z - zold) + sgn * mu + log(z / (C - z));
+    real gp = Q * (z - zold) + sgn * mu + LOG(z / (C - z));
     for (int it = 0; it < INNER_ITERS && fabs(gp) >= INNER_EPS; ++it) {
         const real gpp = Q + C / ((C - z) * z);
         const real tz = z - gp / gpp;
@@ -236,13 +254,13 @@ inline real dual_step(const real a, const real mu, const real Q, const real C)
         z = zn;
         if (settled)
             break;
-        gp = Q * (z - zold) + sgn * mu + log(z / (C - z));
+        gp = Q * (z - zold) + sgn * mu + LOG(z / (C - z));
     }
     return sgn > (real)0 ? z : C - z;
 #endif
 }
 
-inline real xlogx(const real x) { return x > (real)0 ? x * log(x) : (real)0; }
+inline real xlogx(const real x) { return x > (real)0 ? x * LOG(x) : (real)0; }
 
 inline real dual_gap(const real a, const real mu, const real C)
 {
@@ -253,7 +271,8 @@ inline real dual_gap(const real a, const real mu, const real C)
     return C * h * h + a * a * (real)0.25 / C + a * (mu - (real)1);
 #else
     /* log(1 + e^-mu) computed without overflow */
-    const real lse = fmax(-mu, (real)0) + log1p(exp(-fabs(mu)));
+    const real t = exp(-fabs(mu));
+    const real lse = fmax(-mu, (real)0) + LOG1P(t);
     return C * lse + a * mu + xlogx(a) + xlogx(C - a) - xlogx(C);
 #endif
 }
