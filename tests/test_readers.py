@@ -154,7 +154,9 @@ def test_train_refuses_a_wider_test_set(tmp_path, device, capsys):
     test.write_text("1 1:0.5 5:1.0\n-1 2:0.25\n")
     rc = main(["train", "--model", "svm", "--data", str(train), "--test", str(test)])
     assert rc == 2
-    assert "the test data has 5 features, the training data 2" in capsys.readouterr().err
+    got = capsys.readouterr()
+    assert "the test data has 5 features, the training data 2" in got.err
+    assert "round" not in got.out and "objective" not in got.out  # refused before training
 
 
 def test_cli_header_flag(tmp_path, device, capsys):

@@ -307,6 +307,9 @@ def cmd_train(args):
     if args.test and not Path(args.test).is_file():
         raise ValueError(f"test data file {args.test!r} does not exist")
     X, y = load_dataset(args.data, target=args.target, header=args.header)
+    # The test set is read (and its width checked) before the fit, so that a wrong test
+    # file is an error before any training, not after it.
+    test = _load_test(args, X.shape[1]) if args.test else None
     scaling = None
     if args.standardize:
         X, scaling = _standardize(X)
@@ -358,7 +361,7 @@ def cmd_train(args):
             file=sys.stderr,
         )
         return 130
-    _report_scores(est, X, y, scaling, args)
+    _report_scores(est, X, y, scaling, args, test)
     if not est.converged_:
         print(_not_converged(est, args), file=sys.stderr)
     return 0
@@ -419,9 +422,23 @@ def _report_fit(est, dt, args):
         print(f"certified duality gap {est.dual_gap_:.3e}  (objective - optimum <= gap)")
 
 
-def _report_scores(est, X, y, scaling, args):
+def _load_test(args, n_features):
+    """The --test data (X, y), refused where it is wider than the training data."""
     from ..io import load_dataset
 
+    Xt, yt = load_dataset(args.test, n_features=n_features, target=args.target,
+                          header=args.header)  # fmt: skip
+    if Xt.shape[1] != n_features:
+        # (predict refuses the same file: a test set wider than the training set is another
+        # problem, not one to cut down silently)
+        raise ValueError(
+            f"{args.test}: the test data has {Xt.shape[1]} features, the training data "
+            f"{n_features}; test on data with the training set's features"
+        )
+    return Xt, yt
+
+
+def _report_scores(est, X, y, scaling, args, test=None):
     regressor = model_spec(args.model).regressor
     if regressor:
         print(
@@ -429,16 +446,8 @@ def _report_scores(est, X, y, scaling, args):
         )
     else:
         print(f"train accuracy {est.score(X, y):.4f}")
-    if args.test:
-        Xt, yt = load_dataset(args.test, n_features=X.shape[1], target=args.target,
-                              header=args.header)  # fmt: skip
-        if Xt.shape[1] != X.shape[1]:
-            # (predict refuses the same file: a test set wider than the training set is
-            # another problem, not one to cut down silently)
-            raise ValueError(
-                f"{args.test}: the test data has {Xt.shape[1]} features, the training data "
-                f"{X.shape[1]}; test on data with the training set's features"
-            )
+    if test is not None:
+        Xt, yt = test
         if scaling:
             Xt = (np.asarray(Xt) - np.asarray(scaling["mean"])) / np.asarray(scaling["std"])
         label = "test R^2" if regressor else "test accuracy"
