@@ -66,7 +66,23 @@ def _line_chunks(f, chunk_bytes):
         lineno += block.count(b"\n")
 
 
-def _parse_svmlight(path, first_line, block):
+_INDEX_MAX = np.iinfo(np.int32).max
+
+
+def _chunk_arrays(path, labels, indptr, indices, values, dtype):
+    """A chunk's arrays in their final types (int32 indices, ``dtype`` values), so that the
+    whole read never holds a wider copy of them."""
+    indices = np.asarray(indices)
+    if indices.size and int(indices.max()) >= _INDEX_MAX:
+        raise ValueError(
+            f"{path}: feature index {int(indices.max()) + 1} is beyond 2**31 - 1; renumber "
+            f"the features"
+        )
+    return (np.asarray(labels, dtype=np.float64), np.asarray(indptr, dtype=np.int64),
+            indices.astype(np.int32, copy=False), np.asarray(values, dtype=dtype))  # fmt: skip
+
+
+def _parse_svmlight(path, first_line, block, dtype=np.float64):
     """One chunk: (labels, indptr, indices, values) with indptr from 0.
 
     scikit-learn's compiled parser reads it; a chunk that it refuses (unsorted indices, which
@@ -76,8 +92,8 @@ def _parse_svmlight(path, first_line, block):
     from sklearn.datasets import load_svmlight_file
 
     try:
-        X, y = load_svmlight_file(io.BytesIO(block), zero_based=False, dtype=np.float64)
-        return y, X.indptr.astype(np.int64), X.indices.astype(np.int64), X.data
+        X, y = load_svmlight_file(io.BytesIO(block), zero_based=False, dtype=dtype)
+        return _chunk_arrays(path, y, X.indptr, X.indices, X.data, dtype)
     except ValueError:
         pass
     labels, indptr, indices, values = [], [0], [], []
@@ -104,8 +120,7 @@ def _parse_svmlight(path, first_line, block):
                 f"{path}:{lineno}: feature index 0; svmlight (libsvm) feature indices start at 1"
             )
         indptr.append(len(indices))
-    return (np.asarray(labels), np.asarray(indptr, dtype=np.int64),
-            np.asarray(indices, dtype=np.int64), np.asarray(values))  # fmt: skip
+    return _chunk_arrays(path, labels, indptr, np.asarray(indices, dtype=np.int64), values, dtype)
 
 
 def load_svmlight(path, n_features=None, dtype=np.float64, *, chunk_bytes=CHUNK_BYTES):
@@ -118,7 +133,7 @@ def load_svmlight(path, n_features=None, dtype=np.float64, *, chunk_bytes=CHUNK_
     parts = []
     with _reading(path), _open_bytes(path) as f:
         for first_line, block in _line_chunks(f, chunk_bytes):
-            parts.append(_parse_svmlight(path, first_line, block))
+            parts.append(_parse_svmlight(path, first_line, block, dtype))
     labels = np.concatenate([p[0] for p in parts]) if parts else np.empty(0)
     if not labels.size:
         raise ValueError(f"{path}: no samples found")
@@ -127,14 +142,12 @@ def load_svmlight(path, n_features=None, dtype=np.float64, *, chunk_bytes=CHUNK_
         [[0]] + [p[1][1:] + off for p, off in zip(parts, offsets[:-1], strict=True)]
     )
     idx = np.concatenate([p[2] for p in parts])
-    values = np.concatenate([p[3] for p in parts]).astype(dtype, copy=False)
+    values = np.concatenate([p[3] for p in parts])
     del parts
     d = int(idx.max()) + 1 if idx.size else 0
     if n_features is not None:
         d = max(d, n_features)
-    if d > np.iinfo(np.int32).max:
-        raise ValueError(f"{path}: feature index {d} is beyond 2**31 - 1; renumber the features")
-    X = sp.csr_matrix((values, idx.astype(np.int32), indptr), shape=(labels.size, d))
+    X = sp.csr_matrix((values, idx, indptr), shape=(labels.size, d))
     X.sum_duplicates()
     return X, labels
 
