@@ -221,7 +221,9 @@ class TpaPass(PassRoutine):
             )
             return
         try:
-            super().__init__(device, base, get_kernel)
+            self.k_pass = get_kernel(
+                device, self.program, self.defines(device, base, native=True), self.kernel
+            )
         except RuntimeError as exc:  # device.build's KernelBuildError (build imports us)
             # The extension is reported but its add does not build (a driver that lists it
             # without the add for this precision): the portable loop, and stats_ says why.

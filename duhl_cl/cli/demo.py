@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from .args import device_args
-from .train import Progress
+from .progress import Progress
 
 __all__ = ["add_demo", "cmd_demo", "demo_problem"]
 

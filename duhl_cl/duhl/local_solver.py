@@ -71,7 +71,26 @@ def auto_passes_for(work_per_pass: int, one_launch: bool = True, complete: bool 
     return int(np.clip(-(-units // max(int(work_per_pass), 1)), lo, hi))
 
 
-class LocalSolver:
+class SolverLifetime:
+    """The end of a local solver's device session (``ws``, its working set, and
+    ``refresher``, its host thread or None), shared with duhl_cl.duhl.ovr's solver."""
+
+    def close(self) -> None:
+        """Stop the host thread and wait for the device; the working set stays allocated
+        (its ledger is read after) until :meth:`release`."""
+        if self.refresher is not None:
+            try:
+                self.refresher.close()
+            except Exception:  # noqa: BLE001 -- the fit is ending anyway
+                pass
+        self.ws.finish()
+
+    def release(self) -> None:
+        """Free the device memory."""
+        self.ws.release()
+
+
+class LocalSolver(SolverLifetime):
     """One device's fit: its state and its rounds.
 
     Parameters
@@ -302,20 +321,6 @@ class LocalSolver:
     def _remember(self, cert) -> None:
         self.u_mem[:] = cert.u
         self.z[:] = self.model.gaps(cert.alpha, cert.u)
-
-    def close(self) -> None:
-        """Stop the host thread and wait for the device; the working set stays allocated
-        (its ledger is read after) until :meth:`release`."""
-        if self.refresher is not None:
-            try:
-                self.refresher.close()
-            except Exception:  # noqa: BLE001 -- the fit is ending anyway
-                pass
-        self.ws.finish()
-
-    def release(self) -> None:
-        """Free the device memory."""
-        self.ws.release()
 
 
 def solver_factory(model, store, device, *, budget=None, ledger=None, policy="duhl",

@@ -35,7 +35,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .certificate import certificate, shared_vector
-from .local_solver import AUTO_PASSES, GROW_FROM, auto_passes_for, solver_factory
+from .local_solver import (
+    AUTO_PASSES,
+    GROW_FROM,
+    SolverLifetime,
+    auto_passes_for,
+    solver_factory,
+)
 from .policies import make_policy
 from .refresh import HostRefresher
 from .working_set import DeviceWorkingSet
@@ -122,7 +128,7 @@ def scaled_gaps(gaps, scales) -> np.ndarray:
     return np.asarray(gaps, dtype=np.float64) * factor
 
 
-class OvrLocalSolver:
+class OvrLocalSolver(SolverLifetime):
     """One device's fit of K one-vs-rest problems: their state and their rounds.
 
     Parameters are those of :class:`~duhl_cl.duhl.local_solver.LocalSolver`, with
@@ -349,17 +355,6 @@ class OvrLocalSolver:
             fresh = self.ws.read_alpha(self.alpha.copy())
             self.alpha[classes] = fresh[classes]
         return self._certify_classes(classes)
-
-    def close(self) -> None:
-        if self.refresher is not None:
-            try:
-                self.refresher.close()
-            except Exception:  # noqa: BLE001 -- the fit is ending anyway
-                pass
-        self.ws.finish()
-
-    def release(self) -> None:
-        self.ws.release()
 
 
 def ovr_solver_factory(model, store, device, *, tol=None, **settings):
