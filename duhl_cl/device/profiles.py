@@ -90,7 +90,7 @@ def parse_size(value, *, what="size") -> int:
     return n
 
 
-def parse_budget(value, data_bytes: int):
+def parse_budget(value, data_bytes: int, name: str = "memory_budget"):
     """A memory budget in bytes: None, bytes, a size ("64MiB") or a fraction of the data
     ("10%" of ``data_bytes``). Not converted: a float or a string without a unit that is not
     a whole number of bytes (``0.5``, ``"0.5"``) is refused, with the forms that would do."""
@@ -103,7 +103,7 @@ def parse_budget(value, data_bytes: int):
             frac = None
         if frac is None or not 0 < frac < float("inf"):
             raise ValueError(
-                f"memory_budget: cannot read {value!r}; write a percentage above 0 of the "
+                f"{name}: cannot read {value!r}; write a percentage above 0 of the "
                 f"data (e.g. '10%'), a size (e.g. '64 MiB') or a number of bytes"
             )
         return max(int(frac * data_bytes), 1)
@@ -116,11 +116,11 @@ def parse_budget(value, data_bytes: int):
         pct = f"'{x * 100:g}%'" if 0 < x <= 1 else "e.g. '10%'"
         kind = "a string without a unit" if bare else "a float"
         raise ValueError(
-            f"memory_budget {value!r} is {kind} and not a whole number of bytes; for a "
+            f"{name} {value!r} is {kind} and not a whole number of bytes; for a "
             f"fraction of the data write a percentage ({pct}), for a size a string with a "
             f"unit (e.g. '{x:g} GiB'), or pass a whole number of bytes (an int)"
         )
-    return parse_size(value, what="memory_budget")
+    return parse_size(value, what=name)
 
 
 def _first_caller_outside_package() -> int:

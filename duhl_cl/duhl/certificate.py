@@ -22,8 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..store import matvec, rmatvec
-
 __all__ = [
     "Certificate",
     "certificate",
@@ -64,10 +62,10 @@ def shared_vector(model, store, alpha, intercept=0.0) -> np.ndarray:
     ndarray (n_samples,) for primal models, (n_features + 1,) for dual models.
     """
     if model.primal:
-        return model.shared_from(matvec(store.matrix, alpha), intercept)
+        return model.shared_from(store.combine(alpha), intercept)
     y = store.labels
     w = np.empty(model.shared_dim())
-    w[:-1] = rmatvec(store.matrix, alpha * y)
+    w[:-1] = store.combine(alpha * y)
     w[-1] = model.bias * (alpha @ y)
     return w
 
@@ -84,24 +82,20 @@ def coordinate_u(model, store, point, block=None) -> np.ndarray:
     ----------
     point : ndarray
         ``grad f(v)`` (n_samples,) for primal models, ``w`` (n_features + 1,) for dual.
-    block : (int, int), optional
-        Only coordinates ``a:b``, computed in ``point``'s precision (the refresh ranks with
-        it); None: every coordinate, in float64 on the host's threads (the certificate).
+    block : (int, int), slice or index array, optional
+        Only these coordinates, computed in ``point``'s precision (the refresh ranks with
+        it); None: every coordinate, in float64 (the certificate: the host's threads, or a
+        disk tier's streaming pass).
 
     Returns
     -------
     ndarray (float64): primal ``X^T point``; dual margins ``y (X w + bias w_b)``.
     """
-    X = store.matrix
-    if block is None:
-        if model.primal:
-            return rmatvec(X, point)
-        return store.labels * (matvec(X, point[:-1]) + model.bias * point[-1])
-    a, b = block
+    sel = None if block is None else block if not isinstance(block, tuple) else slice(*block)
     if model.primal:
-        return np.asarray(X[:, a:b].T @ point, dtype=np.float64).ravel()
-    Xw = np.asarray(X[a:b] @ point[:-1], dtype=np.float64).ravel()
-    return store.labels[a:b] * (Xw + model.bias * float(point[-1]))
+        return store.project(point, sel)
+    labels = store.labels if sel is None else store.labels[sel]
+    return labels * (store.project(point[:-1], sel) + model.bias * float(point[-1]))
 
 
 def coordinate_u_many(heads, points, block) -> list:
@@ -119,14 +113,14 @@ def coordinate_u_many(heads, points, block) -> list:
     if not heads:
         return []
     model, store = heads[0]
-    X, (a, b) = store.matrix, block
+    sel = block if not isinstance(block, tuple) else slice(*block)
     P = np.column_stack(points)
     if model.primal:
-        U = np.asarray(X[:, a:b].T @ P, dtype=np.float64)
+        U = store.project(P, sel)
         return [U[:, i] for i in range(len(heads))]
-    XW = np.asarray(X[a:b] @ P[:-1], dtype=np.float64)
+    XW = store.project(P[:-1], sel)
     return [
-        st.labels[a:b] * (XW[:, i] + m.bias * float(P[-1, i])) for i, (m, st) in enumerate(heads)
+        st.labels[sel] * (XW[:, i] + m.bias * float(P[-1, i])) for i, (m, st) in enumerate(heads)
     ]
 
 

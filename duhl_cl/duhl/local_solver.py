@@ -321,6 +321,9 @@ class LocalSolver(SolverLifetime):
     def _remember(self, cert) -> None:
         self.u_mem[:] = cert.u
         self.z[:] = self.model.gaps(cert.alpha, cert.u)
+        # A disk tier's host cache takes what the fresh gap memory ranks next after the
+        # device's coordinates (duhl_cl.store.tiered).
+        self.store.rank(self.z)
 
 
 def solver_factory(model, store, device, *, budget=None, ledger=None, policy="duhl",

@@ -341,6 +341,7 @@ class OvrLocalSolver(SolverLifetime):
         self.set_shared(cert.shared)
         if self.target is not None:
             self.active = scaled_gaps(cert.class_gaps, self.model.scales) > self.target
+        self.store.rank(self._score())  # a disk tier's host cache
         return cert
 
     def certify(self):

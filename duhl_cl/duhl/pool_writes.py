@@ -117,10 +117,32 @@ class PoolWrites:
 
     def _upload_part(self, part, cs, dst, ln):
         """Write pieces ``cs`` (lengths ``ln``, at entry offsets ``dst`` ascending) into one
-        pool part: in place through a map, directly by runs, or staged and scattered."""
+        pool part: in place through a map, directly by runs, or staged and scattered.
+
+        A disk tier's coordinates (duhl_cl.store.tiered) are fetched a bounded piece at a
+        time, from its host cache or disk, and written from there."""
+        st = self.store
+        if not st.tiered:
+            self._upload_from(st, part, cs, dst, ln)
+            return
+        ends = np.cumsum(ln)
+        a = 0
+        while a < len(cs):
+            base = ends[a - 1] if a else 0
+            b = int(np.searchsorted(ends, base + st.fetch_entries, side="right"))
+            b = min(max(b, a + 1), len(cs))
+            src = st.fetch(cs[a:b], incoming=True)
+            try:
+                self._upload_from(src, part, np.arange(b - a), dst[a:b], ln[a:b])
+            finally:
+                st.release(src)
+            a = b
+
+    def _upload_from(self, st, part, cs, dst, ln):
+        """:meth:`_upload_part` from ``st``: the store, or a disk tier's fetched pieces."""
         q, r, L = self.queue, self.dtype.itemsize, self.ledger
         if self._writable(part):
-            self._write_in_place(part, cs, dst, ln)
+            self._write_in_place(st, part, cs, dst, ln)
             return
         # Runs of pieces that are contiguous on the device go up directly, one copy each,
         # when there are only a few (a fresh or freshly emptied pool); a run of consecutive
@@ -130,10 +152,10 @@ class PoolWrites:
             src = np.concatenate([[0], np.cumsum(ln)])
             vals = idx = None
             for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(cs)], strict=True):
-                run = self._store_run(cs[a:b], ln[a:b])
+                run = self._store_run(st, cs[a:b], ln[a:b])
                 if run is None:
                     if vals is None:
-                        vals, idx = self._gather(cs, ln)
+                        vals, idx = self._gather(st, cs, ln)
                     lo, hi = int(src[a]), int(src[b])
                     run = vals[lo:hi], (idx[lo:hi] if idx is not None else None)
                 L.upload(part.val, run[0], dst_offset=int(dst[a]) * r)
@@ -146,7 +168,7 @@ class PoolWrites:
             # gathered on their own so that every staged copy starts aligned.
             fit = np.searchsorted(np.cumsum(ln[start:]), self.cap.stage_entries, side="right")
             end = start + max(1, int(fit))
-            vals, idx = self._gather(cs[start:end], ln[start:end])
+            vals, idx = self._gather(st, cs[start:end], ln[start:end])
             L.upload(self.b_stage_val, vals)
             if idx is not None:
                 L.upload(self.b_stage_idx, idx)
@@ -180,12 +202,12 @@ class PoolWrites:
         L = self.ledger
         return L.is_host_backed(part.val) and (not self.store.sparse or L.is_host_backed(part.idx))
 
-    def _write_in_place(self, part, cs, dst, ln):
+    def _write_in_place(self, st, part, cs, dst, ln):
         """Write pieces ``cs`` (lengths ``ln``, in ascending ``dst`` order) into a host-backed
         pool part through one map: one host copy each, instead of gathering them into staging,
         uploading that and scattering it on the device (dense hinge SVM at a 10% budget: the
         gather alone was a fifth of the fit, into freshly faulted staging pages)."""
-        st, r, L = self.store, self.dtype.itemsize, self.ledger
+        r, L = self.dtype.itemsize, self.ledger
         lo, hi = int(dst[0]), int(dst[-1] + ln[-1])
         n = hi - lo
         with contextlib.ExitStack() as maps:
@@ -218,7 +240,7 @@ class PoolWrites:
                 L.count_h2d(int(ln.sum()) * r)
                 return
             idx = maps.enter_context(L.mapped(part.idx, lo * 4, n * 4, np.int32))
-            src, pad = self._entry_sources(cs, ln)
+            src, pad = self._entry_sources(st, cs, ln)
             at = entry_index(dst - lo, ln)
             if pad is not None:
                 # empty coordinates occupy one entry (OpenCL has no zero-length pieces): zeros
@@ -229,19 +251,17 @@ class PoolWrites:
             idx[at] = st.idx[src]
             L.count_h2d(int(ln.sum()) * (r + 4))
 
-    def _entry_sources(self, cs, ln):
-        """The store entry of each device entry of pieces ``cs`` (lengths ``ln``), and a mask
-        of the padding entries of empty coordinates (None when there are none)."""
-        st = self.store
+    def _entry_sources(self, st, cs, ln):
+        """The entry of ``st`` of each device entry of pieces ``cs`` (lengths ``ln``), and a
+        mask of the padding entries of empty coordinates (None when there are none)."""
         src = entry_index(st.offs[cs].astype(np.int64), ln)
         real_len = st.lens[cs].astype(np.int64)
         if np.all(real_len == ln):
             return src, None
         return src, ~np.repeat(real_len > 0, ln)  # src is meaningless where padding
 
-    def _store_run(self, cs, ln):
-        """The store's own (values, indices) of consecutive coordinates, or None."""
-        st = self.store
+    def _store_run(self, st, cs, ln):
+        """``st``'s own (values, indices) of consecutive coordinates, or None."""
         if len(cs) == 0 or np.any(np.diff(cs) != 1):
             return None
         if st.sparse and not np.array_equal(st.lens[cs], ln):
@@ -250,16 +270,15 @@ class PoolWrites:
         b = a + int(ln.sum())
         return st.val[a:b].astype(self.dtype, copy=False), (st.idx[a:b] if st.sparse else None)
 
-    def _gather(self, cs, ln):
-        """The values (and indices) of coordinates ``cs``, back to back in host staging memory
-        aligned as the profile says."""
-        st = self.store
+    def _gather(self, st, cs, ln):
+        """The values (and indices) of coordinates ``cs`` of ``st``, back to back in host
+        staging memory aligned as the profile says."""
         align = self.device.profile.host_alignment
         if not st.sparse:
             vals = aligned_empty((len(cs), st.dim), self.dtype, align)
             _take(st.val.reshape(st.n_coords, st.dim), cs, vals, axis=0)
             return vals.ravel(), None
-        rep, pad = self._entry_sources(cs, ln)
+        rep, pad = self._entry_sources(st, cs, ln)
         vals = aligned_empty(len(rep), self.dtype, align)
         idx = aligned_empty(len(rep), np.int32, align)
         if pad is None:

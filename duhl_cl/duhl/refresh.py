@@ -1,7 +1,7 @@
 """Unit A: the host refreshes the gap memory while the device runs its pass.
 
-A thread walks the coordinates cyclically in contiguous blocks (cheap slices of column- or
-row-major and CSC/CSR storage), computing ``u`` (primal: ``X[:, block]^T w``; dual: the
+A thread walks the coordinates cyclically in blocks (cheap slices of column- or row-major
+and CSC/CSR storage; a disk tier's host cache, duhl_cl.store.tiered), computing ``u`` (primal: ``X[:, block]^T w``; dual: the
 margins of the rows) and the per-coordinate gaps with the coefficients and shared vector of
 the previous round (stale is allowed by the theory). It stops when told (the device pass has
 ended) after finishing its block, having refreshed at least one block, or once it has
@@ -51,15 +51,10 @@ class HostRefresher:
         self.z = z if multi else z[None]  # views: rows write into the caller's arrays
         self.u_mem = u_mem if multi else u_mem[None]
         self.model, self.store = self.models[0], self.stores[0]
-        store = self.store
-        self.limit = max_fraction * store.n_coords
-        n = store.n_coords
-        # Block boundaries with about block_entries stored entries each.
-        csum = np.concatenate([[0], np.cumsum(store.lens, dtype=np.int64)])
-        cuts = np.searchsorted(
-            csum, np.arange(0, csum[-1] + block_entries, block_entries), side="left"
-        )
-        self.bounds = np.unique(np.concatenate([[0], np.clip(cuts, 0, n), [n]]))
+        self.block_entries = block_entries
+        self.max_fraction = max_fraction
+        self.blocks = self.store.refresh_blocks(block_entries)
+        self.limit = max_fraction * self.store.n_coords
         self.next_block = 0
         self._thread = None
         self._stop = threading.Event()
@@ -80,18 +75,19 @@ class HostRefresher:
             # precision (no float64 copy of float32 data); certificates are computed apart.
             heads = [(k, self.models[k], self.stores[k]) for k in classes]
             points = [dual_point(m, v[k]).astype(self.store.dtype) for k, m, _ in heads]
-            nb = len(self.bounds) - 1
+            nb = len(self.blocks)
             done = 0
             while done < nb and (done == 0 or not self._stop.is_set()):
-                i = self.next_block
-                a, b = int(self.bounds[i]), int(self.bounds[i + 1])
-                if done and self.count + (b - a) > self.limit:
+                i = self.next_block % nb
+                sel = self.blocks[i]
+                k = (sel.stop - sel.start) if isinstance(sel, slice) else len(sel)
+                if done and self.count + k > self.limit:
                     break
-                us = coordinate_u_many([(m, st) for _, m, st in heads], points, (a, b))
-                for (k, m, _), u in zip(heads, us, strict=True):
-                    self.u_mem[k, a:b] = u
-                    self.z[k, a:b] = m.gaps(alpha[k, a:b], u, slice(a, b))
-                self.count += b - a
+                us = coordinate_u_many([(m, st) for _, m, st in heads], points, sel)
+                for (k_, m, _), u in zip(heads, us, strict=True):
+                    self.u_mem[k_, sel] = u
+                    self.z[k_, sel] = m.gaps(alpha[k_, sel], u, sel)
+                self.count += k
                 self.next_block = (i + 1) % nb
                 done += 1
         except BaseException as exc:  # reported to the round loop
@@ -112,6 +108,11 @@ class HostRefresher:
         """Begin refreshing with these (previous-round) coefficients and shared vector (one
         row per class when several; ``classes``: those to refresh, default all)."""
         self.count, self.busy, self.error = 0, 0.0, None
+        if self.store.tiered:
+            # A disk tier's refresh walks its host cache, which changes with each certificate.
+            self.blocks = self.store.refresh_blocks(self.block_entries)
+            n = sum(len(b) for b in self.blocks if not isinstance(b, slice))
+            self.limit = self.max_fraction * (n or self.store.n_coords)
         self._stop.clear()
         self._done.clear()
         self._job = (alpha, v, list(range(len(self.models))) if classes is None else list(classes))

@@ -82,6 +82,8 @@ class Run:
         """One round, certified when due; True when the certified gap meets the target."""
         local = self.local
         h2d0, d2h0 = local.ledger.bytes_h2d, local.ledger.bytes_d2h
+        st = local.store
+        disk0, host0, from_disk0 = st.bytes_disk, st.n_from_host, st.n_from_disk
         record = local.run_round()
         if local.n_rounds == 1:
             record["cert_time"] = self.start_cert_time
@@ -110,6 +112,12 @@ class Run:
         record["dtype"] = str(local.dtype)
         record["bytes_h2d"] = local.ledger.bytes_h2d - h2d0
         record["bytes_d2h"] = local.ledger.bytes_d2h - d2h0
+        # A disk tier (duhl_cl.store.tiered): bytes read from disk (refresh, certificate, the
+        # host cache's fill, incoming coordinates), and where the incoming ones came from.
+        record["bytes_disk"] = st.bytes_disk - disk0
+        record["in_from_host"] = st.n_from_host - host0
+        record["in_from_disk"] = st.n_from_disk - from_disk0
+        record["host_peak"] = st.host_peak
         record["time"] = time.perf_counter() - self.t0
         self.history.append(record)
         if self.verbose:

@@ -101,7 +101,7 @@ class DeviceWorkingSet(PoolWrites, Launches, ClassRegions):
         self.n_buckets = routine.copies(device)
         # Before any buffer or build: squared norms (step curvatures) that overflow the
         # device precision would make every step 0, a fit of zeros without an error.
-        check_norms_fit(store.sqnorm, store.val, self.dtype, primal=store.primal,
+        check_norms_fit(store.sqnorm, getattr(store, "val", None), self.dtype, primal=store.primal,
                         buckets=self.n_buckets, fp64=device.fp64)  # fmt: skip
         self.cap = plan_capacity(
             store,

@@ -9,6 +9,7 @@ duhl_cl.estimators.params. ``NotFittedError`` is scikit-learn's.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
 
@@ -27,8 +28,10 @@ from ..duhl.solver import host_threads, solve
 from ..kernels import VARIANTS
 from ..projection import project_fit
 from ..store import CoordinateStore, check_X
+from ..store.disk import DiskData
+from ..store.tiered import TieredStore
 
-__all__ = ["NotFittedError", "check_positive"]
+__all__ = ["NotFittedError", "check_positive", "refuse_dropping_on_disk"]
 
 
 class _Base(BaseEstimator):
@@ -85,6 +88,7 @@ class _Base(BaseEstimator):
         # Its form only (a percentage of 1 byte is still valid), before the data is converted;
         # the bytes, and the warnings on what is used, come once the store is built.
         parse_budget(self.memory_budget, 1)
+        parse_budget(self.host_budget, 1, "host_budget")
 
     def _check_X_predict(self, X):
         self._check_fitted()
@@ -97,8 +101,9 @@ class _Base(BaseEstimator):
         return X
 
     # -- the fit driver
-    def _open(self):
-        """Check the parameters and open the device: (device, dtype, refine)."""
+    def _open(self, X=None):
+        """Check the parameters and open the device: (device, dtype, refine); an on-disk
+        store's precision is its own (``dtype`` None) or must be it."""
         self._check_common_params()
         if (
             isinstance(self.device, (str, DeviceProfile))
@@ -109,6 +114,8 @@ class _Base(BaseEstimator):
         else:
             device = open_device(self.device)
         dtype = self.dtype or device.profile.precision
+        if isinstance(X, DiskData) and self.dtype is None:
+            dtype = X.dtype
         dtype = np.dtype(dtype)
         if dtype == np.float64 and not device.fp64:
             raise ValueError(
@@ -123,19 +130,30 @@ class _Base(BaseEstimator):
     def _prepare(self, X, y_model, model, sample_weight=None):
         """Open the device, bind the model, build the store: (device, dtype, store, X, refine,
         keep)."""
-        device, dtype, refine = self._open()
+        device, dtype, refine = self._open(X)
         s, keep = sample_weight, None
         if s is not None and not model.primal and not np.all(s > 0):
+            refuse_dropping_on_disk(X)
             # A dual model's sample of weight 0 has the box [0, 0]: it drops out of the store.
             keep = np.flatnonzero(s > 0)
             X, y_model, s = X[keep], y_model[keep], s[keep]
         model.setup(X, y_model, self.fit_intercept, s)
         labels = y_model if not model.primal else None
-        store = CoordinateStore(
-            X, primal=model.primal, dtype=dtype, labels=labels, bias=getattr(model, "bias", 0.0),
-            row_weights=s if model.primal else None,
-        )  # fmt: skip
+        store = self._make_store(X, model.primal, dtype, labels, getattr(model, "bias", 0.0),
+                                 s if model.primal else None)  # fmt: skip
         return device, dtype, store, X, refine, keep
+
+    def _make_store(self, X, primal, dtype, labels, bias, row_weights):
+        """The fit's store: in memory (duhl_cl.store.CoordinateStore), or over an on-disk
+        store with a host cache under ``host_budget`` (duhl_cl.store.tiered)."""
+        if isinstance(X, DiskData):
+            return TieredStore(
+                X, primal=primal, dtype=dtype, labels=labels, bias=bias,
+                row_weights=row_weights,
+                host_budget=parse_budget(self.host_budget, X.nbytes, "host_budget"),
+            )  # fmt: skip
+        return CoordinateStore(X, primal=primal, dtype=dtype, labels=labels, bias=bias,
+                               row_weights=row_weights)  # fmt: skip
 
     def _fit(self, X, y_model, model, callback=None, sample_weight=None):
         device, dtype, store, X, refine, keep = self._prepare(X, y_model, model, sample_weight)
@@ -156,8 +174,11 @@ class _Base(BaseEstimator):
             ):
                 alpha0, b00 = warm[0], warm[1]
         built = build_seconds()
-        with host_threads(device.profile.host_threads):
-            result = self._solve(model, store, device, alpha0, b00, callback, refine)
+        try:
+            with host_threads(device.profile.host_threads):
+                result = self._solve(model, store, device, alpha0, b00, callback, refine)
+        finally:
+            store.close()  # a disk tier's host cache
         # The kernels are built on first use (once per process): the first fit on a device
         # pays for the compiler, and says how much of its time that was.
         built = build_seconds() - built
@@ -190,6 +211,13 @@ class _Base(BaseEstimator):
             "policy": self.policy,
             "entry_bytes": result.entry_bytes,
             "refinement": result.refinement,
+            # An on-disk store (duhl_cl.store.tiered): bytes read from its files, the host
+            # ledger's peak and budget, and the incoming coordinates by level.
+            "bytes_disk": store.bytes_disk,
+            "host_peak": store.host_peak,
+            "host_budget": getattr(store, "host_budget", None),
+            "in_from_host": store.n_from_host,
+            "in_from_disk": store.n_from_disk,
         }
         # The same rounds on the profile's bandwidths: a model, labelled as one.
         self.stats_["projected"] = dataclasses.asdict(
@@ -206,7 +234,8 @@ class _Base(BaseEstimator):
         returns its PathPoints."""
         device, _, store, X, refine, _ = self._prepare(X, y, model, sample_weight)
         budget = resolve_budget(self.memory_budget, store.nbytes, device.profile)
-        with host_threads(device.profile.host_threads), translating(device, budget):
+        with host_threads(device.profile.host_threads), translating(device, budget), \
+                contextlib.closing(store):  # fmt: skip
             points, _ = solve_path(
                 model, store, device, penalties, tol=float(self.tol),
                 max_iter=int(self.max_iter), budget=budget,
@@ -238,6 +267,16 @@ class _Base(BaseEstimator):
             passes_per_round=self.passes_per_round,
             kernel_variant=self.kernel_variant,
             refine_dtype=refine,
+        )
+
+
+def refuse_dropping_on_disk(X):
+    """A dual model leaves the samples of weight 0 out of its store: not of an on-disk one."""
+    if isinstance(X, DiskData):
+        raise ValueError(
+            "sample_weight has zeros: a dual model leaves such samples out, which an on-disk "
+            "store cannot do in place; drop them when converting, or give them a small "
+            "positive weight"
         )
 
 

@@ -24,14 +24,13 @@ from sklearn.base import ClassifierMixin
 from .. import models
 from ..duhl.ovr import OneVsRest
 from ..store import (
-    CoordinateStore,
     check_sample_weight,
     check_X,
     check_y_classes,
     class_weight_values,
     class_weights,
 )
-from .base import _Base, check_positive
+from .base import _Base, check_positive, refuse_dropping_on_disk
 from .params import COMMON_DOC, make_init
 
 __all__ = ["LinearSVC", "LogisticRegression"]
@@ -94,9 +93,10 @@ class _Classifier(ClassifierMixin, _Base):
                 f"class_weight is 0 for {zero!r}: with more than two classes each class's "
                 f"problem needs its positives; drop that class's samples instead"
             )
-        device, dtype, refine = self._open()
+        device, dtype, refine = self._open(X)
         keep = None
         if s is not None and not probe.primal and not np.all(s > 0):
+            refuse_dropping_on_disk(X)
             keep = np.flatnonzero(s > 0)  # weight 0: out of every class's dual
             X, y_idx, s = X[keep], y_idx[keep], s[keep]
         if s is not None and not (s > 0).any():
@@ -119,10 +119,8 @@ class _Classifier(ClassifierMixin, _Base):
             # step where a class weighs the row less); the gradients and certificates take
             # each class's own weights.
             rows = (np.ones(len(y_idx)) if s is None else s) * np.maximum(cw[y_idx], 1.0)
-        store = CoordinateStore(
-            X, primal=m0.primal, dtype=dtype, labels=None if m0.primal else m0.y,
-            bias=getattr(m0, "bias", 0.0), row_weights=rows if m0.primal else None,
-        )  # fmt: skip
+        store = self._make_store(X, m0.primal, dtype, None if m0.primal else m0.y,
+                                 getattr(m0, "bias", 0.0), rows if m0.primal else None)  # fmt: skip
         return self._fit_bound(OneVsRest(fitted, store), store, device, dtype, refine, keep, X,
                                callback)  # fmt: skip
 

@@ -46,6 +46,42 @@ class Store(ABC):
     def nbytes(self) -> int:
         """Bytes of the stored entries (values, and indices when sparse)."""
 
+    # Stores of data in host memory read nothing from disk (duhl_cl.store.tiered does).
+    tiered = False
+    bytes_disk = 0
+    n_from_host = 0
+    n_from_disk = 0
+    host_peak = 0
+
     @abstractmethod
     def coordinate(self, s):
         """(indices, values) of coordinate ``s``; indices is a slice for dense storage."""
+
+    @abstractmethod
+    def combine(self, x):
+        """``sum_i x_i c_i`` over the coordinates c_i, float64 (dim,): primal ``X x``, dual
+        ``X^T x``."""
+
+    @abstractmethod
+    def project(self, p, sel=None):
+        """``c_i . p`` of the coordinates ``sel`` (None: all, in float64; a slice or index
+        array: in ``p``'s precision), float64; ``p`` of shape (dim,) or (dim, K)."""
+
+    def refresh_blocks(self, block_entries):
+        """The pieces the host refresh walks (duhl_cl.duhl.refresh): contiguous slices of
+        about ``block_entries`` stored entries."""
+        n = self.n_coords
+        csum = np.concatenate([[0], np.cumsum(self.lens, dtype=np.int64)])
+        cuts = np.searchsorted(
+            csum, np.arange(0, csum[-1] + block_entries, block_entries), side="left"
+        )
+        bounds = np.unique(np.concatenate([[0], np.clip(cuts, 0, n), [n]]))
+        return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def rank(self, z, exclude=None) -> int:
+        """A host tier ranks what it holds by the gap memory ``z`` (here: nothing to do);
+        returns the bytes read from disk."""
+        return 0
+
+    def close(self):  # noqa: B027 -- in-memory stores hold nothing more
+        """Free what the store holds beyond its data (a host cache)."""

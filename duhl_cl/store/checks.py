@@ -56,6 +56,10 @@ def check_X(X, *, name="X", check_finite=True):
     ``check_finite=False`` leaves the finite check to the caller: a fit's
     :class:`CoordinateStore` makes it for free, from the squared norms it computes anyway.
     """
+    from .disk import DiskData
+
+    if isinstance(X, DiskData):
+        return X  # an on-disk store: checked when written (finite, shape, dtype)
     if sp.issparse(X):
         if X.format not in ("csr", "csc"):
             X = X.tocsr() if X.format != "coo" else X.tocsc()
@@ -129,9 +133,12 @@ def check_norms_fit(sqnorm, values, dtype, *, primal, buckets=0, fp64=True):
         fixes.append("use kernel_variant='serial'")
     fix = ", ".join(fixes[:-1]) + " or " + fixes[-1] if len(fixes) > 1 else fixes[0]
     with np.errstate(over="ignore"):
-        maxabs = float(np.max(np.abs(values), initial=0.0))
+        # (A disk tier has no values in memory: the norm says it.)
+        maxabs = np.sqrt(float(np.max(sqnorm))) if values is None else float(
+            np.max(np.abs(values), initial=0.0)
+        )
     raise ValueError(
-        f"X has entries so large (largest |x| = {maxabs:.3g}) that their squared norms "
+        f"X has entries so large (largest |x| {'about' if values is None else '='} {maxabs:.3g}) that their squared norms "
         f"overflow {dtype.name}, the device precision: the largest squared {kind} norm is "
         f"{largest}; as a step's curvature it would make every step 0 (all-zero "
         f"coefficients, without an error); {fix}"

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from .base import Store
 from .checks import _all_finite, _refuse_nonfinite, _refuse_out_of_range, check_norms_fit
-from .products import sqnorms, weighted_sqnorms
+from .products import matvec, rmatvec, sqnorms, weighted_sqnorms
 
 __all__ = ["CoordinateStore"]
 
@@ -113,6 +113,19 @@ class CoordinateStore(Store):
         if self.sparse:
             return self.idx[o : o + n], self.val[o : o + n]
         return slice(0, self.dim), self.val[o : o + n]
+
+    def combine(self, x):
+        return matvec(self.matrix, x) if self.primal else rmatvec(self.matrix, x)
+
+    def project(self, p, sel=None):
+        M = self.matrix
+        if sel is None:
+            if np.ndim(p) == 2:
+                P = np.asarray(p, dtype=np.float64)
+                return np.asarray((M.T @ P) if self.primal else (M @ P), dtype=np.float64)
+            return rmatvec(M, p) if self.primal else matvec(M, p)
+        B = M[:, sel].T if self.primal else M[sel]
+        return np.asarray(B @ p, dtype=np.float64)
 
 
 def _sparse_sqnorms(M, primal):
