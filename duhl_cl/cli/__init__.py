@@ -1,7 +1,7 @@
-"""The ``duhl-cl`` command line: devices, train, predict, build-kernels, demo.
+"""The ``duhl-cl`` command line: devices, train, predict, convert, build-kernels, demo.
 
 One module per command family, each adding its own subparser (``add_*``) and running it
-(``cmd_*``): :mod:`.train` (train, predict), :mod:`.devices` (devices, build-kernels),
+(``cmd_*``): :mod:`.train` (train, predict), :mod:`.convert`, :mod:`.devices` (devices, build-kernels),
 :mod:`.demo`; :mod:`.args` holds the shared arguments. Every error a user can cause ends as
 one ``error: ...`` line and exit status 2 (a device failing during a fit: 1); Ctrl-C ends with 130 (train writes the model so far
 first); a fit that stops at --max-iter or --max-time before its tolerance ends with 0 and a
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 
+from .convert import add_convert
 from .demo import add_demo
 from .devices import add_build_kernels, add_devices
 from .train import add_predict, add_train
@@ -24,7 +25,7 @@ def build_parser():
 
     p = argparse.ArgumentParser(prog="duhl-cl", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    for add in (add_devices, add_train, add_predict, add_build_kernels, add_demo):
+    for add in (add_devices, add_train, add_predict, add_convert, add_build_kernels, add_demo):
         add(sub)
     return p
 

@@ -42,8 +42,10 @@ def add_train(sub):
     )
     q.add_argument("--l1-ratio", type=float, help="elasticnet's l1 share (default 0.5)")
     q.add_argument(
-        "--data", required=True, help=".svm/.svm.gz, .npz (X, y), .npy (+ _y.npy) or .csv"
-    )
+        "--data", required=True,
+        help=".svm/.svm.gz, .npz (X, y), .npy (+ _y.npy), .csv, or a store directory "
+        "written by 'duhl-cl convert' (read from disk, never loaded whole)",
+    )  # fmt: skip
     q.add_argument("--target", help="CSV: name of the target column (default: the last)")
     _header_arg(q)
     q.add_argument(
@@ -74,6 +76,12 @@ def add_train(sub):
     q.add_argument(
         "--budget",
         help="device memory for this fit: bytes, '64MiB' or a fraction of the data, '10%%'",
+    )
+    q.add_argument(
+        "--host-budget",
+        help="--data a store: host memory for its coordinates (a cache ranked by gap, and the "
+        "reads' buffers): bytes, '2GiB' or a fraction of the store, '25%%' (default: the "
+        "whole store where half the memory this process can spare holds it, else that half)",
     )
     q.add_argument("--policy", default="duhl", choices=POLICIES)
     q.add_argument(
@@ -135,6 +143,7 @@ def _make_estimator(args):
         emulate=args.emulate,
         dtype=args.dtype,
         memory_budget=args.budget,
+        host_budget=args.host_budget,
         policy=args.policy,
         passes_per_round=args.passes_per_round,
         kernel_variant=args.kernel_variant,
@@ -161,6 +170,12 @@ def _summary(est):
         f"time        device {sum(r['device_time'] for r in h):.2f} s, host refresh "
         f"{sum(r['host_time'] for r in h):.2f} s (overlapping)"
     )
+    if st.get("host_budget") is not None:
+        print(
+            f"disk        read {st['bytes_disk'] / 2**20:.1f} MiB, host memory peak "
+            f"{st['host_peak'] / 2**20:.1f} MiB of {st['host_budget'] / 2**20:.1f} MiB; "
+            f"incoming from the host cache {st['in_from_host']}, from disk {st['in_from_disk']}"
+        )
 
 
 def _standardize(X):
@@ -193,13 +208,12 @@ def cmd_train(args):
     """Train, report, write the model; 0 (converged or not: a fit stopped by --max-iter or
     --max-time says so on stderr), or 130 on Ctrl-C, after writing the model so far."""
     from ..device.build import watch_builds
-    from ..io import load_dataset
 
     _check_writable(args.out, "--out")
     _check_writable(args.log, "--log")
     if args.test and not Path(args.test).is_file():
         raise ValueError(f"test data file {args.test!r} does not exist")
-    X, y = load_dataset(args.data, target=args.target, header=args.header)
+    X, y = _load_train(args)
     # The test set is read (and its width checked) before the fit, so that a wrong test
     # file is an error before any training, not after it.
     test = _load_test(args, X.shape[1]) if args.test else None
@@ -210,7 +224,8 @@ def cmd_train(args):
     log = _JsonLog(args.log)
     print(
         f"duhl-cl train: model {args.model}, data {args.data} ({X.shape[0]} x {X.shape[1]}"
-        f"{', sparse' if hasattr(X, 'nnz') else ''}), device {args.device or 'the host CPU'}"
+        f"{', sparse' if getattr(X, 'sparse', hasattr(X, 'nnz')) else ''}"
+        f"{', on disk' if Path(args.data).is_dir() else ''}), device {args.device or 'the host CPU'}"
         f"{' (emulated on the host CPU)' if args.emulate else ''}",
         flush=True,
     )
@@ -313,6 +328,29 @@ def _report_fit(est, dt, args):
     else:
         print(f"objective   {est.objective_:.12g}")
         print(f"certified duality gap {est.dual_gap_:.3e}  (objective - optimum <= gap)")
+
+
+def _load_train(args):
+    """(X, y): a data file read into memory, or an on-disk store opened (its labels)."""
+    from ..io import load_dataset
+    from ..store import open as open_store
+
+    if Path(args.data).is_dir():
+        if args.standardize:
+            raise ValueError(
+                "--standardize needs the data in memory; a store is read from disk as written "
+                "(standardise before converting)"
+            )
+        X = open_store(args.data)
+        if X.y is None:
+            raise ValueError(f"store {args.data} has no labels; convert from a file that has them")
+        return X, X.y
+    if args.host_budget is not None:
+        raise ValueError(
+            "--host-budget applies to a store (--data a directory from 'duhl-cl convert'); "
+            "data read from a file is in memory already"
+        )
+    return load_dataset(args.data, target=args.target, header=args.header)
 
 
 def _load_test(args, n_features):

@@ -236,6 +236,10 @@ class LocalSolver(SolverLifetime):
         ws.run_passes(self.rng, self.passes)
         # Unit A works on the previous round's alpha and v while unit B runs the pass.
         all_visited = len(visited) == self.store.n_coords
+        # (A policy that does not rank by gap, over a disk tier: no refresh, which would
+        # read the disk for nothing; the device's gaps and the certificates keep the rest.)
+        if not pol.ranks_by_gap and self.store.tiered:
+            all_visited = True
         if not all_visited:
             # No copies: the refresher has stopped before the read-back writes alpha in
             # place, and the shared vector is replaced, never written into.

@@ -44,6 +44,13 @@ class _Base(BaseEstimator):
         tags.target_tags.required = True
         return tags
 
+    def data_layout(self) -> str:
+        """The layout of an on-disk store this estimator reads (``duhl_cl.store.convert(...,
+        layout=est.data_layout())``): "cols" for a model whose coordinates are the features
+        (Lasso, ElasticNet, Ridge, l1 logistic regression), "rows" for one whose coordinates
+        are the samples (the SVMs, l2 logistic regression)."""
+        return "cols" if self._make_model(np.zeros((1, 1))).primal else "rows"
+
     def _check_fitted(self):
         check_is_fitted(self, "coef_")
 

@@ -17,6 +17,9 @@ from .checks import (
     class_weight_values,
     class_weights,
 )
+from .convert import convert
+from .disk import DiskData, StoreError
+from .disk import open_store as open  # (store.open; the builtin is not used here)
 from .memory import CoordinateStore
 from .products import matvec, rmatvec, sqnorms
 
@@ -34,4 +37,8 @@ __all__ = [
     "matvec",
     "rmatvec",
     "sqnorms",
+    "convert",
+    "open",
+    "DiskData",
+    "StoreError",
 ]

@@ -134,8 +134,10 @@ def check_norms_fit(sqnorm, values, dtype, *, primal, buckets=0, fp64=True):
     fix = ", ".join(fixes[:-1]) + " or " + fixes[-1] if len(fixes) > 1 else fixes[0]
     with np.errstate(over="ignore"):
         # (A disk tier has no values in memory: the norm says it.)
-        maxabs = np.sqrt(float(np.max(sqnorm))) if values is None else float(
-            np.max(np.abs(values), initial=0.0)
+        maxabs = (
+            np.sqrt(float(np.max(sqnorm)))
+            if values is None
+            else float(np.max(np.abs(values), initial=0.0))
         )
     raise ValueError(
         f"X has entries so large (largest |x| {'about' if values is None else '='} {maxabs:.3g}) that their squared norms "

@@ -126,9 +126,7 @@ class DiskData:
         else:
             self.offs = np.arange(self.n_coords, dtype=np.uint64) * np.uint64(self.dim)
             self.lens = np.full(self.n_coords, self.dim, dtype=np.int32)
-        self.y = (
-            self._small("y.npy", (self.shape[0],), np.float64) if meta.get("has_y") else None
-        )
+        self.y = self._small("y.npy", (self.shape[0],), np.float64) if meta.get("has_y") else None
         self.bytes_read = 0
         self._lock = threading.Lock()
         self._fds = {}
@@ -142,7 +140,9 @@ class DiskData:
         except FileNotFoundError:
             raise StoreError(f"store {self.path}: {name} is missing; convert again") from None
         except ValueError as exc:
-            raise StoreError(f"store {self.path}: {name} is damaged ({exc}); convert again") from None
+            raise StoreError(
+                f"store {self.path}: {name} is damaged ({exc}); convert again"
+            ) from None
         if a.shape != shape or a.dtype != dtype:
             raise StoreError(
                 f"store {self.path}: {name} holds {a.dtype} {a.shape}, not {np.dtype(dtype)} "
@@ -433,7 +433,20 @@ class StoreWriter:
         if self._idx is not None:
             self._idx.close()
         shape = (nnz,)
-        self._mv = np.memmap(self.tmp / "values.bin", dtype=self.dtype, mode="w+", shape=shape) if nnz else None
+        for name, size in (("values.bin", self.dtype.itemsize), ("indices.bin", 4)):
+            if nnz and (name == "values.bin" or self.sparse):
+                # Reserve the blocks now: a memory map over a sparse file that the disk
+                # cannot fill later ends the process with SIGBUS, past any cleanup.
+                fd = os.open(self.tmp / name, os.O_RDWR)
+                try:
+                    os.posix_fallocate(fd, 0, nnz * size)
+                finally:
+                    os.close(fd)
+        self._mv = (
+            np.memmap(self.tmp / "values.bin", dtype=self.dtype, mode="w+", shape=shape)
+            if nnz
+            else None
+        )
         self._mi = (np.memmap(self.tmp / "indices.bin", dtype=np.int32, mode="w+", shape=shape)
                     if self.sparse and nnz else None)  # fmt: skip
         self._prealloc = n_coords
@@ -558,10 +571,5 @@ def _sqnorms(B):
             B = B.astype(np.float64)
             sq = np.asarray(B.multiply(B).sum(axis=1), dtype=np.float64).ravel()
         return sq
-    with np.errstate(over="ignore", invalid="ignore"):
-        sq = np.einsum("ij,ij->i", B, B).astype(np.float64)
-    bad = np.flatnonzero(~np.isfinite(sq))
-    if len(bad):
-        B64 = B[bad].astype(np.float64)
-        sq[bad] = np.einsum("ij,ij->i", B64, B64)
-    return sq
+    # Summed in float64 (a float32 sum over a column of millions of rows is off by 1e-5).
+    return np.einsum("ij,ij->i", B, B, dtype=np.float64)

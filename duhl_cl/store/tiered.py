@@ -42,7 +42,9 @@ class _Coords:
         self.lens = lens.astype(np.int32)
         self.n_coords = n_coords
         if sparse:
-            self.offs = np.concatenate([[0], np.cumsum(lens, dtype=np.int64)[:-1]]).astype(np.uint64)
+            self.offs = np.concatenate([[0], np.cumsum(lens, dtype=np.int64)[:-1]]).astype(
+                np.uint64
+            )
         else:
             self.offs = np.arange(n_coords, dtype=np.uint64) * np.uint64(dim)
 
@@ -129,7 +131,8 @@ class TieredStore(Store):
         and a float64 copy of one, or one fetch of that size and the device's staging copy
         of it (duhl_cl.duhl.pool_writes)."""
         b = self.block_max
-        return int(2 * b * self.entry + b * (8 + (4 if self.sparse else 0)))
+        bufs = min(2, len(self.data.blocks) - 1)
+        return int(max(bufs, 1) * b * self.entry + b * (8 + (4 if self.sparse else 0)))
 
     @property
     def fetch_entries(self) -> int:
@@ -179,7 +182,9 @@ class TieredStore(Store):
         lens = self.lens[coords].astype(np.int64)
         n = int(lens.sum()) if self.sparse else k * self.dim
         val = self.host.empty(n, self.dtype, "coordinates read for the device")
-        idx = self.host.empty(n, np.int32, "coordinates read for the device") if self.sparse else None
+        idx = (
+            self.host.empty(n, np.int32, "coordinates read for the device") if self.sparse else None
+        )
         hit = cache.coord_slot[coords] >= 0
         if incoming:
             self.n_from_host += int(hit.sum())
@@ -312,8 +317,10 @@ class TieredStore(Store):
         out = np.empty(self.n_coords)
         for a, b, B in self._blocks():
             B64, tmp = self._as64(B)
-            out[a:b] = (B64.multiply(B64) @ s) if sp.issparse(B64) else np.einsum(
-                "ij,ij,j->i", B64, B64, s
+            out[a:b] = (
+                (B64.multiply(B64) @ s)
+                if sp.issparse(B64)
+                else np.einsum("ij,ij,j->i", B64, B64, s)
             )
             self.host.free(tmp)
         return out

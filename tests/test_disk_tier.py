@@ -1,0 +1,230 @@
+"""Fits on an on-disk store (duhl_cl.store.tiered): the same certified objective as in memory
+under small host budgets, the host ledger under its budget, honest errors, and a fit of a
+store larger than a memory limit set on the process from outside (a cgroup).
+
+References: the same estimator fitted on the same data in memory (objectives compared within
+the two certified gaps); the small problem's optimum for the repeated-rows store.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import duhl_cl as dc
+from duhl_cl.store import StoreError, convert
+from duhl_cl.store.tiered import TieredStore
+
+MODELS = {
+    "lasso": lambda **k: dc.Lasso(alpha=0.05, **k),
+    "elasticnet": lambda **k: dc.ElasticNet(alpha=0.05, l1_ratio=0.5, **k),
+    "ridge": lambda **k: dc.Ridge(alpha=2.0, **k),
+    "svm-hinge": lambda **k: dc.LinearSVC(C=0.5, loss="hinge", **k),
+    "svm-squared": lambda **k: dc.LinearSVC(C=0.5, **k),
+    "logistic": lambda **k: dc.LogisticRegression(C=1.0, **k),
+    "logistic-l1": lambda **k: dc.LogisticRegression(C=1.0, penalty="l1", **k),
+}
+BLOCK = 2048  # bytes of values per block: a test store has many blocks
+
+
+def _problem(sparse, seed=0, n=150, d=30):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    if sparse:
+        X[rng.random((n, d)) < 0.6] = 0.0
+        X[:, 3] = 0.0  # an empty coordinate (column) and row
+        X[7] = 0.0
+    beta = np.zeros(d)
+    beta[:6] = rng.uniform(-2, 2, 6)
+    y = X @ beta + 0.3 * rng.standard_normal(n)
+    labels = np.where(X @ rng.standard_normal(d) + 0.5 * rng.standard_normal(n) > 0, 1, -1)
+    return (sp.csr_matrix(X) if sparse else X), y, labels
+
+
+def _store(tmp_path, X, est, dtype, name="s"):
+    return convert(X, tmp_path / name, layout=est.data_layout(), dtype=dtype, block_bytes=BLOCK)
+
+
+def _fit(est, X, y, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (a float32 fit may stall above tol: compared anyway)
+        return est.set_params(**kw).fit(X, y)
+
+
+def _same_optimum(a, b):
+    """Both certificates bound the same optimum: the objectives agree within the gaps."""
+    slack = np.asarray(a.dual_gap_) + np.asarray(b.dual_gap_) + 1e-9 * np.abs(a.objective_)
+    assert np.all(np.abs(np.asarray(a.objective_) - np.asarray(b.objective_)) <= slack)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_store_fit_matches_memory(tmp_path, name, sparse, dtype):
+    X, y, labels = _problem(sparse)
+    target = y if name in ("lasso", "elasticnet", "ridge") else labels
+    est = MODELS[name]()
+    data = _store(tmp_path, X, est, dtype)
+    tol = 1e-8 if dtype == "float64" else 1e-5
+    common = dict(tol=tol, memory_budget="30%", random_state=0, dtype=dtype, max_iter=3000)
+    mem = _fit(MODELS[name](), X, target, **common)
+    # A host cache of about a fifth of the data, beside the reads' reserve.
+    reserve = TieredStore(data, primal=est.data_layout() == "cols").reserve_bytes()
+    budget = reserve + data.nbytes // 5
+    disk = _fit(MODELS[name](), data, target, host_budget=budget, **common)
+    _same_optimum(mem, disk)
+    st = disk.stats_
+    assert st["host_budget"] == budget and 0 < st["host_peak"] <= budget
+    assert st["bytes_disk"] >= data.nbytes  # the start certificate streamed it all
+    assert st["in_from_host"] + st["in_from_disk"] > 0
+    assert sum(r["bytes_disk"] for r in disk.history_) <= st["bytes_disk"]
+    Xs = X.astype(dtype)  # the values the store holds
+    np.testing.assert_allclose(disk.predict(data), disk.predict(Xs), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name,seed", [("svm-hinge", 1), ("lasso", 2), ("logistic", 3)])
+def test_host_budget_property(tmp_path, name, seed):
+    """Random host budgets, from the reads' reserve alone (no cache: the page cache only) to
+    more than the data: the host ledger's peak never exceeds the budget, and the certified
+    objective is the one in memory."""
+    rng = np.random.default_rng(seed)
+    X, y, labels = _problem(sparse=bool(seed % 2), seed=seed)
+    target = y if name == "lasso" else labels
+    est = MODELS[name]()
+    data = _store(tmp_path, X, est, "float64")
+    reserve = TieredStore(data, primal=est.data_layout() == "cols").reserve_bytes()
+    common = dict(tol=1e-8, memory_budget="25%", random_state=0, max_iter=3000)
+    mem = _fit(MODELS[name](), X, target, **common)
+    for budget in [reserve] + list(reserve + rng.integers(1, 2 * data.nbytes, 4)):
+        disk = _fit(MODELS[name](), data, target, host_budget=int(budget), **common)
+        assert disk.stats_["host_peak"] <= budget
+        _same_optimum(mem, disk)
+        if budget == reserve:
+            assert disk.stats_["in_from_host"] == 0  # no cache: every coordinate from disk
+
+
+def test_store_fit_multiclass_and_weights(tmp_path):
+    X, y, _ = _problem(sparse=False, seed=4)
+    classes = np.digitize(y, np.quantile(y, [1 / 3, 2 / 3]))
+    s = np.random.default_rng(0).uniform(0.5, 2.0, len(y))
+    for est_fn, target in ((lambda **k: dc.LinearSVC(C=0.5, **k), classes),
+                           (lambda **k: dc.Lasso(alpha=0.05, **k), y)):  # fmt: skip
+        data = _store(tmp_path, X, est_fn(), "float64", name=f"w{id(target)}")
+        common = dict(tol=1e-6, memory_budget="30%", random_state=0, dtype="float64")
+        mem = _fit(est_fn(**common), X, target)
+        disk = _fit(est_fn(**common), data, target)
+        _same_optimum(mem, disk)
+        memw = est_fn(**common).fit(X, target, sample_weight=s)
+        diskw = est_fn(**common).fit(data, target, sample_weight=s)
+        _same_optimum(memw, diskw)
+
+
+def test_store_errors(tmp_path):
+    X, y, labels = _problem(sparse=False)
+    rows = convert(X, tmp_path / "rows", layout="rows", dtype="float32", y=labels)
+    with pytest.raises(
+        StoreError, match=r"holds rows .*needs the cols layout; convert it with --layout cols"
+    ):
+        dc.Lasso(alpha=0.1).fit(rows, y)
+    with pytest.raises(StoreError, match=r"holds float32 values and the fit asks for float64"):
+        dc.LinearSVC(dtype="float64").fit(rows, labels)
+    with pytest.raises(ValueError, match=r"host_budget 10 bytes is below the \d+ bytes"):
+        dc.LinearSVC(host_budget=10).fit(rows, labels)
+    with pytest.raises(ValueError, match="sample_weight has zeros"):
+        dc.LinearSVC().fit(rows, labels, sample_weight=np.r_[0.0, np.ones(len(y) - 1)])
+    with pytest.raises(ValueError, match="host_budget"):
+        dc.LinearSVC(host_budget="0.5").fit(rows, labels)
+
+
+def test_cli_train_on_store(tmp_path, capsys):
+    from duhl_cl.cli import main
+
+    X, _, labels = _problem(sparse=False)
+    convert(X, tmp_path / "st", layout="rows", dtype="float64", y=labels)
+    rc = main(["train", "--model", "svm", "--C", "0.5", "--data", str(tmp_path / "st"),
+               "--host-budget", "1MiB", "--budget", "30%", "--out", str(tmp_path / "m.npz")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "disk        read" in out and "train accuracy" in out
+    assert main(["train", "--model", "lasso", "--data", str(tmp_path / "st")]) == 2
+    assert "--layout cols" in capsys.readouterr().err
+
+
+# -- data larger than the memory the process may use ---------------------------------------
+CGROUP = Path("/sys/fs/cgroup/memory")
+
+_CHILD = r"""
+import json, os, sys, resource, warnings
+from pathlib import Path
+group, store, n0 = sys.argv[1], sys.argv[2], int(sys.argv[3])
+(Path(group) / "cgroup.procs").write_text(str(os.getpid()))
+import numpy as np
+import duhl_cl as dc
+data = dc.store.open(store)
+est = dc.Lasso(alpha=float(sys.argv[4]), tol=1e-6, memory_budget="5%", host_budget="15%",
+               random_state=0)
+est.fit(data, data.y)
+print(json.dumps({"objective": est.objective_, "gap": est.dual_gap_,
+                  "converged": bool(est.converged_), "host_peak": est.stats_["host_peak"],
+                  "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+
+
+def _can_make_cgroup():
+    if os.geteuid() != 0:
+        return "not root: a memory cgroup cannot be made"
+    if not (CGROUP / "cgroup.procs").exists():
+        return f"no cgroup v1 memory controller at {CGROUP}"
+    return None
+
+
+def test_store_larger_than_memory_limit(tmp_path):
+    """A Lasso on a 768 MiB store (the rows of a small problem repeated k times: the small
+    problem's optimum) fits in a process whose memory is capped at 640 MiB: the process
+    would be killed if it held X (the interpreter, NumPy and the OpenCL runtime take about
+    400 MiB of it)."""
+    why = _can_make_cgroup()
+    if why is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and {why}")
+        pytest.skip(why)
+    rng = np.random.default_rng(5)
+    n0, d, k = 2048, 384, 256
+    X0 = rng.standard_normal((n0, d)).astype(np.float32)
+    beta = np.zeros(d)
+    beta[:8] = rng.uniform(-2, 2, 8)
+    y0 = X0 @ beta + 0.3 * rng.standard_normal(n0)
+    alpha = 0.1
+    ref = dc.Lasso(alpha=alpha, tol=1e-10).fit(X0.astype(np.float64), y0)
+    from duhl_cl.store.disk import StoreWriter
+
+    with StoreWriter(tmp_path / "big", layout="cols", dtype="float32", sparse=False,
+                     n_samples=n0 * k, n_features=d) as w:  # fmt: skip
+        for j in range(0, d, 16):
+            w.append_dense(np.tile(X0[:, j : j + 16].T, (1, k)))
+        data = w.finish(y=np.tile(y0, k))
+    limit = 640 << 20
+    assert data.nbytes > limit
+    group = CGROUP / f"duhl_test_{os.getpid()}"
+    group.mkdir(exist_ok=True)
+    try:
+        (group / "memory.limit_in_bytes").write_text(str(limit))
+        proc = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(group), str(tmp_path / "big"), str(n0), str(alpha)],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    finally:
+        group.rmdir()
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode} (-9: killed at the limit): {proc.stderr[-3000:]}"
+    )
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["converged"]
+    assert res["rss"] < limit
+    assert abs(res["objective"] - ref.objective_) <= res["gap"] + ref.dual_gap_ + 1e-9
