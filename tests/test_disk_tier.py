@@ -228,3 +228,18 @@ def test_store_larger_than_memory_limit(tmp_path):
     assert res["converged"]
     assert res["rss"] < limit
     assert abs(res["objective"] - ref.objective_) <= res["gap"] + ref.dual_gap_ + 1e-9
+
+
+def test_cached_store_is_read_once(tmp_path):
+    """With the whole store in the host cache, the disk is read by the start's certificate
+    (which verifies every block) and the cache's fill only: later certificates and refreshes
+    are served from host memory."""
+    X, _, labels = _problem(sparse=False, seed=6)
+    est = MODELS["svm-hinge"]()
+    data = _store(tmp_path, X, est, "float64")
+    reserve = TieredStore(data, primal=False).reserve_bytes()
+    fit = _fit(est, data, labels, host_budget=reserve + 2 * data.nbytes, tol=1e-9,
+               memory_budget="30%", random_state=0)  # fmt: skip
+    assert sum(r["gap"] is not None for r in fit.history_) >= 2  # certificates after the start
+    assert fit.stats_["bytes_disk"] == 2 * data.nbytes
+    assert fit.stats_["in_from_disk"] == 0

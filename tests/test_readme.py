@@ -77,7 +77,7 @@ def readme_data(tmp_path, monkeypatch):
 
 
 def test_the_python_example(device, readme_data):
-    (code,) = _blocks("python")
+    (code,) = [b for b in _blocks("python") if "dc.store" not in b]
     # Wide enough for a 10% budget; the target in the hundreds of thousands, as house prices.
     rng = np.random.default_rng(4)
     X = rng.standard_normal((400, 3000))
@@ -123,3 +123,24 @@ def test_each_command_line_example(device, readme_data, line):
         assert "converged True" in text_out, text_out
     if args[0] == "demo":
         assert "speed-up of duhl over sequential" in text_out
+
+
+def test_the_disk_tier_examples(readme_data):
+    """The "disk tier" section's commands and Python, on a small big.svm.gz made here."""
+    X, y = _classes()
+    _write_svm(readme_data / "big.svm.gz", X, y)
+    (block,) = [b for b in _blocks("bash") if "duhl-cl convert" in b]
+    for line in block.splitlines():
+        args = shlex.split(line.split(" #")[0])[1:]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            rc = main(args)
+        assert rc == 0, out.getvalue()
+        assert "warning:" not in out.getvalue(), out.getvalue()
+        if args[0] == "train":
+            assert "converged True" in out.getvalue(), out.getvalue()
+    (code,) = [b for b in _blocks("python") if "dc.store" in b]
+    code = code.replace('"big.store"', '"big2.store"')  # (the commands above made big.store)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dc.ConvergenceWarning)
+        exec(compile(code, "README.md (disk tier)", "exec"), {})

@@ -142,6 +142,9 @@ class LocalSolver(SolverLifetime):
         self.alpha = model.initial_alpha()
         self.intercept, self.shared = 0.0, None
         self.refresher = None
+        if store.tiered:
+            # A disk tier's refresh reads at most a device budget from disk a round.
+            store.refresh_window = self.ws.ledger.budget
         try:
             self.policy = self._make_policy(policy)
             self.refresher = HostRefresher(model, store, self.z, self.u_mem)

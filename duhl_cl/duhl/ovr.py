@@ -171,6 +171,8 @@ class OvrLocalSolver(SolverLifetime):
         self.refresher = None
         try:
             self.policy = self._make_policy(policy)
+            if store.tiered:  # (as LocalSolver: a device budget from disk a round)
+                store.refresh_window = self.ws.ledger.budget
             self.refresher = HostRefresher(self.models, self.stores, self.z, self.u_mem)
         except BaseException:
             self.ws.release()

@@ -48,7 +48,11 @@ _ATTRIBUTES = """
         One record per round: round, time, gap (certified, or None), gap_estimate, objective,
         n_resident (on the device), n_visited (the selection the passes visit) and
         nnz_visited (its stored entries), n_swapped_in, bytes_h2d, bytes_d2h,
-        n_gap_refreshes, passes, device_time, host_time, cert_time, ledger_peak, dtype.
+        n_gap_refreshes, passes, device_time, host_time, cert_time, ledger_peak, dtype;
+        and, X an on-disk store (zero otherwise): bytes_disk (read from the store's files
+        in the round: refresh, certificate, the host cache's fill, incoming coordinates),
+        in_from_host and in_from_disk (the round's incoming coordinates by the level they
+        came from), host_peak (the host ledger's peak so far).
     stats_ : dict
         bytes_h2d, bytes_d2h, ledger_peak, bank_peak (per memory bank), time,
         kernel_build_time (the seconds of ``time`` spent building kernels: the first fit on
@@ -59,7 +63,9 @@ _ATTRIBUTES = """
         emulated, kernel_variant, budget, policy, entry_bytes (device bytes of a stored
         entry), refinement (None, or where a stalled float32 fit continued in float64), and
         projected: the time the same rounds would take on the profile's device by its
-        bandwidths (duhl_cl.projection; a model).
+        bandwidths (duhl_cl.projection; a model). X an on-disk store: bytes_disk (in
+        total), host_peak and host_budget (the host ledger's peak and budget; None for X
+        in memory), in_from_host and in_from_disk (incoming coordinates by level).
 """
 
 

@@ -258,6 +258,10 @@ class DiskData:
             self._verified[i] = True
         return got
 
+    def verified(self, i) -> bool:
+        """Whether block ``i``'s checksums were checked in this process."""
+        return bool(self._verified[i])
+
     def verify(self) -> None:
         """Read every block and check its checksums (a StoreError names the first bad one)."""
         n = max((self.block_entries(i) for i in range(len(self._crc))), default=0)

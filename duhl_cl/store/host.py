@@ -89,8 +89,10 @@ class HostCache:
         if not data.sparse:
             self.n_rows = min(self.capacity // max(row, 1), data.n_coords)
         self.bytes_filled = 0  # read from disk into the cache, in total
-        # Whether, at the last rank, every coordinate with a positive gap was cached.
+        # Whether, at the last rank, every coordinate with a positive gap was cached, and for
+        # how many ranks in a row it was not.
         self.holds_active = False
+        self.short_ranks = 0
 
     def cost(self, coords):
         """Cache bytes of ``coords``."""
@@ -118,6 +120,7 @@ class HostCache:
         want = np.zeros(self.data.n_coords, dtype=bool)
         want[order[:k]] = True
         self.holds_active = not np.any(key[~want] > 0)
+        self.short_ranks = 0 if self.holds_active else self.short_ranks + 1
         held = self.coord_slot >= 0
         self._evict(np.flatnonzero(held & ~want))
         load = np.flatnonzero(want & ~held)
@@ -185,6 +188,24 @@ class HostCache:
                 s = e
         self.coord_slot[load] = 1
         self.n_cached += len(load)
+
+    def holds(self, a, b) -> bool:
+        """Whether coordinates ``a..b-1`` are all cached."""
+        return self.capacity > 0 and bool(np.all(self.coord_slot[a:b] >= 0))
+
+    def copy_block(self, a, b, val, idx=None):
+        """Coordinates ``a..b-1`` (all cached) back to back into ``val`` (and ``idx``), as a
+        read of them from disk would leave them."""
+        if not self.data.sparse:
+            k, d = b - a, self.data.dim
+            np.take(self.slab, self.coord_slot[a:b], axis=0, out=val[: k * d].reshape(k, d))
+            return
+        o = 0
+        for c in range(a, b):
+            i, v = self.pieces[c]
+            val[o : o + len(v)] = v
+            idx[o : o + len(v)] = i
+            o += len(v)
 
     def release(self):
         self._evict(self.cached)
