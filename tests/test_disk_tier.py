@@ -160,7 +160,7 @@ def test_cli_train_on_store(tmp_path, capsys):
 CGROUP = Path("/sys/fs/cgroup/memory")
 
 _CHILD = r"""
-import json, os, sys, resource, warnings
+import json, os, sys, warnings
 from pathlib import Path
 group, store, n0 = sys.argv[1], sys.argv[2], int(sys.argv[3])
 (Path(group) / "cgroup.procs").write_text(str(os.getpid()))
@@ -172,7 +172,8 @@ est = dc.Lasso(alpha=float(sys.argv[4]), tol=1e-6, memory_budget="5%", host_budg
 est.fit(data, data.y)
 print(json.dumps({"objective": est.objective_, "gap": est.dual_gap_,
                   "converged": bool(est.converged_), "host_peak": est.stats_["host_peak"],
-                  "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+                  "anon": [int(l.split()[1]) * 1024 for l in open("/proc/self/status")
+                           if l.startswith("RssAnon:")][0]}))
 """
 
 
@@ -219,6 +220,7 @@ def test_store_larger_than_memory_limit(tmp_path):
             [sys.executable, "-c", _CHILD, str(group), str(tmp_path / "big"), str(n0), str(alpha)],
             capture_output=True, text=True, timeout=600,
         )  # fmt: skip
+        max_usage = int((group / "memory.max_usage_in_bytes").read_text())
     finally:
         group.rmdir()
     assert proc.returncode == 0, (
@@ -226,7 +228,9 @@ def test_store_larger_than_memory_limit(tmp_path):
     )
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res["converged"]
-    assert res["rss"] < limit
+    # (The group's charge, page cache included, is what the limit binds; the resident set
+    # also counts shared library pages charged elsewhere, so it is not the measure.)
+    assert max_usage <= limit and res["anon"] < limit
     assert abs(res["objective"] - ref.objective_) <= res["gap"] + ref.dual_gap_ + 1e-9
 
 
