@@ -125,18 +125,12 @@ class PoolWrites:
         if not st.tiered:
             self._upload_from(st, part, cs, dst, ln)
             return
-        ends = np.cumsum(ln)
-        a = 0
-        while a < len(cs):
-            base = ends[a - 1] if a else 0
-            b = int(np.searchsorted(ends, base + st.fetch_entries, side="right"))
-            b = min(max(b, a + 1), len(cs))
+        for a, b in st.chunk_bounds(ln):
             src = st.fetch(cs[a:b], incoming=True)
             try:
                 self._upload_from(src, part, np.arange(b - a), dst[a:b], ln[a:b])
             finally:
                 st.release(src)
-            a = b
 
     def _upload_from(self, st, part, cs, dst, ln):
         """:meth:`_upload_part` from ``st``: the store, or a disk tier's fetched pieces."""

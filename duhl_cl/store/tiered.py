@@ -161,21 +161,25 @@ class TieredStore(Store):
             self.release(c)
 
     # -- fetching given coordinates
+    def chunk_bounds(self, entries):
+        """Cuts of pieces with ``entries`` device entries each into runs of at most
+        :attr:`fetch_entries` entries (at least one piece each): a list of (a, b)."""
+        ends = np.cumsum(np.asarray(entries, dtype=np.int64))
+        cuts, a = [], 0
+        while a < len(ends):
+            base = ends[a - 1] if a else 0
+            b = int(np.searchsorted(ends, base + self.fetch_entries, side="right"))
+            b = min(max(b, a + 1), len(ends))
+            cuts.append((a, b))
+            a = b
+        return cuts
+
     def chunks(self, coords):
         """``coords`` cut into pieces of at most :attr:`fetch_entries` entries (at least one
         coordinate each)."""
         coords = np.asarray(coords, dtype=np.int64)
-        if not len(coords):
-            return []
-        ends = np.cumsum(np.maximum(self.lens[coords].astype(np.int64), 1))
-        cuts, a = [], 0
-        while a < len(coords):
-            base = ends[a - 1] if a else 0
-            b = int(np.searchsorted(ends, base + self.fetch_entries, side="right"))
-            b = min(max(b, a + 1), len(coords))
-            cuts.append(coords[a:b])
-            a = b
-        return cuts
+        entries = np.maximum(self.lens[coords].astype(np.int64), 1)
+        return [coords[a:b] for a, b in self.chunk_bounds(entries)]
 
     def fetch(self, coords, incoming=False) -> _Coords:
         """Coordinates ``coords`` (in this order) from the host cache or disk, counted by the
