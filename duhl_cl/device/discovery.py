@@ -375,6 +375,20 @@ def _context_for(pi: int, di: int, units: int = 0):
     return dev, ctx, cl.CommandQueue(ctx, dev)
 
 
+def _ordinal(n_found: int, profile) -> int:
+    """Which of the ``n_found`` devices matching ``profile`` to open: ``$DUHL_CL_DEVICE_ORDINAL``
+    (0 = the first, as CUDA_VISIBLE_DEVICES picks one GPU of several for a worker process)."""
+    raw = os.environ.get("DUHL_CL_DEVICE_ORDINAL", "").strip()
+    if not raw:
+        return 0
+    if not raw.isdigit() or int(raw) >= n_found:
+        raise DeviceError(
+            f"DUHL_CL_DEVICE_ORDINAL={raw!r}: {n_found} device(s) match profile "
+            f"{profile.name!r}; set it to 0..{n_found - 1}, or unset it for the first"
+        )
+    return int(raw)
+
+
 def open_device(spec=None, *, emulate: bool = False) -> Device:
     """Open the device described by a profile.
 
@@ -383,8 +397,8 @@ def open_device(spec=None, *, emulate: bool = False) -> Device:
     spec : str, path, DeviceProfile, Device, DeviceInfo or None
         Profile name or path; None means ``$DUHL_CL_DEVICE`` if set, else the host's CPU
         (:func:`host_cpu_profile`: ``"pocl-cpu"``, or ``"intel-cpu"`` where PoCL cannot
-        compile). A
-        DeviceInfo from :func:`enumerate_devices` opens that very device with the first
+        compile). Of several devices matching the profile, ``$DUHL_CL_DEVICE_ORDINAL``
+        picks one (default: the first). A DeviceInfo from :func:`enumerate_devices` opens that very device with the first
         shipped profile matching it, or limits read from the device itself.
     emulate : bool
         Run the profile on the host's CPU device when its own device is absent, with the
@@ -416,7 +430,7 @@ def open_device(spec=None, *, emulate: bool = False) -> Device:
             f"of them (see 'duhl-cl devices'), or emulate this one on the host's CPU with "
             f"emulate=True / --emulate."
         )
-    info, _ = found[0]
+    info, _ = found[_ordinal(len(found), profile)]
     cl_dev, ctx, queue = _context_for(
         info.platform_index, info.device_index, profile.device_compute_units
     )
