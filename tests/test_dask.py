@@ -280,3 +280,23 @@ def test_import_without_dask_names_the_extra():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)  # fmt: skip
     assert "pip install 'duhl-cl[dask]'" in out.stdout, out.stderr
+
+
+def test_the_readme_cluster_example():
+    """README's "Running on a cluster" Python example runs as written (its LocalCluster)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("## Running on a cluster: Dask") :]
+    code = section[section.index("```python") + len("```python") : section.index("```\n", 10)]
+    X, y = _problem("LinearSVC", False)
+    ns = {"X_np": X, "y": y}
+    try:
+        exec(compile(code, "README.md", "exec"), ns)
+        assert isinstance(ns["est"].predict(ns["X"]), da.Array)
+        np.testing.assert_array_equal(ns["local"].predict(X), ns["est"].predict(ns["X"]).compute())
+    finally:
+        if "client" in ns:
+            cluster = ns["client"].cluster
+            ns["client"].close()
+            cluster.close()

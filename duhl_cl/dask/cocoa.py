@@ -240,7 +240,12 @@ def fit_cocoa(model, client, partitions, spec, *, tol, max_iter, max_time=None,
     stop_reason, r = None, 0
     try:
         actors.start(alphas, first=True)
-        contribs = actors.call("contribution")
+        while True:
+            try:
+                contribs = actors.call("contribution")
+                break
+            except actors.lost as e:
+                events.append(_recover(actors, alphas, r, e, verbose))
         received += sum(c.nbytes for c in contribs)
         v, b0 = _shared(model, allreduce(contribs), b0)
         pending = None
@@ -299,6 +304,9 @@ def fit_cocoa(model, client, partitions, spec, *, tol, max_iter, max_time=None,
                 "work_time": work,
                 "cert_time": max(res["cert_time"] for res in results),
                 "overhead_time": overhead,
+                "comm_time": max(
+                    wall - max(res["work_time"] + res["cert_time"] for res in results), 0.0
+                ),
                 "bytes_to_workers": K * v.nbytes,
                 "bytes_from_workers": sum(_nbytes(res) for res in results),
                 "device_bytes_h2d": [res["bytes_h2d"] for res in results],

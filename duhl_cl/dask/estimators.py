@@ -11,6 +11,19 @@ history_: one record per outer round, stats_); :meth:`to_local` gives the single
 estimator with the same fit. predict, decision_function and score take dask arrays and
 return dask arrays (score: a number), or arrays in memory.
 
+history_ has one record per outer round: round, gap and objective (certified, of the state
+after the round), time (since the fit began), local_rounds (per partition), round_time (the
+outer round's wall time on the driver), work_time (the slowest partition's local rounds),
+cert_time (the slowest partition's host passes: its certificate part and its contribution),
+overhead_time (round_time - work_time: what local work is sized against), comm_time
+(round_time less the slowest partition's work and host passes: messages and the driver's
+sums), bytes_to_workers and bytes_from_workers,
+device_bytes_h2d and device_ledger_peak (per partition, since its actor started), workers
+(each partition's), event (None, or what happened: a worker lost and the partitions started
+again). stats_: time, stop_reason, gap_target, n_partitions, partitions (each one's worker,
+device, budget, dtype, coordinates), bytes_to_workers, bytes_from_workers, start_gap,
+events, local_rounds, policy.
+
 The driver (the client's process) holds y, the sample weights and the coefficients (O(n) +
 O(d) floats), never X. Classifiers with more than two classes fit one-vs-rest, one
 distributed fit per class in turn.
