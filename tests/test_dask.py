@@ -300,3 +300,22 @@ def test_the_readme_cluster_example():
             cluster = ns["client"].cluster
             ns["client"].close()
             cluster.close()
+
+
+def test_sample_and_class_weights(client):
+    """Weights reach every partition: the primal models' in full, each dual partition its
+    own rows'; the objective is the single-machine weighted one."""
+    X, y = _problem("Ridge", False)
+    s = np.random.default_rng(3).uniform(0.5, 2.0, len(y))
+    ref = duhl_cl.Ridge(alpha=10.0, tol=1e-10, dtype="float64").fit(X, y, sample_weight=s)
+    est = dd.Ridge(alpha=10.0, tol=1e-8, dtype="float64", client=client)
+    est.fit(_dask(X), y, sample_weight=da.from_array(s, chunks=100))
+    assert abs(est.objective_ - ref.objective_) <= 1e-6 * abs(ref.objective_)
+    X, y = _problem("LinearSVC", False)
+    kw = dict(C=0.1, loss="squared_hinge", class_weight={0: 2.0, 1: 0.5}, dtype="float64")
+    ref = duhl_cl.LinearSVC(tol=1e-10, **kw).fit(X, y)
+    est = dd.LinearSVC(tol=1e-8, max_iter=3000, client=client, n_partitions=3, **kw)
+    est.fit(_dask(X), y)
+    assert abs(est.objective_ - ref.objective_) <= 1e-6 * abs(ref.objective_)
+    with pytest.raises(ValueError, match="sample_weight has zeros"):
+        dd.LinearSVC(client=client).fit(_dask(X), y, sample_weight=np.r_[0.0, np.ones(159)])

@@ -138,13 +138,13 @@ class _Dask:
         """One distributed fit of ``model`` (not set up) on y_model (+-1 or real)."""
         stub = types.SimpleNamespace(shape=shape)
         dm = copy.deepcopy(model)
-        dm.setup(stub, y_model, self.fit_intercept, s)
         if s is not None and not dm.primal and not np.all(s > 0):
             raise ValueError(
                 "sample_weight has zeros: a dual model leaves such samples out, which a "
                 "distributed fit does not do; drop them from X and y, or give them a small "
                 "positive weight"
             )
+        dm.setup(stub, y_model, self.fit_intercept, s)
         for p in parts:
             if dm.primal:
                 p.extra = {"y": y_model, "sample_weight": s}
