@@ -90,7 +90,7 @@ def test_reaches_single_machine_objective(client, name, kw, sparse, K):
     assert est.coef_.shape == ref.coef_.shape
     local = est.to_local()
     assert type(local) is getattr(duhl_cl, name)
-    np.testing.assert_allclose(local.predict(X[:20]), est.predict(X[:20]))
+    assert local.objective_ == est.objective_ and local.dual_gap_ == est.dual_gap_
 
 
 def test_history_and_stats(client):
@@ -106,11 +106,36 @@ def test_history_and_stats(client):
     gaps = [r["gap"] for r in est.history_]
     assert gaps[-1] <= est.stats_["gap_target"] and gaps[-1] == est.dual_gap_
     assert est.stats_["bytes_to_workers"] > 0 and est.stats_["events"] == []
-    # Predictions over dask arrays stay dask arrays and match the local model's.
+    # Predictions over dask arrays stay dask arrays: X w + b, block by block.
     p = est.predict(_dask(X))
     assert isinstance(p, da.Array)
-    np.testing.assert_allclose(p.compute(), est.to_local().predict(X), rtol=1e-12)
-    assert abs(est.score(_dask(X), y) - est.to_local().score(X, y)) < 1e-12
+    np.testing.assert_allclose(p.compute(), X @ est.coef_ + est.intercept_, rtol=1e-12)
+    r = y - X @ est.coef_ - est.intercept_
+    r2 = 1 - (r @ r) / ((y - y.mean()) @ (y - y.mean()))
+    assert abs(est.score(_dask(X), y) - r2) < 1e-12
+
+
+def test_under_a_small_budget_and_fixed_local_rounds(client, monkeypatch):
+    """25% of each partition on its device (the working set rotates), exactly the local
+    rounds asked for (the local gap target switched off), one partition: the single-machine
+    objective; clone keeps the client."""
+    from sklearn.base import clone
+
+    X, y = _problem("Lasso", False)
+    ref = duhl_cl.Lasso(alpha=0.5, tol=1e-10, dtype="float64").fit(X, y)
+    monkeypatch.setattr(cocoa, "THETA", 0.0)
+    for K in (1, 2):
+        est = dd.Lasso(alpha=0.5, tol=1e-8, dtype="float64", n_partitions=K, client=client,
+                       memory_budget="25%", local_rounds=3)  # fmt: skip
+        assert clone(est).client is client
+        est.fit(_dask(X), y)
+        assert abs(est.objective_ - ref.objective_) <= 1e-6 * abs(ref.objective_)
+        for part in est.stats_["partitions"]:
+            assert part["budget"] < part["nbytes"]
+        for rec in est.history_:
+            assert rec["local_rounds"] == [3] * K
+            assert all(p <= q["budget"] for p, q in zip(rec["device_ledger_peak"],
+                                                        est.stats_["partitions"], strict=True))  # fmt: skip
 
 
 def test_classifier_predictions_and_multiclass(client):
@@ -124,8 +149,14 @@ def test_classifier_predictions_and_multiclass(client):
     assert isinstance(f, da.Array) and f.shape == (150, 3)
     pred = est.predict(_dask(X, 50))
     assert isinstance(pred, da.Array)
-    np.testing.assert_array_equal(pred.compute(), est.to_local().predict(X))
-    assert est.score(_dask(X, 50), y) == est.to_local().score(X, y)
+    np.testing.assert_allclose(f.compute(), X @ est.coef_.T + est.intercept_, rtol=1e-12)
+    np.testing.assert_array_equal(pred.compute(), est.classes_[np.argmax(f.compute(), 1)])
+    assert est.score(_dask(X, 50), y) == np.mean(pred.compute() == y)
+    lr = dd.LogisticRegression(C=0.1, tol=1e-6, dtype="float64", client=client)
+    lr.fit(_dask(X, 50), y)
+    p = lr.predict_proba(_dask(X, 50))
+    assert isinstance(p, da.Array) and p.shape == (150, 3)
+    np.testing.assert_allclose(p.compute(), lr.to_local().predict_proba(X), rtol=1e-12)
 
 
 def test_worker_lost_mid_fit(client):

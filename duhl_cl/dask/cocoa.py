@@ -3,9 +3,10 @@
 :func:`fit_cocoa` keeps the combined state (each partition's coefficients, the intercept and
 the shared vector: O(n_coords + shared_dim) floats) and runs outer rounds. Each outer round
 sends the shared vector to every partition's actor (duhl_cl.dask.worker.PartitionSolver)
-in one call, which returns the certificate's part of the current state (every coordinate's
-u against it) and, after its local rounds on the CoCoA+ subproblem (sigma' = K), its new
-coefficients and their exact contribution to the shared vector; :func:`allreduce` adds the
+in one call, which returns the certificate's part of the current state (the sum of its
+coordinates' gaps against it, their largest |u|, and for the duals the loss term) and,
+after its local rounds on the CoCoA+ subproblem (sigma' = K), the coefficients that changed
+and their exact contribution to the shared vector; :func:`allreduce` adds the
 contributions (the one combine step: an MPI allreduce could replace it), the primal
 intercept takes its optimum, and the next outer round starts from there. The global gap is
 evaluated in float64 from the coordinates' u, exactly as the single-machine certificate is
@@ -42,6 +43,7 @@ __all__ = ["LOCAL_MAX", "THETA", "NoWorkersError", "Partition", "allreduce", "fi
 LOCAL_MAX = 64  # local rounds per outer round, at most
 THETA = 0.1  # local rounds stop at this fraction of the local gap at their start
 WORKER_WAIT = 30.0  # seconds to wait for a worker after one is lost
+MAX_RECOVERIES = 10  # restarts after lost workers in one fit, at most
 
 
 class NoWorkersError(RuntimeError):
@@ -134,7 +136,7 @@ class _Actors:
             w = p.worker if (first and p.worker in workers) else workers[k % len(workers)]
             place.append(w)
         share = {w: place.count(w) for w in set(place)}
-        futures = []
+        futures = self.futures = []
         for p, w in zip(self.partitions, place, strict=True):
             spec = dict(self.spec, **p.extra, index=p.index, share=share[w],
                         seed=None if self.spec["seed"] is None else self.spec["seed"] + p.index)  # fmt: skip
@@ -151,6 +153,7 @@ class _Actors:
                 )  # fmt: skip
             )
         errors, actors = [], []
+        self.actors, self.where = actors, place
         for p, w, f in zip(self.partitions, place, futures, strict=True):
             try:
                 actors.append(f.result())
@@ -158,15 +161,31 @@ class _Actors:
                 raise
             except Exception as e:  # noqa: BLE001 -- every partition's refusal is reported
                 errors.append((p, w, e))
-        self.futures, self.actors, self.where = futures, actors, place
         if errors:
             self.stop()
             p, w, e = errors[0]
             more = f" ({len(errors) - 1} more partitions refused too)" if len(errors) > 1 else ""
-            raise type(e)(
-                f"partition {p.index} (coordinates {p.first}..{p.end - 1}) on worker {w} "
-                f"cannot start: {e}{more}"
-            ) from e
+            msg = (f"partition {p.index} (coordinates {p.first}..{p.end - 1}) on worker {w} "
+                   f"cannot start: {e}{more}")  # fmt: skip
+            try:
+                err = type(e)(msg)
+            except Exception:  # noqa: BLE001 -- an error class with other arguments
+                e.add_note(msg)
+                raise e from None
+            raise err from e
+        self.described = self.call("describe")
+
+    def lost_worker(self, wait=5.0) -> bool:
+        """Whether a worker holding one of the actors has left the cluster (the scheduler
+        may take a moment to notice)."""
+        deadline = time.monotonic() + wait
+        while True:
+            present = set(self.workers())
+            if any(w not in present for w in self.where):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
 
     def call(self, method, *args) -> list:
         futs = [_lost_as_oserror(_method, a, method, *args) for a in self.actors]
@@ -182,9 +201,6 @@ class _Actors:
         else:
             futs = [_lost_as_oserror(_method, a, method, *args) for a in self.actors]
         return [_lost_as_oserror(f.result) for f in futs]
-
-    def describe(self) -> list:
-        return self.call("describe")
 
     def stop(self) -> None:
         for a in self.actors:
@@ -237,7 +253,7 @@ def fit_cocoa(model, client, partitions, spec, *, tol, max_iter, max_time=None,
     sent = received = 0
     auto = local_rounds == "auto"
     n_local = 2 if auto else int(local_rounds)
-    stop_reason, r = None, 0
+    stop_reason, r, recoveries = None, 0, 0
     try:
         actors.start(alphas, first=True)
         while True:
@@ -245,6 +261,7 @@ def fit_cocoa(model, client, partitions, spec, *, tol, max_iter, max_time=None,
                 contribs = actors.call("contribution")
                 break
             except actors.lost as e:
+                recoveries = _check_lost(actors, e, recoveries)
                 events.append(_recover(actors, alphas, r, e, verbose))
         received += sum(c.nbytes for c in contribs)
         v, b0 = _shared(model, allreduce(contribs), b0)
@@ -259,6 +276,7 @@ def fit_cocoa(model, client, partitions, spec, *, tol, max_iter, max_time=None,
             try:
                 results = actors.call_each("step", args)
             except actors.lost as e:
+                recoveries = _check_lost(actors, e, recoveries)
                 event = _recover(actors, alphas, r, e, verbose)
                 events.append(event)
                 if pending is not None:
@@ -272,8 +290,7 @@ def fit_cocoa(model, client, partitions, spec, *, tol, max_iter, max_time=None,
             wall = time.perf_counter() - t_call
             sent += K * v.nbytes
             received += sum(_nbytes(res) for res in results)
-            u = np.concatenate([res["u"] for res in results])
-            gap, obj = _certificate(model, np.concatenate(alphas), u, v)
+            gap, obj = _certificate(model, np.concatenate(alphas), results, v)
             if pending is None:
                 start_gap = gap
             else:
@@ -282,17 +299,18 @@ def fit_cocoa(model, client, partitions, spec, *, tol, max_iter, max_time=None,
                 if verbose:
                     print(f"outer round {r:4d}  gap {gap:.3e}  objective {obj:.8e}  local "
                           f"{pending['local_rounds']}  {pending['round_time']:.3f} s")  # fmt: skip
-                if callback is not None and callback(pending) is False and not stop_reason:
+                if callback is not None and not stop_reason and callback(pending) is False:
                     stop_reason = "callback"
             if gap <= target:
-                stop_reason = "converged"
+                # (An interrupt stays one, as in the single-machine fit.)
+                stop_reason = "interrupted" if stop_reason == "interrupted" else "converged"
                 break
             if n_now == 0:
                 if stop_reason is None:
                     stop_reason = "max_iter" if r >= max_iter else "max_time"
                 break
             # The new state: each partition's coefficients, their contributions added.
-            alphas = [res["alpha"] for res in results]
+            alphas = [_updated(a, res) for a, res in zip(alphas, results, strict=True)]
             v, b0 = _shared(model, allreduce([res["contribution"] for res in results]), b0)
             r += 1
             work = max(res["work_time"] for res in results)
@@ -317,11 +335,11 @@ def fit_cocoa(model, client, partitions, spec, *, tol, max_iter, max_time=None,
             if auto:
                 per_round = max(res["work_time"] / max(res["rounds"], 1) for res in results)
                 n_local = int(np.clip(np.ceil(overhead / max(per_round, 1e-6)), 1, LOCAL_MAX))
-        workers = actors.describe()
+        workers = actors.described
     finally:
         actors.stop()
     alpha_all = np.concatenate(alphas)
-    converged = stop_reason == "converged"
+    converged = gap <= target
     if not converged:
         warnings.warn(
             f"Stopped after {r} outer rounds ({stop_reason}) with certified duality gap "
@@ -366,15 +384,41 @@ def _shared(model, combined, b0):
     return v, b0
 
 
-def _certificate(model, alpha, u, v):
-    """Global gap and objective from every coordinate's u (duhl_cl.duhl.certificate's)."""
-    gap = model.total_gap(alpha, u, v)
-    obj = model.objective(alpha, v) if model.primal else model.primal_objective(v, u)
+def _certificate(model, alpha, parts, v):
+    """Global gap and objective from the partitions' parts (the sums of their coordinates'
+    gaps, their largest |u|, the duals' loss sums): duhl_cl.duhl.certificate's, added up."""
+    total = sum(p["gap_sum"] for p in parts)
+    u_max = max(p["u_max"] for p in parts)
+    gap = model.gap_from_parts(total, u_max, alpha, v)
+    if model.primal:
+        obj = model.objective(alpha, v)
+    else:
+        obj = 0.5 * float(v @ v) + sum(p["loss_sum"] for p in parts)
     return float(gap), float(obj)
+
+
+def _updated(alpha, res):
+    """A partition's coefficients with the changes its local rounds sent."""
+    out = alpha.copy()
+    out[res["changed"]] = res["values"]
+    return out
 
 
 def _nbytes(res) -> int:
     return sum(x.nbytes for x in res.values() if isinstance(x, np.ndarray))
+
+
+def _check_lost(actors, error, recoveries) -> int:
+    """Go on after ``error`` only where a worker really left (an OSError of the fit's own,
+    e.g. a store's file, is raised as it is), at most MAX_RECOVERIES times a fit."""
+    if not actors.lost_worker():
+        raise error
+    if recoveries >= MAX_RECOVERIES:
+        raise NoWorkersError(
+            f"workers were lost {recoveries + 1} times in this fit; giving up (the cluster "
+            f"keeps losing workers: see the scheduler's log)"
+        ) from error
+    return recoveries + 1
 
 
 def _recover(actors, alphas, r, error, verbose) -> str:

@@ -35,6 +35,7 @@ import copy
 import types
 
 import numpy as np
+from scipy.special import expit
 
 from ..estimators import classifiers as _cls
 from ..estimators import regressors as _reg
@@ -246,9 +247,20 @@ class _Dask:
                 setattr(est, k, copy.deepcopy(v))
         return est
 
+    def __sklearn_clone__(self):
+        # The same client, by reference: a client does not copy (scikit-learn's clone
+        # deep-copies the parameters; GridSearchCV clones).
+        client, self.client = self.client, None
+        try:
+            new = super().__sklearn_clone__()
+        finally:
+            self.client = client
+        new.client = client
+        return new
+
     def __getstate__(self):
-        # A client does not pickle (scikit-learn's clone and joblib copy estimators).
-        state = self.__dict__.copy()
+        # A client does not pickle (joblib and pickle copy estimators): it is left out.
+        state = super().__getstate__()
         state["client"] = None
         return state
 
@@ -263,9 +275,7 @@ class _DaskRegressor(_Dask):
         on-disk stores (y from the stores unless given); see the module docstring."""
         kind, X, shape, y, s, _ = self._inputs(X, y, sample_weight)
         client = self._get_client()
-        model = None
-        primal = True
-        parts, shape, y_st, _ = self._partitions(client, kind, X, primal)
+        parts, shape, y_st, _ = self._partitions(client, kind, X, True)
         if y is None:
             y = y_st
         if y is None:
@@ -307,7 +317,6 @@ class _DaskClassifier(_Dask):
         stores unless given). Two classes: one problem; more: one-vs-rest, a fit per class."""
         kind, X, shape, y, s, _ = self._inputs(X, y, sample_weight)
         client = self._get_client()
-        stub = types.SimpleNamespace(shape=shape or (1, 1))
         primal = self._make_model(types.SimpleNamespace(shape=(1, 1)), None).primal
         parts, shape, y_st, _ = self._partitions(client, kind, X, primal)
         if y is None:
@@ -380,6 +389,29 @@ def _doc(local, extra):
             + DASK_DOC.strip("\n").replace("\n", "\n", 1) + "\n" + COMMON_DOC)  # fmt: skip
 
 
+class _DaskProba:
+    def predict_proba(self, X):
+        """Class probabilities (n_samples, n_classes): a dask array for a dask array X."""
+        if not is_dask_array(X):
+            return super().predict_proba(X)
+        f = self.decision_function(X)
+        k = len(self.classes_)
+        chunks = (f.chunks[0], (k,))
+        if f.ndim == 1:
+            return f.map_blocks(_binary_proba, new_axis=1, chunks=chunks, dtype=np.float64)
+        return f.map_blocks(_ovr_proba, chunks=chunks, dtype=np.float64)
+
+
+def _binary_proba(f):
+    p = expit(f)
+    return np.column_stack([1 - p, p])
+
+
+def _ovr_proba(f):
+    p = expit(f)
+    return p / p.sum(axis=1, keepdims=True)
+
+
 class Lasso(_DaskRegressor, _reg.Lasso):
     __doc__ = _doc(_reg.Lasso, "    alpha : float > 0\n")
     __init__ = make_init([("alpha", 1.0)], DASK_PARAMS)
@@ -409,7 +441,7 @@ class LinearSVC(_DaskClassifier, _cls.LinearSVC):
     _local_class = _cls.LinearSVC
 
 
-class LogisticRegression(_DaskClassifier, _cls.LogisticRegression):
+class LogisticRegression(_DaskProba, _DaskClassifier, _cls.LogisticRegression):
     __doc__ = _doc(_cls.LogisticRegression, "    penalty : 'l2' or 'l1'\n    C : float > 0\n"
                    "    intercept_scaling : float > 0\n    class_weight : None, 'balanced' or dict\n")  # fmt: skip
     __init__ = make_init(

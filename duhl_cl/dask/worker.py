@@ -7,15 +7,17 @@ models, of columns for the primal ones), its coordinate store, and a single-mach
 gap memory and working set kept from one outer round to the next. Each outer round the
 driver calls :meth:`PartitionSolver.step` once with the global shared vector:
 
-1. the certificate's part: every coordinate's u against that vector, in float64 on the host
-   (the driver sums the parts into the global gap), which also refreshes the gap memory;
+1. the certificate's part: every coordinate's u and gap against that vector, in float64 on
+   the host, sent as three numbers (the sum of the gaps, the largest |u|, and for the duals
+   the loss term of the primal objective; the driver adds them into the global gap and
+   objective), which also refresh the gap memory;
 2. local rounds of DuHL on the partition's CoCoA+ subproblem with sigma' = K (changes
    added): ``(1/K) f(v + K A_k d) + sum_i g_i(alpha_i + d_i)``. In the scaled coordinates
    ``beta = K alpha`` this is the same model with the penalty rescaled
    (:func:`local_problem`: C -> K C for the dual models, l2 -> l2 / K and the l1 bound B ->
    K B for the primal ones), so the device runs its ordinary kernels from ``beta = K
    alpha_k`` and the global shared vector;
-3. the partition's exact float64 contribution to the shared vector at its new coefficients
+3. the coefficients that changed, and the partition's exact float64 contribution to the shared vector at its new coefficients
    (``X_k alpha_k``, or ``[X_k^T (alpha_k y_k); bias alpha_k^T y_k]``), which the driver adds.
 
 Device selection (one device per worker process): the estimator's ``device`` when given;
@@ -188,6 +190,7 @@ class PartitionSolver:
             "budget": int(self.local.ledger.budget),
             "dtype": str(self.dtype),
             "n_coords": int(self.store.n_coords),
+            "nbytes": int(self.store.nbytes),
         }
 
     def contribution(self) -> np.ndarray:
@@ -213,9 +216,11 @@ class PartitionSolver:
 
         Returns
         -------
-        dict: ``u`` (every coordinate's u against ``shared``, float64), ``alpha`` (the new
-        coefficients, or None when ``n_local`` is 0), ``contribution`` (at the new
-        coefficients), ``rounds``, ``work_time`` (the local rounds' seconds),
+        dict: the certificate's part against ``shared`` in float64: ``gap_sum`` (the sum of
+        the coordinates' gaps), ``u_max`` (their largest ``|u|``), ``loss_sum`` (dual:
+        ``sum_j C_j loss(mu_j)``); after local rounds (else None) ``changed`` and ``values``
+        (the coordinates whose coefficients changed, and their new values) and
+        ``contribution`` (at the new coefficients); ``rounds``, ``work_time`` (the local rounds' seconds),
         ``cert_time`` (the host passes': the certificate part and the contribution),
         ``bytes_h2d``, ``bytes_d2h``, ``ledger_peak``.
         """
@@ -223,6 +228,8 @@ class PartitionSolver:
         m, ls, K = self.model, self.local, self.K
         shared = np.asarray(shared, dtype=np.float64)
         if alpha is not None:
+            # (Only for a certificate: the device's resident coefficients are not re-sent.)
+            assert n_local == 0, "alpha is given for a certificate only"
             self.alpha = np.array(alpha, dtype=np.float64)
         u, gaps = gaps_against(m, self.store, self.alpha, shared)
         # The local subproblem at d = 0 has the global gradient: its gaps are K times the
@@ -230,9 +237,14 @@ class PartitionSolver:
         ls.u_mem[:] = u
         ls.z[:] = K * gaps
         self.store.rank(ls.z)
-        cert_time = time.perf_counter() - t0
-        out = {"u": u, "alpha": None, "contribution": None, "rounds": 0, "work_time": 0.0,
-               "cert_time": cert_time}  # fmt: skip
+        # The certificate's part, as numbers: the driver has alpha and the shared vector.
+        out = {
+            "gap_sum": float(np.sum(gaps)),
+            "u_max": float(np.max(np.abs(u), initial=0.0)),
+            "loss_sum": 0.0 if m.primal else m.loss_sum(u),
+            "changed": None, "values": None, "contribution": None, "rounds": 0,
+            "work_time": 0.0, "cert_time": time.perf_counter() - t0,
+        }  # fmt: skip
         if n_local > 0:
             t1 = time.perf_counter()
             start_gap = float(np.sum(ls.z))
@@ -240,15 +252,21 @@ class PartitionSolver:
             ls.set_shared(shared)
             with translating(self.device, ls.ledger.budget):
                 for _ in range(int(n_local)):
-                    rec = ls.run_round()
+                    ls.run_round()
                     out["rounds"] += 1
-                    if rec["gap_estimate"] <= theta * start_gap:
+                    # The gap memory's sum, not the round's gap estimate: the l1 models'
+                    # rescaled-dual certificate takes v as the partition's own, which it is not.
+                    if float(np.sum(ls.z)) <= theta * start_gap:
                         break
             ls.ws.finish()
-            self.alpha = ls.alpha / K
+            new = ls.alpha / K
+            # Only the coefficients the local rounds changed travel back.
+            changed = np.flatnonzero(new != self.alpha)
+            self.alpha = new
             t2 = time.perf_counter()
             out["work_time"] = t2 - t1
-            out["alpha"] = self.alpha.copy()
+            out["changed"] = changed.astype(np.int32)
+            out["values"] = new[changed]
             out["contribution"] = self.contribution()
             out["cert_time"] += time.perf_counter() - t2
         led = ls.ledger

@@ -60,7 +60,16 @@ class _Dual(Model):
 
     def total_gap(self, alpha, mu, w):
         """``P(w) - D(alpha)``, the sum of the per-sample gaps, from the margins mu."""
-        return max(float(np.sum(self.gaps(alpha, mu))), 0.0)
+        return self.gap_from_parts(float(np.sum(self.gaps(alpha, mu))), 0.0, alpha, w)
+
+    def gap_from_parts(self, total, u_max, alpha, w):
+        """:meth:`total_gap` from the sum of the per-sample gaps (``u_max`` is not needed)."""
+        return max(float(total), 0.0)
+
+    def loss_sum(self, mu, coords=slice(None)):
+        """``sum_j C_j loss(mu_j)`` over the samples ``coords``: P(w) less 1/2 ||w||^2."""
+        C = self.Cs(coords)
+        return float(np.sum(C * self.loss(mu)))
 
     def primal_objective(self, w, mu):
         """``P(w) = 1/2 ||w||^2 + sum_j C_j loss(mu_j)``; w includes the bias weight."""

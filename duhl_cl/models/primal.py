@@ -78,10 +78,15 @@ class _Primal(Model):
         ``0 <= t <= l1 / ||u||_inf`` (:meth:`best_scale`), not the plain ``min(1, l1 /
         ||u||_inf)`` of scikit-learn and celer, whose dual value it never falls below.
         """
-        total = float(np.sum(self.gaps(b, u)))
+        return self.gap_from_parts(
+            float(np.sum(self.gaps(b, u))), float(np.max(np.abs(u), initial=0.0)), b, v
+        )
+
+    def gap_from_parts(self, total, u_max, b, v):
+        """:meth:`total_gap` from the sum of the per-coordinate gaps and ``max |u|`` (what
+        the partitions of a distributed fit send, duhl_cl.dask.cocoa), b and v."""
         if self.l2 == 0 and self.l1 > 0:
             w = self.gradient(v)
-            u_max = float(np.max(np.abs(u), initial=0.0))
             t_max = self.l1 / u_max if u_max > 0 else np.inf
             t = self.best_scale(w, t_max)
             plain = min(1.0, t_max)
