@@ -337,10 +337,7 @@ class _DaskClassifier(_Dask):
             cw = class_weight_values(self.class_weight, classes, y_idx, s)
             results = []
             for k in range(len(classes)):
-                yk = np.where(y_idx == k, 1.0, -1.0)
-                sk = s
-                if cw is not None and not np.all(cw == 1.0):
-                    sk = (np.ones(len(yk)) if s is None else s) * np.where(yk > 0, cw[k], 1.0)
+                yk, sk = _cls.ovr_problem(y_idx, k, s, cw)
                 results.append(self._fit_binary(client, parts, shape, self._make_model(stub, sk),
                                                 yk, sk, callback, self._warm_for(k, shape_a)))  # fmt: skip
         self.classes_ = classes

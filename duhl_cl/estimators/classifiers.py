@@ -103,11 +103,7 @@ class _Classifier(ClassifierMixin, _Base):
             raise ValueError("sample_weight leaves every sample at weight 0")
         fitted = []
         for k in range(len(classes)):
-            yk = np.where(y_idx == k, 1.0, -1.0)
-            sk = s
-            if cw is not None and not np.all(cw == 1.0):
-                # liblinear's one-vs-rest: class k's weight on its positives (C w_k), 1 else.
-                sk = (np.ones(len(yk)) if s is None else s) * np.where(yk > 0, cw[k], 1.0)
+            yk, sk = ovr_problem(y_idx, k, s, cw)
             m = self._make_model(X, sk)
             m.setup(X, yk, self.fit_intercept, sk)
             fitted.append(m)
@@ -143,6 +139,15 @@ class _Classifier(ClassifierMixin, _Base):
         if f.ndim == 2:
             return self.classes_[np.argmax(f, axis=1)]
         return self.classes_[(f > 0).astype(int)]
+
+
+def ovr_problem(y_idx, k, s, cw):
+    """Class k's one-vs-rest labels (+1 for class k, -1 else) and sample weights: ``s`` with
+    liblinear's class weight ``cw[k]`` on the positives (C w_k), 1 else."""
+    yk = np.where(y_idx == k, 1.0, -1.0)
+    if cw is None or np.all(cw == 1.0):
+        return yk, s
+    return yk, (np.ones(len(yk)) if s is None else s) * np.where(yk > 0, cw[k], 1.0)
 
 
 _PARAMS = "\n\n    Parameters\n    ----------\n"
