@@ -53,3 +53,46 @@ def test_refresher_takes_at_most_half_the_coordinates_a_round():
     assert seen == [500, 500, 500]  # 5 blocks of 100 a round, then the next 5, cyclically
     mu = y * (X @ w[:-1] + w[-1])
     np.testing.assert_allclose(z, model.gaps(alpha, mu), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("order", ["F", "C"])
+@pytest.mark.parametrize("src,dst", [(np.float32, np.float32), (np.float64, np.float32),
+                                     (np.float32, np.float64)])  # fmt: skip
+def test_relayout_is_numpys_copy_with_the_norms(order, src, dst):
+    """The tiled transpose gives NumPy's copy exactly, on shapes that are no multiple of the
+    tile, and the squared norms of the coordinates against float64 NumPy."""
+    from duhl_cl.store.layout import relayout
+
+    rng = np.random.default_rng(3)
+    X = np.asarray(rng.standard_normal((700, 530)), dtype=src, order="C" if order == "F" else "F")
+    M, sq = relayout(X, order, dst)
+    ref = np.asfortranarray(X, dtype=dst) if order == "F" else np.ascontiguousarray(X, dtype=dst)
+    assert M.dtype == dst and (M.flags.f_contiguous if order == "F" else M.flags.c_contiguous)
+    np.testing.assert_array_equal(M, ref)
+    X64 = ref.astype(np.float64)
+    sq_ref = (X64 * X64).sum(axis=0 if order == "F" else 1)
+    np.testing.assert_allclose(sq, sq_ref, rtol=1e-5 if dst == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("primal", [True, False])
+def test_store_from_the_other_order_equals_the_store_from_its_own(primal, monkeypatch):
+    """A store built from X in the other order than its layout (the tiled transpose) holds the
+    same slots and norms as from X in its own order; squares beyond float32 are redone in
+    float64, and a non-finite entry is refused as before."""
+    from duhl_cl.store import CoordinateStore, layout
+
+    monkeypatch.setattr(layout, "MIN_ENTRIES", 0)
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((300, 270))
+    X[5, 7] = 1e30  # its square overflows float32
+    own = np.asfortranarray(X) if primal else np.ascontiguousarray(X)
+    other = np.ascontiguousarray(X) if primal else np.asfortranarray(X)
+    assert layout.wants_relayout(other, primal) and not layout.wants_relayout(own, primal)
+    a = CoordinateStore(own, primal=primal, dtype=np.float32)
+    b = CoordinateStore(other, primal=primal, dtype=np.float32)
+    np.testing.assert_array_equal(a.val, b.val)
+    assert np.isfinite(b.sqnorm).all()
+    np.testing.assert_allclose(b.sqnorm, a.sqnorm, rtol=1e-5)
+    other[3, 4] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        CoordinateStore(other, primal=primal, dtype=np.float32)

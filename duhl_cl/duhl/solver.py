@@ -56,6 +56,8 @@ class FitResult:
     error: BaseException | None = None  # what the callback raised (the fit stopped there)
     class_gaps: np.ndarray | None = None  # one-vs-rest: each class's certified gap (K,)
     class_objectives: np.ndarray | None = None  # ... and objective (K,)
+    solver: str = "cd"  # or "prox-newton" (duhl_cl.duhl.prox_newton)
+    newton_steps: int | None = None  # prox-newton: its outer steps
 
 
 def solve(
@@ -78,6 +80,7 @@ def solve(
     certify_every: int = 10,
     kernel_variant: str | None = None,
     refine_dtype=None,
+    dtype=None,
 ) -> FitResult:
     """Fit ``model`` on ``store`` with the coordinates the policy keeps resident on ``device``.
 
@@ -117,6 +120,8 @@ def solve(
         (:meth:`duhl_cl.duhl.rounds.Run.stalled`), continue in this precision on the device
         from the last certificate (the refinement phase; records say their ``dtype``).
         None: never.
+    dtype : None or numpy dtype
+        The device's precision from the start (None: the store's).
     """
     t0 = time.perf_counter()
     target = tol * model.scale
@@ -131,7 +136,7 @@ def solve(
     with translating(device, budget):
         run, ledger_stats, bank_peak = _run(
             local_solver, target, certify_every, t0, verbose, callback, alpha0, intercept0,
-            max_iter, max_time, refine_dtype,
+            max_iter, max_time, refine_dtype, dtype,
         )  # fmt: skip
     cert = run.cert
     converged = cert.gap <= target
@@ -141,10 +146,10 @@ def solve(
 
 
 def _run(local_solver, target, certify_every, t0, verbose, callback, alpha0, intercept0,
-         max_iter, max_time, refine_dtype):  # fmt: skip
+         max_iter, max_time, refine_dtype, dtype=None):  # fmt: skip
     """The rounds of one fit, every device buffer released however they end:
     (run, (bytes in, bytes out, ledger peak), bank peaks)."""
-    run = Run(local_solver(), target, certify_every, t0, verbose, callback)
+    run = Run(local_solver(dtype), target, certify_every, t0, verbose, callback)
     failed = False
     try:
         try:

@@ -218,6 +218,8 @@ class _Base(BaseEstimator):
             "policy": self.policy,
             "entry_bytes": result.entry_bytes,
             "refinement": result.refinement,
+            "solver": result.solver,
+            "newton_steps": result.newton_steps,
             # An on-disk store (duhl_cl.store.tiered): bytes read from its files, the host
             # ledger's peak and budget, and the incoming coordinates by level.
             "bytes_disk": store.bytes_disk,
@@ -253,11 +255,16 @@ class _Base(BaseEstimator):
             )  # fmt: skip
         return points
 
+    def _solver_for(self, model, store):
+        """The solve function for this fit (duhl_cl.duhl.solver.solve's signature); the
+        logistic regression's L1 penalty has its own (duhl_cl.duhl.prox_newton)."""
+        return solve
+
     def _set_solution(self, coef, intercept):
         self.coef_, self.intercept_ = coef, float(intercept)
 
     def _solve(self, model, store, device, alpha0, b00, callback, refine=None):
-        return solve(
+        return self._solver_for(model, store)(
             model,
             store,
             device,

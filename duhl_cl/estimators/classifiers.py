@@ -23,6 +23,7 @@ from sklearn.base import ClassifierMixin
 
 from .. import models
 from ..duhl.ovr import OneVsRest
+from ..duhl.prox_newton import solve_prox_newton
 from ..store import (
     check_sample_weight,
     check_X,
@@ -178,19 +179,35 @@ class LinearSVC(_Classifier):
         raise ValueError(f"loss must be 'hinge' or 'squared_hinge', got {self.loss!r}")
 
 
+SOLVERS = ("auto", "prox-newton", "cd")
+
+
 class LogisticRegression(_Classifier):
     __doc__ = (
         "Binary logistic regression, L2 (dual, liblinear's) or L1 (primal) penalty." + _PARAMS
         + "    penalty : 'l2' or 'l1'\n    C : float > 0\n    intercept_scaling : float > 0\n"
-        "        penalty='l2': value of liblinear's constant bias feature." + _CLASS_WEIGHT
+        "        penalty='l2': value of liblinear's constant bias feature.\n"
+        "    solver : 'auto', 'prox-newton' or 'cd'\n"
+        "        penalty='l1': proximal Newton steps, each a weighted Lasso on the device\n"
+        "        (duhl_cl.duhl.prox_newton; 'auto' takes it for data in memory), or coordinate\n"
+        "        descent on the loss ('cd'; 'auto' takes it for an on-disk store and for\n"
+        "        more than two classes). penalty='l2' is solved in the dual by coordinate\n"
+        "        descent whatever this says." + _CLASS_WEIGHT
         + COMMON_DOC
     )  # fmt: skip
     __init__ = make_init(
-        [("penalty", "l2")], [("C", 1.0), ("intercept_scaling", 1.0), ("class_weight", None)]
+        [("penalty", "l2")],
+        [("C", 1.0), ("intercept_scaling", 1.0), ("class_weight", None), ("solver", "auto")],
     )
 
     def _make_model(self, X, sample_weight=None):
         C = check_positive("C", self.C)
+        # (duhl_cl.dask's subclass has no solver: its partitions run coordinate descent.)
+        solver = getattr(self, "solver", "cd")
+        if solver not in SOLVERS:
+            raise ValueError(
+                f"solver must be one of {', '.join(map(repr, SOLVERS))}, got {solver!r}"
+            )
         if self.penalty == "l2":
             return models.LogisticL2(C, check_positive("intercept_scaling", self.intercept_scaling))
         if self.penalty == "l1":
@@ -198,6 +215,16 @@ class LogisticRegression(_Classifier):
             m = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
             return models.LogisticL1(1.0 / (C * m))
         raise ValueError(f"penalty must be 'l2' or 'l1', got {self.penalty!r}")
+
+    def _solver_for(self, model, store):
+        if getattr(self, "solver", "cd") == "cd" or not isinstance(model, models.LogisticL1):
+            return super()._solver_for(model, store)
+        if store.tiered and self.solver == "prox-newton":
+            raise ValueError(
+                "solver='prox-newton' reads the data once per Newton step's inner fit, which "
+                "an on-disk store makes a pass over the disk each: use solver='cd' (or 'auto')"
+            )
+        return super()._solver_for(model, store) if store.tiered else solve_prox_newton
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), columns in the order of

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 
 from .base import Store
 from .checks import _all_finite, _refuse_nonfinite, _refuse_out_of_range, check_norms_fit
+from .layout import relayout, wants_relayout
 from .products import matvec, rmatvec, sqnorms, weighted_sqnorms
 
 __all__ = ["CoordinateStore"]
@@ -73,17 +74,25 @@ class CoordinateStore(Store):
             sq = _sparse_sqnorms(M, primal)
             self.matrix = M
         else:
-            with np.errstate(over="ignore"):  # out-of-range entries are refused below
-                M = (
-                    np.asfortranarray(X, dtype=dtype)
-                    if primal
-                    else np.ascontiguousarray(X, dtype=dtype)
-                )
+            axis = 0 if primal else 1
+            if wants_relayout(X, primal):
+                # X in the other order: one tiled transpose, the norms summed on the way.
+                M, sq = relayout(X, "F" if primal else "C", dtype)
+                bad = np.flatnonzero(~np.isfinite(sq))
+                if len(bad):  # squares beyond the store's precision: again in float64
+                    sq[bad] = sqnorms(M[:, bad] if primal else M[bad], axis=axis)
+            else:
+                with np.errstate(over="ignore"):  # out-of-range entries are refused below
+                    M = (
+                        np.asfortranarray(X, dtype=dtype)
+                        if primal
+                        else np.ascontiguousarray(X, dtype=dtype)
+                    )
+                sq = sqnorms(M, axis=axis)
             self.val = M.ravel(order="F" if primal else "C")
             self.idx = None
             self.offs = np.arange(self.n_coords, dtype=np.uint64) * np.uint64(self.dim)
             self.lens = np.full(self.n_coords, self.dim, dtype=np.int32)
-            sq = sqnorms(M, axis=0 if primal else 1)
             if not np.isfinite(sq).all():
                 # Finite squared norms (computed in float64 when float32 ones overflowed)
                 # prove every entry finite: this is the fit's finite check, at no extra pass.
