@@ -255,7 +255,7 @@ def peer_solvers(kind):
                     celer.LogisticRegression(
                         C=C, penalty="l1", fit_intercept=False, tol=tol, max_iter=100
                     )
-                    .fit(X, y)
+                    .fit(X.astype(np.float64), y)
                     .coef_.ravel()
                 )
         except ImportError:
