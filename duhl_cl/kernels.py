@@ -27,6 +27,7 @@ __all__ = [
     "WG",
     "PassRoutine",
     "base_defines",
+    "device_defines",
     "defines_to_options",
     "grid",
     "kernel_source",
@@ -78,6 +79,23 @@ def defines_to_options(defines: dict) -> list[str]:
         f"-cl-std={v}" if k == "CL_STD" else f"-D{k}={int(v) if isinstance(v, bool) else v}"
         for k, v in sorted(defines.items())
     ]
+
+
+# CPU implementations whose Clang compiles for the host's vector unit and honours an
+# under-aligned vector typedef (kernels_cl/slot.h). Not Rusticl on llvmpipe (a CPU device too):
+# its process died in the first dense pass with them; nor Oclgrind's simulator.
+HOST_CPU_PLATFORMS = ("Intel(R) OpenCL", "Portable Computing Language")
+
+
+def device_defines(device) -> dict:
+    """Defines that follow from the device itself, added to every program built for it:
+    ``HOST_CPU=1`` on a CPU device of :data:`HOST_CPU_PLATFORMS`, so that dense slots take
+    plain unaligned vector loads and prefetches (kernels_cl/slot.h) where the target triple
+    does not say x86-64 (Intel's CPU runtime compiles for SPIR64)."""
+    info = getattr(device, "info", None)
+    if info is None or info.type != "CPU" or info.platform not in HOST_CPU_PLATFORMS:
+        return {}
+    return {"HOST_CPU": 1}
 
 
 def base_defines(model, dtype, sparse: bool, weighted: bool | None = None) -> dict:

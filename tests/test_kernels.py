@@ -291,3 +291,21 @@ def test_build_failure_keeps_source_and_options(device):
     assert "-DMODEL=not_a_model" in msg and "kept at" in msg
     kept = msg.split("kept at ")[1].split("\n")[0]
     assert "cd_pass" in open(kept).read()
+
+
+def test_device_defines_follow_the_platform():
+    """HOST_CPU (plain unaligned vector loads and prefetches in kernels_cl/slot.h) is set for
+    the CPU platforms known to honour it, and not for Rusticl (llvmpipe: its process died in
+    the first dense pass with it), Oclgrind or a GPU; an explicit define wins over it."""
+    from types import SimpleNamespace
+
+    from duhl_cl.kernels import device_defines
+
+    def dev(platform, type_):
+        return SimpleNamespace(info=SimpleNamespace(platform=platform, type=type_))
+
+    assert device_defines(dev("Intel(R) OpenCL", "CPU")) == {"HOST_CPU": 1}
+    assert device_defines(dev("Portable Computing Language", "CPU")) == {"HOST_CPU": 1}
+    assert device_defines(dev("rusticl", "CPU")) == {}
+    assert device_defines(dev("Oclgrind", "CPU")) == {}
+    assert device_defines(dev("Intel(R) OpenCL Graphics", "GPU")) == {}

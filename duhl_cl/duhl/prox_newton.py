@@ -46,6 +46,7 @@ __all__ = ["solve_prox_newton", "INNER_FRACTION", "INNER_ROUNDS"]
 # coordinate descent on the loss took 7.4 s on a9a.)
 INNER_FRACTION = 0.3
 INNER_ROUNDS = 20
+INNER_PASSES = "auto"  # the inner fits take the fit's passes_per_round ("auto": see local_solver)
 SIGMA, SHRINK, MIN_STEP = 0.01, 0.5, 1e-10  # the line search (newGLMNET's sigma)
 # The inner fits go on in refine_dtype (float64) once a step fails to halve the outer gap
 # where it is this small relative to the objective's scale: the float32 floor (about 1e-7
@@ -113,8 +114,8 @@ def solve_prox_newton(model, store, device, *, tol, max_iter, max_time=None,
                 inner, inner_store, device, tol=inner_target / inner.scale,
                 max_iter=min(max_iter, INNER_ROUNDS), max_time=left, random_state=rng, alpha0=b,
                 intercept0=b0, budget=budget, policy=policy,
-                passes_per_round=passes_per_round, kernel_variant=kernel_variant,
-                refine_dtype=refine_dtype, dtype=inner_dtype,
+                passes_per_round=INNER_PASSES if passes_per_round == "auto" else passes_per_round,
+                kernel_variant=kernel_variant, refine_dtype=refine_dtype, dtype=inner_dtype,
             )  # fmt: skip
         last = res
         totals["h2d"] += res.bytes_h2d
