@@ -45,8 +45,12 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -385,11 +389,6 @@ def device_bandwidths(n=4000, d=8000):
 def first_fit(X, y, kind, reg, tol):
     """(wall s, kernel build s) of duhl-cl's fit at ``tol`` in a fresh process with no kernel
     cache: what a user's first fit in a session costs, compiler included."""
-    import os
-    import subprocess
-    import sys
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         if sp.issparse(X):
             sp.save_npz(f"{tmp}/X.npz", X.tocsr(), compressed=False)

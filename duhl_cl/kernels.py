@@ -28,6 +28,7 @@ __all__ = [
     "PassRoutine",
     "base_defines",
     "device_defines",
+    "program_options",
     "defines_to_options",
     "grid",
     "kernel_source",
@@ -96,6 +97,12 @@ def device_defines(device) -> dict:
     if info is None or info.type != "CPU" or info.platform not in HOST_CPU_PLATFORMS:
         return {}
     return {"HOST_CPU": 1}
+
+
+def program_options(device, defines: dict) -> list[str]:
+    """The build options of a program for ``device``: its :func:`device_defines`, then
+    ``defines`` (which win), as :func:`defines_to_options` writes them."""
+    return defines_to_options({**device_defines(device), **defines})
 
 
 def base_defines(model, dtype, sparse: bool, weighted: bool | None = None) -> dict:

@@ -16,7 +16,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from ..kernels import VARIANTS, defines_to_options, device_defines, kernel_source
+from ..kernels import VARIANTS, kernel_source, program_options
 from ..kernels import programs as catalogue
 from ..models import model_names, model_spec
 from .discovery import quiet_build
@@ -134,7 +134,7 @@ def build_binaries(device, out, *, models=None, dtypes=None, variants=None, prog
     programs = {}
     for name, defines in catalogue(device, kernel_models, dtypes, variants):
         src = kernel_source(name)
-        options = defines_to_options({**device_defines(device), **defines})
+        options = program_options(device, defines)
         key = _key(name, options, src)
         if key in programs:
             continue

@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..kernels import defines_to_options, device_defines, kernel_source
+from ..kernels import kernel_source, program_options
 from . import binaries
 from .discovery import quiet_build
 
@@ -68,7 +68,7 @@ def build_program(device, name: str, defines: dict):
     import pyopencl as cl
 
     src = kernel_source(name)
-    options = defines_to_options({**device_defines(device), **defines})
+    options = program_options(device, defines)
     origin = _origin(device)
     key = (
         id(device.context),

@@ -33,7 +33,7 @@ from scipy.special import expit
 
 from ..models import SquaredL1L2
 from ..store.products import weighted_sqnorms
-from .certificate import certificate
+from .certificate import Certificate, certificate
 from .solver import ConvergenceWarning, FitResult, solve
 
 __all__ = ["solve_prox_newton", "INNER_FRACTION", "INNER_ROUNDS"]
@@ -75,6 +75,14 @@ def _newton_problem(model, store, v):
     return inner, inner_store, model.inv_m * H
 
 
+def _count(totals, res):
+    """Add a device fit's transfers and peak to ``totals``; returns the fit."""
+    totals["h2d"] += res.bytes_h2d
+    totals["d2h"] += res.bytes_d2h
+    totals["peak"] = max(totals["peak"], res.ledger_peak)
+    return res
+
+
 def solve_prox_newton(model, store, device, *, tol, max_iter, max_time=None,
                       random_state=None, alpha0=None, intercept0=0.0, verbose=0,
                       callback=None, budget=None, policy="duhl", passes_per_round="auto",
@@ -92,7 +100,7 @@ def solve_prox_newton(model, store, device, *, tol, max_iter, max_time=None,
     target = tol * model.scale
     b = np.zeros(model.n_coords) if alpha0 is None else np.array(alpha0, dtype=np.float64)
     cert = certificate(model, store, b)
-    history, totals = [], {"h2d": 0, "d2h": 0, "peak": 0, "rounds": 0}
+    history, totals = [], {"h2d": 0, "d2h": 0, "peak": 0}
     last, stop, error, rng = None, "max_iter", None, np.random.default_rng(random_state)
     steps, inner_dtype, refinement, stalls, fallback = 0, None, None, 0, None
     for k in range(1, int(max_iter) + 1):
@@ -117,11 +125,7 @@ def solve_prox_newton(model, store, device, *, tol, max_iter, max_time=None,
                 passes_per_round=INNER_PASSES if passes_per_round == "auto" else passes_per_round,
                 kernel_variant=kernel_variant, refine_dtype=refine_dtype, dtype=inner_dtype,
             )  # fmt: skip
-        last = res
-        totals["h2d"] += res.bytes_h2d
-        totals["d2h"] += res.bytes_d2h
-        totals["peak"] = max(totals["peak"], res.ledger_peak)
-        totals["rounds"] += res.n_iter
+        last = _count(totals, res)
         # The direction, and X d + d0 from the inner shared vector (X b' + b0' - z).
         d = res.alpha - b
         dv = res.shared + inner.y - v
@@ -138,6 +142,9 @@ def solve_prox_newton(model, store, device, *, tol, max_iter, max_time=None,
             stop = "line search"  # no descent along the inner solution: rounding
             break
         gap_before = cert.gap
+        # Recomputed from the coefficients, not v + t dv: the inner shared vector is
+        # X b' + b0' - z, and z reaches 1/P_FLOOR for the worst-fitted samples, so adding z
+        # back would cost v up to 1e-6 absolute.
         cert = certificate(model, store, b + t * d)
         final = refine_dtype is None or inner_dtype is not None
         slow = cert.gap > 0.5 * gap_before and cert.gap < REFINE_BELOW * model.scale
@@ -190,13 +197,11 @@ def solve_prox_newton(model, store, device, *, tol, max_iter, max_time=None,
         for r in fallback.history:
             r.update(round=len(history) + 1, newton_step=None)
             history.append(r)
-        if fallback.gap <= cert.gap:
-            cert = certificate(model, store, fallback.alpha)
+        if fallback.gap <= cert.gap:  # its own certificate, of the same model and store
+            cert = Certificate(fallback.gap, fallback.objective, fallback.alpha,
+                               fallback.intercept, fallback.shared, None)  # fmt: skip
         stop = fallback.stop_reason
-        totals["h2d"] += fallback.bytes_h2d
-        totals["d2h"] += fallback.bytes_d2h
-        totals["peak"] = max(totals["peak"], fallback.ledger_peak)
-        last = fallback
+        last = _count(totals, fallback)
     converged = cert.gap <= target
     if not converged and error is None and stop != "interrupted" and fallback is None:
         warnings.warn(

@@ -217,14 +217,17 @@ class LogisticRegression(_Classifier):
         raise ValueError(f"penalty must be 'l2' or 'l1', got {self.penalty!r}")
 
     def _solver_for(self, model, store):
-        if getattr(self, "solver", "cd") == "cd" or not isinstance(model, models.LogisticL1):
+        solver = getattr(self, "solver", "cd")
+        if solver == "cd" or not isinstance(model, models.LogisticL1):
             return super()._solver_for(model, store)
-        if store.tiered and self.solver == "prox-newton":
+        if not store.tiered:
+            return solve_prox_newton
+        if solver == "prox-newton":
             raise ValueError(
                 "solver='prox-newton' reads the data once per Newton step's inner fit, which "
                 "an on-disk store makes a pass over the disk each: use solver='cd' (or 'auto')"
             )
-        return super()._solver_for(model, store) if store.tiered else solve_prox_newton
+        return super()._solver_for(model, store)
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), columns in the order of
