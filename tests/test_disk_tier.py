@@ -247,3 +247,81 @@ def test_cached_store_is_read_once(tmp_path):
     assert sum(r["gap"] is not None for r in fit.history_) >= 2  # certificates after the start
     assert fit.stats_["bytes_disk"] == 2 * data.nbytes
     assert fit.stats_["in_from_disk"] == 0
+
+
+# -- certificates that bound what they do not read (duhl_cl.duhl.certificate) ------------------
+def _model(name, fit_intercept):
+    from duhl_cl import models
+
+    make = {
+        "lasso": lambda: models.SquaredL1L2(0.05, 0.0),
+        "elasticnet": lambda: models.SquaredL1L2(0.05, 0.01),
+        "ridge": lambda: models.SquaredL1L2(0.0, 2.0),
+        "logistic-l1": lambda: models.LogisticL1(0.05),
+        "svm-hinge": lambda: models.Hinge(0.5, 1.0),
+        "svm-squared": lambda: models.SquaredHinge(0.5, 1.0),
+        "logistic": lambda: models.LogisticL2(1.0, 1.0),
+    }
+    return make[name]()
+
+
+# Models whose coordinates at 0 can have a gap of exactly 0 (the others read every one).
+BOUNDS_APPLY = {"lasso", "elasticnet", "logistic-l1", "svm-hinge", "svm-squared"}
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+@pytest.mark.parametrize("name", sorted(BOUNDS_APPLY | {"ridge", "logistic"}))
+def test_bounded_certificate_is_valid(tmp_path, name, sparse):
+    """Along exact coordinate descent (duhl_cl.testing.reference_pass, float64), every
+    certificate over a disk tier is at least the exact certificate of the same point (the
+    in-memory store's, a full float64 pass) and never below what it bounds (its dual value
+    is at most every primal value seen), while its primal objective is the exact one. Where
+    the model allows it, the later certificates bound most coordinates and read fewer
+    bytes than a pass."""
+    from duhl_cl.duhl.certificate import certificate
+    from duhl_cl.store import CoordinateStore
+    from duhl_cl.testing import reference_pass
+
+    X, y, _ = _problem(sparse, seed=4)
+    model = _model(name, True)
+    # Classes without noise: an SVM's support vectors are then a few of the rows.
+    labels = np.where(X @ np.random.default_rng(5).standard_normal(X.shape[1]) > 0, 1.0, -1.0)
+    target = y if name in ("lasso", "elasticnet", "ridge") else labels
+    fit_intercept = model.primal  # (the primal certificate then sets the optimal intercept)
+    model.setup(X, target.astype(np.float64), fit_intercept)
+    dual_labels = None if model.primal else model.y
+    bias = getattr(model, "bias", 0.0)
+    mem = CoordinateStore(X, primal=model.primal, dtype=np.float64, labels=dual_labels, bias=bias)
+    data = convert(X, tmp_path / "s", layout="cols" if model.primal else "rows",
+                   dtype="float64", block_bytes=BLOCK)  # fmt: skip
+    reserve = TieredStore(data, primal=model.primal).reserve_bytes()
+    disk = TieredStore(data, primal=model.primal, labels=dual_labels, bias=bias,
+                       host_budget=reserve + data.nbytes // 2)  # fmt: skip
+    alpha = model.initial_alpha()
+    v = certificate(model, mem, alpha).shared.copy()
+    rng = np.random.default_rng(0)
+    seen, lowest_primal, n_bounded, bytes_read = [], np.inf, [], []
+    for k in range(60):
+        if k:
+            reference_pass(model, mem, alpha, v, rng.permutation(mem.n_coords))
+        exact = certificate(model, mem, alpha)
+        before = disk.bytes_disk
+        bounded = certificate(model, disk, alpha)
+        bytes_read.append(disk.bytes_disk - before)
+        disk.rank(model.gaps(bounded.alpha, bounded.u))  # the host cache follows the gaps
+        n_bounded.append(bounded.n_bounded)
+        assert bounded.objective == pytest.approx(exact.objective, rel=1e-12, abs=1e-12)
+        assert bounded.gap >= exact.gap - 1e-10 * model.scale
+        seen.append(bounded.objective - bounded.gap)
+        lowest_primal = min(lowest_primal, exact.objective)
+        if model.primal:
+            v = bounded.shared.copy()  # (with the optimal intercept)
+    assert max(seen) <= lowest_primal + 1e-10 * model.scale
+    assert exact.gap <= 1e-3 * model.scale  # the path went near the optimum
+    if name in BOUNDS_APPLY:
+        # The last 30 certificates: most bound more than half the coordinates, and together
+        # they read less than half of what 30 passes would.
+        assert np.median(n_bounded[30:]) > 0.5 * (disk.n_coords - disk.cache.n_cached)
+        assert sum(bytes_read[30:]) < 0.5 * 30 * data.nbytes
+    else:
+        assert max(n_bounded) == 0

@@ -104,7 +104,8 @@ class Run:
             self.last_cert = local.n_rounds
             ok = self.cert.gap <= self.target
             self.cert_wait = 1 if ok else min(2 * self.cert_wait, self.certify_every)
-            record.update(gap=self.cert.gap, objective=self.cert.objective)
+            record.update(gap=self.cert.gap, objective=self.cert.objective,
+                          cert_bounded=getattr(self.cert, "n_bounded", 0))  # fmt: skip
             _class_gaps(record, self.cert)
             best = min(self.cert.gap, self.best_log[-1][1]) if self.best_log else self.cert.gap
             a = self.cert.alpha

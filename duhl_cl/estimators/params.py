@@ -52,7 +52,9 @@ _ATTRIBUTES = """
         and, X an on-disk store (zero otherwise): bytes_disk (read from the store's files
         in the round: refresh, certificate, the host cache's fill, incoming coordinates),
         in_from_host and in_from_disk (the round's incoming coordinates by the level they
-        came from), host_peak (the host ledger's peak so far).
+        came from), host_peak (the host ledger's peak so far); a certified round also has
+        cert_bounded, the coordinates its certificate bounded instead of reading
+        (duhl_cl.duhl.certificate; 0 for X in memory).
     stats_ : dict
         bytes_h2d, bytes_d2h, ledger_peak, bank_peak (per memory bank), time,
         kernel_build_time (the seconds of ``time`` spent building kernels: the first fit on
