@@ -139,9 +139,13 @@ def child(cfg):
         "in_from_host": st["in_from_host"], "in_from_disk": st["in_from_disk"],
         "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "stop": st["stop_reason"],
-        # (round, time, certified gap or None, bytes read from disk, in from host, from disk)
+        # (round, time, certified gap or None, bytes read from disk, in from host, from disk,
+        # the round's device, host-refresh and certificate seconds, coordinates bounded by its
+        # certificate)
         "history": [(r["round"], round(r["time"], 3), r["gap"], r["bytes_disk"],
-                     r["in_from_host"], r["in_from_disk"]) for r in est.history_],
+                     r["in_from_host"], r["in_from_disk"], round(r["device_time"], 3),
+                     round(r["host_time"], 3), round(r["cert_time"], 3),
+                     r.get("cert_bounded", 0)) for r in est.history_],
     }  # fmt: skip
     if cfg.get("cgroup"):
         out["cgroup_max_usage"] = int(

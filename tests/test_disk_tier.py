@@ -270,18 +270,25 @@ BOUNDS_APPLY = {"lasso", "elasticnet", "logistic-l1", "svm-hinge", "svm-squared"
 
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
-@pytest.mark.parametrize("name", sorted(BOUNDS_APPLY | {"ridge", "logistic"}))
-def test_bounded_certificate_is_valid(tmp_path, name, sparse):
+@pytest.mark.parametrize(
+    "name,points_bytes",
+    [(n, None) for n in sorted(BOUNDS_APPLY | {"ridge", "logistic"})]
+    + [("svm-hinge", 1), ("lasso", 1)],  # one reference point: the bounds move onto the new one
+)
+def test_bounded_certificate_is_valid(tmp_path, monkeypatch, name, points_bytes, sparse):
     """Along exact coordinate descent (duhl_cl.testing.reference_pass, float64), every
     certificate over a disk tier is at least the exact certificate of the same point (the
     in-memory store's, a full float64 pass) and never below what it bounds (its dual value
     is at most every primal value seen), while its primal objective is the exact one. Where
     the model allows it, the later certificates bound most coordinates and read fewer
     bytes than a pass."""
+    from duhl_cl.duhl import certificate as cert_module
     from duhl_cl.duhl.certificate import certificate
     from duhl_cl.store import CoordinateStore
     from duhl_cl.testing import reference_pass
 
+    if points_bytes is not None:
+        monkeypatch.setattr(cert_module, "POINTS_BYTES", points_bytes)
     X, y, _ = _problem(sparse, seed=4)
     model = _model(name, True)
     # Classes without noise: an SVM's support vectors are then a few of the rows.
@@ -322,6 +329,35 @@ def test_bounded_certificate_is_valid(tmp_path, name, sparse):
         # The last 30 certificates: most bound more than half the coordinates, and together
         # they read less than half of what 30 passes would.
         assert np.median(n_bounded[30:]) > 0.5 * (disk.n_coords - disk.cache.n_cached)
-        assert sum(bytes_read[30:]) < 0.5 * 30 * data.nbytes
+        if points_bytes is None:
+            # (With one point the radii add up step after step: the single-point variants
+            # check that the bounds stay valid as they move, not what they save.)
+            assert sum(bytes_read[30:]) < 0.5 * 30 * data.nbytes
+        assert len(disk.product_bounds.points) <= (8 if points_bytes is None else 1)
     else:
         assert max(n_bounded) == 0
+
+
+@pytest.mark.parametrize("layout", ["cols", "rows"])
+def test_streamed_products_are_float64(tmp_path, layout):
+    """The certificate's products over a disk tier, float32 values upcast piece by piece
+    (duhl_cl.store.tiered.CHUNK), equal float64 NumPy's: coordinates longer than a piece
+    (a column of 140000 rows) and shorter ones, streamed, fetched and combined."""
+    from duhl_cl.store import tiered
+
+    rng = np.random.default_rng(7)
+    n, d = (tiered.CHUNK + 8931, 3) if layout == "cols" else (3000, 50)
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    data = convert(X, tmp_path / "s", layout=layout, dtype="float32", block_bytes=1 << 20)
+    st = TieredStore(data, primal=layout == "cols", host_budget=8 << 20)
+    C = X.astype(np.float64) if layout == "rows" else X.T.astype(np.float64)  # coordinates
+    p = rng.standard_normal(C.shape[1])
+    x = rng.standard_normal(C.shape[0])
+    x[::3] = 0.0  # some coordinates at 0: combine fetches the others
+    np.testing.assert_allclose(st.project(p), C @ p, rtol=1e-12, atol=1e-9)
+    some = np.array([0, 2])
+    np.testing.assert_allclose(st.project(p, some), C[some] @ p, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(st.combine(x), C.T @ x, rtol=1e-12, atol=1e-9)
+    dense = rng.standard_normal(C.shape[0])  # most coordinates non-zero: streamed
+    np.testing.assert_allclose(st.combine(dense), C.T @ dense, rtol=1e-12, atol=1e-9)
+    assert st.host_peak <= st.host_budget

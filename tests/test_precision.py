@@ -174,12 +174,13 @@ def test_a_slow_fit_that_still_moves_is_not_at_its_floor():
 
     from duhl_cl.duhl.rounds import FLOOR_MOVE, STALL_CERTIFICATES, Run
 
-    def run_with(moves):
+    def run_with(moves, hopeful=False):
         local = SimpleNamespace(n_rounds=0)
         run = Run(local, target=1.0, certify_every=10, t0=0.0, verbose=0, callback=None)
         for k, m in enumerate(moves, start=1):
             local.n_rounds = 10 * k
             run.best_log.append((local.n_rounds, 10.0 * 0.9**k, m))  # 10% better a certificate
+            run.hopeful_log.append(hopeful)
         run.cert, run.last_cert = SimpleNamespace(gap=run.best_log[-1][1]), local.n_rounds
         return run
 
@@ -187,3 +188,9 @@ def test_a_slow_fit_that_still_moves_is_not_at_its_floor():
     assert run_with([1e-1] * window).stalled() is False  # progressing: moves
     assert run_with([FLOOR_MOVE / 100] * window).stalled() is True  # stuck: the floor
     assert run_with([FLOOR_MOVE / 100] * 2).stalled() is False  # too early to tell
+    # Sooner where the device's estimate had met the target at the last two certificates
+    # and the exact gap had not: three certificates tell, while the coefficients stand still.
+    assert run_with([FLOOR_MOVE / 100] * 3, hopeful=True).stalled() is True
+    assert run_with([FLOOR_MOVE / 100] * 3).stalled() is False
+    assert run_with([1e-1] * 3, hopeful=True).stalled() is False  # still moving
+    assert run_with([FLOOR_MOVE / 100] * 2, hopeful=True).stalled() is False

@@ -194,7 +194,7 @@ class ProductBounds:
     @classmethod
     def exact(cls, point, q, bias):
         n = len(q)
-        return cls([point], q, np.zeros(n, dtype=np.int64), np.zeros(n), bias)
+        return cls([point], q, np.zeros(n, dtype=np.int8), np.zeros(n), bias)
 
     def radius(self, point, norms):
         dist = np.array([np.linalg.norm(point - p) for p in self.points])
@@ -220,7 +220,7 @@ class ProductBounds:
             moving = ref == old
             slack[moving] += norms[moving] * np.linalg.norm(point - points[old])
             ref[moving] = new
-        renumber = np.full(len(points), -1, dtype=np.int64)
+        renumber = np.full(len(points), -1, dtype=np.int8)
         renumber[keep] = np.arange(len(keep))
         return ProductBounds([points[k] for k in keep], q, renumber[ref], slack, self.bias)
 

@@ -55,6 +55,8 @@ class Run:
         # With it, how far the coefficients moved since the previous certificate (relative,
         # max-norm), and that certificate's coefficients.
         self.best_log: list[tuple[int, float, float]] = []
+        # Whether the gap estimate had met the target when each of those was taken.
+        self.hopeful_log: list[bool] = []
         self._last_alpha = None
         self.refinement = None
         self.error = None  # what a callback raised
@@ -92,7 +94,7 @@ class Run:
             record["cert_time"] = self.start_cert_time
         since = local.n_rounds - self.last_cert
         if (record["gap_estimate"] <= self.target and since >= self.cert_wait) or (
-            since >= self.certify_every and self._periodic_due(st)
+            self._periodic_due(st, since)
         ):
             # The certificate is an exact host pass over all the data; when the estimate
             # (partly stale) was too hopeful, wait twice as long before the next one.
@@ -115,6 +117,7 @@ class Run:
                 moved = float(np.max(np.abs(a - self._last_alpha), initial=0.0)) / scale
             self._last_alpha = a  # the certificate's own copy
             self.best_log.append((local.n_rounds, best, moved))
+            self.hopeful_log.append(bool(record["gap_estimate"] <= self.target))
         record["dtype"] = str(local.dtype)
         record["bytes_h2d"] = local.ledger.bytes_h2d - h2d0
         record["bytes_d2h"] = local.ledger.bytes_d2h - d2h0
@@ -139,16 +142,19 @@ class Run:
                 raise _CallbackStop
         return record["gap"] is not None and self.cert.gap <= self.target
 
-    def _periodic_due(self, store) -> bool:
-        """Whether the periodic certificate (every ``certify_every`` rounds) is due: always
-        in memory; over a disk tier, whose certificate is a pass over the store on disk,
-        only once the rounds since the last one took as long as it did, so that the
-        periodic certificates take at most half of the fit's time (a 16 GiB Lasso: 8-10 s
-        a certificate against 0.3 s a round; every 10 rounds they were 75% of the fit).
+    def _periodic_due(self, store, since) -> bool:
+        """Whether the periodic certificate is due ``since`` rounds after the last one: in
+        memory every ``certify_every`` rounds; over a disk tier, whose certificate may be
+        a pass over the store on disk, once the rounds since the last one took as long as
+        it did, however many they were, so that the periodic certificates take at most
+        half of the fit's time (a 16 GiB Lasso: 8-10 s a certificate against 0.3 s a round;
+        every 10 rounds they were 75% of the fit). Not fewer rounds when they are slow: a
+        16 GiB SVM's first 9 rounds took 20 s each, drawing rows from disk by gap memories
+        all equal at alpha = 0, and 0.1-0.6 s each once a certificate had ranked them.
         The certificates the gap estimate asks for are not delayed."""
         if not store.tiered:
-            return True
-        return time.perf_counter() - self.cert_end >= self.cert_cost
+            return since >= self.certify_every
+        return since >= 1 and time.perf_counter() - self.cert_end >= self.cert_cost
 
     def stalled(self, just_certified: bool = True) -> bool:
         """Whether the fit has stalled at its precision's floor above the target: just
@@ -171,6 +177,14 @@ class Run:
             return False
         if just_certified and self.last_cert != local.n_rounds:
             return False
+        if len(self.best_log) >= 3 and all(self.hopeful_log[-2:]):
+            # The floor's second sign, sooner: at the last two certificates the device's own
+            # estimate had met the target and the exact gap had not, the best gap did not
+            # halve and the coefficients stood still. A 16 GiB float32 Lasso on disk
+            # (benchmarks/out_of_core.py) sat there 40 rounds, 40 s, for the rule below.
+            (_, first, _), (_, _, m1), (_, last, m2) = self.best_log[-3:]
+            if last > 0.5 * first and m1 + m2 <= FLOOR_MOVE:
+                return True
         horizon = local.n_rounds - STALL_CERTIFICATES * self.certify_every
         past = [best for r, best, _ in self.best_log if r <= horizon]
         if not past or self.best_log[-1][1] <= 0.5 * past[-1]:
@@ -197,7 +211,7 @@ class Run:
             self.refinement = {"dtype": str(dtype), "round": n, "gap": float(self.cert.gap)}
         new.resume(self.cert, n)
         self.local = new
-        self.best_log, self._last_alpha = [], None
+        self.best_log, self.hopeful_log, self._last_alpha = [], [], None
 
     def finish(self) -> None:
         """The stop's certificate (not converged), completing the last round's record."""
