@@ -271,11 +271,15 @@ BOUNDS_APPLY = {"lasso", "elasticnet", "logistic-l1", "svm-hinge", "svm-squared"
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
 @pytest.mark.parametrize(
-    "name,points_bytes",
-    [(n, None) for n in sorted(BOUNDS_APPLY | {"ridge", "logistic"})]
-    + [("svm-hinge", 1), ("lasso", 1)],  # one reference point: the bounds move onto the new one
+    "name,points_bytes,long_coordinate",
+    [(n, None, None) for n in sorted(BOUNDS_APPLY | {"ridge", "logistic"})]
+    # One reference point: the bounds move onto the new one.
+    + [("svm-hinge", 1, None), ("lasso", 1, None)]
+    # Every coordinate "long": the undecided ones are read, however many.
+    + [("svm-hinge", None, 1), ("lasso", None, 1)],
 )
-def test_bounded_certificate_is_valid(tmp_path, monkeypatch, name, points_bytes, sparse):
+def test_bounded_certificate_is_valid(tmp_path, monkeypatch, name, points_bytes,
+                                      long_coordinate, sparse):  # fmt: skip
     """Along exact coordinate descent (duhl_cl.testing.reference_pass, float64), every
     certificate over a disk tier is at least the exact certificate of the same point (the
     in-memory store's, a full float64 pass) and never below what it bounds (its dual value
@@ -287,8 +291,13 @@ def test_bounded_certificate_is_valid(tmp_path, monkeypatch, name, points_bytes,
     from duhl_cl.store import CoordinateStore
     from duhl_cl.testing import reference_pass
 
+    # The share of the store a bounded certificate may read is a speed setting (measured at
+    # 16 GiB); these 150 x 30 problems test the bounds at a quarter.
+    monkeypatch.setattr(cert_module, "BOUNDED_SHARE", 0.25)
     if points_bytes is not None:
         monkeypatch.setattr(cert_module, "POINTS_BYTES", points_bytes)
+    if long_coordinate is not None:
+        monkeypatch.setattr(cert_module, "LONG_COORDINATE", long_coordinate)
     X, y, _ = _problem(sparse, seed=4)
     model = _model(name, True)
     # Classes without noise: an SVM's support vectors are then a few of the rows.
