@@ -287,9 +287,8 @@ class TieredStore(Store):
         buf = self.host.empty(max(min(CHUNK, k * n), 1), np.float64, "a float64 piece")
         try:
             if n >= CHUNK:
-                cuts = [(0, k, s, min(s + CHUNK, n)) for s in range(0, n, CHUNK)] if k == 1 \
-                    else [(a, a + 1, s, min(s + CHUNK, n)) for a in range(k)
-                          for s in range(0, n, CHUNK)]  # fmt: skip
+                cuts = [(a, a + 1, s, min(s + CHUNK, n)) for a in range(k)
+                        for s in range(0, n, CHUNK)]  # fmt: skip
             else:
                 r = max(1, CHUNK // n)
                 cuts = [(a, min(a + r, k), 0, n) for a in range(0, k, r)]
