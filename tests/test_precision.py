@@ -13,8 +13,9 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from helpers import housing_like
+from helpers import housing_like, repeated_margin_svm
 from sklearn.linear_model import Lasso as SkLasso
+from sklearn.svm import LinearSVC as SkLinearSVC
 
 import duhl_cl as dc
 from duhl_cl import models
@@ -46,6 +47,36 @@ def test_default_precision_finishes_in_float64_where_float32_stalls(device):
     assert f == pytest.approx(est.objective_, rel=1e-9)
     assert f - f_ref <= est.dual_gap_ * (1 + 1e-9) + 1e-9 * abs(f_ref)  # a valid certificate
     assert abs(f - f_ref) <= 1e-6 * f_ref
+
+
+def test_a_rotating_svm_at_the_float32_floor_finishes_in_float64(device):
+    """A hinge SVM whose support vectors (copies of the same rows) rotate through a 5%
+    budget: the coefficients keep moving, and a float32 shared vector drifting over the
+    passes puts the exact gap of the rows the device has just visited far above what the
+    device says of them; the default precision finishes in float64 (in float32, 1000 rounds
+    ended at 5e-5 relative against the 1e-7 x C n target, measured)."""
+    X0, y0, X, y = repeated_margin_svm(1024, 128, 32)
+    est = dc.LinearSVC(C=1 / 32, loss="hinge", tol=1e-7, memory_budget="5%", device=device,
+                       random_state=0)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dc.ConvergenceWarning)
+        est.fit(X, y)
+    ref = est.stats_["refinement"]
+    assert est.converged_ and ref["dtype"] == "float64" and "refused" not in ref
+    assert max(r["n_resident"] for r in est.history_) < 0.1 * len(y)  # a budget that binds
+    # The repeated problem with C / 32 has the small one's optimum (C = 1).
+    # (liblinear at tol 1e-12 ran out of iterations short of it; at 1e-8 it converges.)
+    sk = SkLinearSVC(C=1.0, loss="hinge", dual=True, tol=1e-8, max_iter=10**6,
+                     random_state=0).fit(X0, y0)  # fmt: skip
+
+    def objective(w, b):
+        m = np.where(y0 == 1, 1.0, -1.0) * (X0 @ w + b)
+        return 0.5 * (w @ w + b * b) + np.maximum(1 - m, 0).sum()
+
+    f, f_ref = objective(est.coef_[0], est.intercept_[0]), objective(sk.coef_[0], sk.intercept_[0])
+    assert f == pytest.approx(est.objective_, rel=1e-9)
+    assert f - f_ref <= est.dual_gap_ * (1 + 1e-9) + 1e-9 * f_ref  # a valid certificate
+    assert abs(f - f_ref) <= 1e-5 * f_ref
 
 
 def test_explicit_float32_names_the_float32_floor(device):
@@ -174,13 +205,14 @@ def test_a_slow_fit_that_still_moves_is_not_at_its_floor():
 
     from duhl_cl.duhl.rounds import FLOOR_MOVE, STALL_CERTIFICATES, Run
 
-    def run_with(moves, hopeful=False):
+    def run_with(moves, hopeful=False, precision=False):
         local = SimpleNamespace(n_rounds=0)
         run = Run(local, target=1.0, certify_every=10, t0=0.0, verbose=0, callback=None)
         for k, m in enumerate(moves, start=1):
             local.n_rounds = 10 * k
             run.best_log.append((local.n_rounds, 10.0 * 0.9**k, m))  # 10% better a certificate
             run.hopeful_log.append(hopeful)
+            run.precision_log.append(precision)
         run.cert, run.last_cert = SimpleNamespace(gap=run.best_log[-1][1]), local.n_rounds
         return run
 
@@ -194,3 +226,14 @@ def test_a_slow_fit_that_still_moves_is_not_at_its_floor():
     assert run_with([FLOOR_MOVE / 100] * 3).stalled() is False
     assert run_with([1e-1] * 3, hopeful=True).stalled() is False  # still moving
     assert run_with([FLOOR_MOVE / 100] * 2, hopeful=True).stalled() is False
+    # The precision's own sign at the last two certificates (the exact gaps of the visited
+    # coordinates far above the device's) and a last certificate that did not halve the
+    # best gap: the floor, however the coefficients move.
+    assert run_with([1e-1] * 2, precision=True).stalled() is True
+    assert run_with([1e-1] * 1, precision=True).stalled() is False
+    last_only = run_with([1e-1] * 3)
+    last_only.precision_log[-1] = True
+    assert last_only.stalled() is False
+    halved = run_with([1e-1] * 3, precision=True)
+    halved.best_log[-1] = (halved.best_log[-1][0], 0.4 * halved.best_log[-2][1], 1e-1)
+    assert halved.stalled() is False
