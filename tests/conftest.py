@@ -115,6 +115,13 @@ def device(device_info):
     return open_device(device_info)
 
 
+@pytest.fixture
+def on_default_device(device_info):
+    """Whether this case runs on the default device (the first of DEVICES), where an
+    every_device property test draws its full sample; the others draw a part of it."""
+    return not DEVICES or device_info is DEVICES[0]
+
+
 @pytest.fixture(scope="session")
 def regression_data():
     """A well-conditioned regression problem with a sparse truth (converges in seconds)."""

@@ -40,8 +40,11 @@ def uneven_sparse(n, d, rng):
 # --------------------------------------------------------------------------- the ledger
 @pytest.mark.filterwarnings("ignore::duhl_cl.ConvergenceWarning")
 @pytest.mark.every_device
-def test_ledger_peak_never_exceeds_budget(device):
-    """Property test: random problems, models, storage and budgets; the peak stays within."""
+def test_ledger_peak_never_exceeds_budget(device, on_default_device):
+    """Property test: random problems, models, storage and budgets; the peak stays within.
+    24 draws on the default device, the first 8 of them on the others (the budget's
+    arithmetic is the host's; a device adds its allocation rules: Rusticl's llvmpipe took
+    43 s for the 24, against 2 s on PoCL)."""
     rng = np.random.default_rng(42)
     makers = [
         lambda b: dc.Lasso(alpha=0.05, memory_budget=b),
@@ -50,7 +53,7 @@ def test_ledger_peak_never_exceeds_budget(device):
         lambda b: dc.LogisticRegression(C=0.5, memory_budget=b),
         lambda b: dc.LogisticRegression(penalty="l1", C=0.5, memory_budget=b),
     ]
-    for trial in range(24):
+    for trial in range(24 if on_default_device else 8):
         n, d = int(rng.integers(20, 160)), int(rng.integers(5, 120))
         X = uneven_sparse(n, d, rng) if trial % 2 else rng.standard_normal((n, d))
         y = (rng.random(n) > 0.5).astype(float)

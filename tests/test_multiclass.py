@@ -90,10 +90,21 @@ def _fit_reference(name, K, fit_intercept, X, y):
 CASES = [("hinge", True), ("squared_hinge", True), ("logistic-l2", True), ("logistic-l1", False)]
 
 
-@pytest.mark.parametrize("budget", ["10%", None])
-@pytest.mark.parametrize("storage", ["dense", "csr"])
-@pytest.mark.parametrize("K", [3, 10])
-@pytest.mark.parametrize("name,fit_intercept", CASES)
+# Every case at 3 and 10 classes, all resident and at a 10% budget, except the hinge loss at
+# 10 classes and 10%: 53 rows of 1000 fit beside the ten shared vectors, far fewer than its
+# support vectors, and it took 11000 rounds, a minute a storage (the squared hinge and the
+# logistic losses run the same class-region kernels at 10 classes and 10%).
+PARAMS = [
+    (name, fit_intercept, K, storage, budget)
+    for name, fit_intercept in CASES
+    for K in (3, 10)
+    for storage in ("dense", "csr")
+    for budget in ("10%", None)
+    if not (name == "hinge" and K == 10 and budget is not None)
+]
+
+
+@pytest.mark.parametrize("name,fit_intercept,K,storage,budget", PARAMS)
 def test_one_vs_rest_vs_liblinear(device, name, fit_intercept, K, storage, budget):
     # The primal model (features as coordinates) keeps K shared vectors and label vectors of
     # n entries on the device: wide data, so that 10% of it holds them for 10 classes.
