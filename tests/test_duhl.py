@@ -44,7 +44,7 @@ def test_ledger_peak_never_exceeds_budget(device, on_default_device):
     """Property test: random problems, models, storage and budgets; the peak stays within.
     24 draws on the default device, the first 8 of them on the others (the budget's
     arithmetic is the host's; a device adds its allocation rules: Rusticl's llvmpipe took
-    43 s for the 24, against 2 s on PoCL)."""
+    43 s for the 24, against 2 s on the default device)."""
     rng = np.random.default_rng(42)
     makers = [
         lambda b: dc.Lasso(alpha=0.05, memory_budget=b),

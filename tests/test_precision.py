@@ -203,17 +203,16 @@ def test_a_slow_fit_that_still_moves_is_not_at_its_floor():
     coefficients still move (a rotating working set) stays in its precision."""
     from types import SimpleNamespace
 
-    from duhl_cl.duhl.rounds import FLOOR_MOVE, STALL_CERTIFICATES, Run
+    from duhl_cl.duhl.rounds import FLOOR_MOVE, STALL_CERTIFICATES, CertNote, Run
 
     def run_with(moves, hopeful=False, precision=False):
         local = SimpleNamespace(n_rounds=0)
         run = Run(local, target=1.0, certify_every=10, t0=0.0, verbose=0, callback=None)
         for k, m in enumerate(moves, start=1):
             local.n_rounds = 10 * k
-            run.best_log.append((local.n_rounds, 10.0 * 0.9**k, m))  # 10% better a certificate
-            run.hopeful_log.append(hopeful)
-            run.precision_log.append(precision)
-        run.cert, run.last_cert = SimpleNamespace(gap=run.best_log[-1][1]), local.n_rounds
+            # 10% better a certificate
+            run.cert_log.append(CertNote(local.n_rounds, 10.0 * 0.9**k, m, hopeful, precision))
+        run.cert, run.last_cert = SimpleNamespace(gap=run.cert_log[-1].best), local.n_rounds
         return run
 
     window = STALL_CERTIFICATES + 2
@@ -232,8 +231,8 @@ def test_a_slow_fit_that_still_moves_is_not_at_its_floor():
     assert run_with([1e-1] * 2, precision=True).stalled() is True
     assert run_with([1e-1] * 1, precision=True).stalled() is False
     last_only = run_with([1e-1] * 3)
-    last_only.precision_log[-1] = True
+    last_only.cert_log[-1] = last_only.cert_log[-1]._replace(precise=True)
     assert last_only.stalled() is False
     halved = run_with([1e-1] * 3, precision=True)
-    halved.best_log[-1] = (halved.best_log[-1][0], 0.4 * halved.best_log[-2][1], 1e-1)
+    halved.cert_log[-1] = halved.cert_log[-1]._replace(best=0.4 * halved.cert_log[-2].best)
     assert halved.stalled() is False

@@ -13,6 +13,7 @@ certificate (:meth:`Run.finish`). The callback's False and its exceptions stop t
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,7 +27,19 @@ FLOOR_MOVE = 1e-4
 # are more than this many times what the device's state said of them (see Run.stalled).
 PRECISION_RATIO = 4.0
 
-__all__ = ["FLOOR_MOVE", "PRECISION_RATIO", "STALL_CERTIFICATES", "Run", "format_round"]
+__all__ = ["FLOOR_MOVE", "PRECISION_RATIO", "STALL_CERTIFICATES", "CertNote", "Run", "format_round"]
+
+
+class CertNote(NamedTuple):
+    """What :meth:`Run.stalled` keeps of each certificate of a precision phase."""
+
+    round: int
+    best: float  # the best certified gap so far
+    moved: float  # how far the coefficients moved since the previous one (relative, max-norm)
+    hopeful: bool  # the gap estimate had met the target
+    # The coordinates the device had just visited certified a gap above the target and
+    # PRECISION_RATIO times what the device's own state gave them.
+    precise: bool
 
 
 class _CallbackStop(Exception):
@@ -54,15 +67,9 @@ class Run:
         self.start_cert_time = 0.0  # the start's certificate, counted in round 1's record
         self.last_cert, self.cert_wait = 0, 1
         self.cert_end, self.cert_cost = t0, 0.0  # when the last certificate ended, its cost
-        # The best certified gap after each certificate of this precision phase, for stalled().
-        # With it, how far the coefficients moved since the previous certificate (relative,
-        # max-norm), and that certificate's coefficients.
-        self.best_log: list[tuple[int, float, float]] = []
-        # Whether the gap estimate had met the target when each of those was taken.
-        self.hopeful_log: list[bool] = []
-        # Whether the coordinates the device had just visited certified a gap above the
-        # target and PRECISION_RATIO times what the device's own state gave them.
-        self.precision_log: list[bool] = []
+        # Each certificate of this precision phase, for stalled(); and the last one's
+        # coefficients.
+        self.cert_log: list[CertNote] = []
         self._last_alpha = None
         self.refinement = None
         self.error = None  # what a callback raised
@@ -118,18 +125,17 @@ class Run:
             record.update(gap=self.cert.gap, objective=self.cert.objective,
                           cert_bounded=getattr(self.cert, "n_bounded", 0))  # fmt: skip
             _class_gaps(record, self.cert)
-            best = min(self.cert.gap, self.best_log[-1][1]) if self.best_log else self.cert.gap
+            best = min(self.cert.gap, self.cert_log[-1].best) if self.cert_log else self.cert.gap
             a = self.cert.alpha
             moved = np.inf
             if self._last_alpha is not None:
                 scale = max(float(np.max(np.abs(a), initial=0.0)), np.finfo(np.float64).tiny)
                 moved = float(np.max(np.abs(a - self._last_alpha), initial=0.0)) / scale
             self._last_alpha = a  # the certificate's own copy
-            self.best_log.append((local.n_rounds, best, moved))
-            self.hopeful_log.append(bool(record["gap_estimate"] <= self.target))
-            self.precision_log.append(
-                bool(exact > self.target and exact > PRECISION_RATIO * device_says)
-            )
+            self.cert_log.append(CertNote(
+                local.n_rounds, best, moved, bool(record["gap_estimate"] <= self.target),
+                bool(exact > self.target and exact > PRECISION_RATIO * device_says),
+            ))  # fmt: skip
         record["dtype"] = str(local.dtype)
         record["bytes_h2d"] = local.ledger.bytes_h2d - h2d0
         record["bytes_d2h"] = local.ledger.bytes_d2h - d2h0
@@ -189,15 +195,16 @@ class Run:
             return False
         if just_certified and self.last_cert != local.n_rounds:
             return False
-        if len(self.best_log) >= 3 and all(self.hopeful_log[-2:]):
+        log = self.cert_log
+        if len(log) >= 3 and all(c.hopeful for c in log[-2:]):
             # The floor's second sign, sooner: at the last two certificates the device's own
             # estimate had met the target and the exact gap had not, the best gap did not
             # halve and the coefficients stood still. A 16 GiB float32 Lasso on disk
             # (benchmarks/out_of_core.py) sat there 40 rounds, 40 s, for the rule below.
-            (_, first, _), (_, _, m1), (_, last, m2) = self.best_log[-3:]
-            if last > 0.5 * first and m1 + m2 <= FLOOR_MOVE:
+            first, c1, c2 = log[-3:]
+            if c2.best > 0.5 * first.best and c1.moved + c2.moved <= FLOOR_MOVE:
                 return True
-        if len(self.best_log) >= 2 and all(self.precision_log[-2:]):
+        if len(log) >= 2 and all(c.precise for c in log[-2:]):
             # The precision's own sign: at the last two certificates, the coordinates the
             # device had just visited, whose gaps came from the device's state at the
             # coefficients certified (not stale ones), certified far more than that state
@@ -207,14 +214,13 @@ class Run:
             # set moves them. A hinge SVM of 32 copies of 4096 rows at a 5% budget: exact
             # 3e-3 to 4e-3 against the device's 3e-5 for 3000 rounds, where float64
             # converged in 50; a 16 GiB one on disk sat at 0.2 for 80 rounds (7 minutes).
-            (_, before, _), (_, last, _) = self.best_log[-2:]
-            if last > 0.5 * before:
+            if log[-1].best > 0.5 * log[-2].best:
                 return True
         horizon = local.n_rounds - STALL_CERTIFICATES * self.certify_every
-        past = [best for r, best, _ in self.best_log if r <= horizon]
-        if not past or self.best_log[-1][1] <= 0.5 * past[-1]:
+        past = [c.best for c in log if c.round <= horizon]
+        if not past or log[-1].best <= 0.5 * past[-1]:
             return False
-        moved = sum(m for r, _, m in self.best_log if r > horizon)
+        moved = sum(c.moved for c in log if c.round > horizon)
         return moved <= FLOOR_MOVE
 
     def refine(self, local_solver, dtype) -> None:
@@ -236,8 +242,7 @@ class Run:
             self.refinement = {"dtype": str(dtype), "round": n, "gap": float(self.cert.gap)}
         new.resume(self.cert, n)
         self.local = new
-        self.best_log, self.hopeful_log, self._last_alpha = [], [], None
-        self.precision_log = []
+        self.cert_log, self._last_alpha = [], None
 
     def finish(self) -> None:
         """The stop's certificate (not converged), completing the last round's record."""
