@@ -370,3 +370,43 @@ def test_streamed_products_are_float64(tmp_path, layout):
     dense = rng.standard_normal(C.shape[0])  # most coordinates non-zero: streamed
     np.testing.assert_allclose(st.combine(dense), C.T @ dense, rtol=1e-12, atol=1e-9)
     assert st.host_peak <= st.host_budget
+
+
+@pytest.mark.parametrize("tiered", [False, True], ids=["memory", "disk tier"])
+def test_hopeful_certificates_are_rate_limited_over_a_disk_tier(monkeypatch, tiered):
+    """An estimate that keeps meeting the target while the exact gap does not: in memory
+    the certificates it asks for come 1, 2, 4, 8, then 10 rounds apart (certify_every); over
+    a disk tier, once it has been too hopeful, only when the rounds since took as long as
+    the last certificate did, so that they take at most about half of the fit's time
+    (each round 1 s and each certificate 10 s on a fake clock here)."""
+    from types import SimpleNamespace
+
+    import duhl_cl.duhl.rounds as rounds
+
+    clock = [0.0]
+    monkeypatch.setattr(rounds.time, "perf_counter", lambda: clock[0])
+    store = SimpleNamespace(tiered=tiered, bytes_disk=0, n_from_host=0, n_from_disk=0,
+                            host_peak=0)  # fmt: skip
+    local = SimpleNamespace(n_rounds=0, store=store, dtype=np.dtype("float32"),
+                            ledger=SimpleNamespace(bytes_h2d=0, bytes_d2h=0),
+                            ws=SimpleNamespace(visited=np.arange(3)), z=np.zeros(5))  # fmt: skip
+
+    def run_round():
+        clock[0] += 1.0
+        local.n_rounds += 1
+        return {"round": local.n_rounds, "gap_estimate": 0.5, "gap": None, "cert_time": 0.0}
+
+    def certify():
+        clock[0] += 10.0
+        return SimpleNamespace(gap=2.0, objective=1.0, alpha=np.ones(3))
+
+    local.run_round, local.certify = run_round, certify
+    run = rounds.Run(local, target=1.0, certify_every=10, t0=0.0, verbose=0, callback=None)
+    run.rounds(max_iter=60, max_time=None, local_solver=None, refine_dtype=None)
+    certified = [r["round"] for r in run.history if r["gap"] is not None]
+    if not tiered:
+        assert certified == [1, 3, 7, 15, 25, 35, 45, 55]
+    else:
+        assert certified == [1, 11, 21, 31, 41, 51]
+        share = sum(r["cert_time"] for r in run.history) / clock[0]
+        assert share <= 0.5 + 10.0 / clock[0]
