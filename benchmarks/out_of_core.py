@@ -109,7 +109,14 @@ def child(cfg):
     t_hit = {}
     t0 = [None]
 
+    trace = open(cfg["trace"], "a") if cfg.get("trace") else None  # noqa: SIM115
+
     def callback(rec):
+        if trace is not None:
+            # A run the memory limit kills leaves its rounds and its memory here.
+            keep = {k: rec.get(k) for k in ("round", "time", "gap", "cert_time", "host_peak")}
+            trace.write(json.dumps({**keep, "anon": _anon_now()}) + "\n")
+            trace.flush()
         if rec["gap"] is None or rec.get("objective") is None:
             return True
         rel = rec["gap"] / abs(rec["objective"])
@@ -172,13 +179,19 @@ class _AnonPeak:
 
     def _run(self):
         while not self._done.wait(0.02):
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("RssAnon:"):
-                    self.peak = max(self.peak, int(line.split()[1]) * 1024)
+            self.peak = max(self.peak, _anon_now())
 
     def stop(self):
         self._done.set()
         self._thread.join()
+
+
+def _anon_now():
+    """The process's anonymous resident bytes now (RssAnon)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def _io_read_bytes():
@@ -219,7 +232,7 @@ def main():
         "--host-budget-gib",
         type=float,
         default=None,
-        help="duhl's host_budget (default: limit - device budget - 1.25 GiB)",
+        help="duhl's host_budget (default: limit - device budget - 1.5 GiB)",
     )
     ap.add_argument("--dir", default="/work/scratch/ooc", help="where the stores go")
     ap.add_argument("--models", default="lasso,svm")
@@ -272,8 +285,12 @@ def main():
               f"GiB on disk, layout {data.layout}; k = {k} copies", flush=True)  # fmt: skip
         device_budget = int(a.device_frac * data.nbytes)
         hb = a.host_budget_gib
+        # What the process holds beside the ledger's data: the device's buffers (a CPU
+        # device's are host memory), the OpenCL runtime, Python, the O(n) vectors and the
+        # certificate's temporaries (a 16 GiB SVM: 1.1 GiB of anonymous memory above the
+        # ledger and the device at its peak; with 1.25 GiB left it was killed once).
         host_budget = (
-            int(hb * 2**30) if hb else int(max(limit - device_budget - 1.25 * 2**30, limit / 4))
+            int(hb * 2**30) if hb else int(max(limit - device_budget - 1.5 * 2**30, limit / 4))
         )
         for method in a.methods.split(","):
             policy = "sequential" if method == "sequential" else "duhl"
@@ -289,7 +306,9 @@ def main():
             cfg = {"kind": kind, "method": method, "store": str(path), "param": param,
                    "tol": TARGETS[-1] * ref.objective_ / scale,
                    "policy": policy, "device_budget": device_budget, "host_budget": hbud,
-                   "max_time": a.max_time, "cgroup": str(group) if group else None}  # fmt: skip
+                   "max_time": a.max_time, "cgroup": str(group) if group else None,
+                   "trace": str(root / f"{kind}-{method}.trace.jsonl")}  # fmt: skip
+            Path(cfg["trace"]).unlink(missing_ok=True)
             drop_caches()
             if group:
                 try:
@@ -304,7 +323,14 @@ def main():
                     res = json.loads(line[7:])
             if res is None:
                 res = {"method": method, "kind": kind, "failed": proc.returncode,
-                       "stderr": proc.stderr[-2000:]}  # fmt: skip
+                       "stderr": proc.stderr[-2000:], "trace": cfg["trace"]}  # fmt: skip
+                lines = (
+                    Path(cfg["trace"]).read_text().splitlines()
+                    if Path(cfg["trace"]).exists()
+                    else []
+                )
+                if lines:
+                    res["last_round"] = json.loads(lines[-1])
             else:
                 res["optimum_small"] = ref.objective_
             results.append(res)
