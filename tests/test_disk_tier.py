@@ -286,7 +286,7 @@ def test_bounded_certificate_is_valid(tmp_path, monkeypatch, name, points_bytes,
     is at most every primal value seen), while its primal objective is the exact one. Where
     the model allows it, the later certificates bound most coordinates and read fewer
     bytes than a pass."""
-    from duhl_cl.duhl import certificate as cert_module
+    from duhl_cl.duhl import bounds as cert_module
     from duhl_cl.duhl.certificate import certificate
     from duhl_cl.store import CoordinateStore
     from duhl_cl.testing import reference_pass
@@ -373,12 +373,12 @@ def test_streamed_products_are_float64(tmp_path, layout):
 
 
 @pytest.mark.parametrize("tiered", [False, True], ids=["memory", "disk tier"])
-def test_hopeful_certificates_are_rate_limited_over_a_disk_tier(monkeypatch, tiered):
-    """An estimate that keeps meeting the target while the exact gap does not: in memory
-    the certificates it asks for come 1, 2, 4, 8, then 10 rounds apart (certify_every); over
-    a disk tier, once it has been too hopeful, only when the rounds since took as long as
-    the last certificate did, so that they take at most about half of the fit's time
-    (each round 1 s and each certificate 10 s on a fake clock here)."""
+def test_periodic_certificates_over_a_disk_tier_are_balanced_against_their_cost(monkeypatch,
+                                                                               tiered):  # fmt: skip
+    """An estimate above the target: in memory a certificate every certify_every rounds;
+    over a disk tier once the rounds since the last one took as long as it did, so that
+    they take at most about half of the fit's time (each round 1 s and each certificate
+    10 s on a fake clock here, with no prediction of a cheaper next one)."""
     from types import SimpleNamespace
 
     import duhl_cl.duhl.rounds as rounds
@@ -386,7 +386,7 @@ def test_hopeful_certificates_are_rate_limited_over_a_disk_tier(monkeypatch, tie
     clock = [0.0]
     monkeypatch.setattr(rounds.time, "perf_counter", lambda: clock[0])
     store = SimpleNamespace(tiered=tiered, bytes_disk=0, n_from_host=0, n_from_disk=0,
-                            host_peak=0)  # fmt: skip
+                            host_peak=0, product_bounds=None)  # fmt: skip
     local = SimpleNamespace(n_rounds=0, store=store, dtype=np.dtype("float32"),
                             ledger=SimpleNamespace(bytes_h2d=0, bytes_d2h=0),
                             ws=SimpleNamespace(visited=np.arange(3)), z=np.zeros(5))  # fmt: skip
@@ -394,7 +394,7 @@ def test_hopeful_certificates_are_rate_limited_over_a_disk_tier(monkeypatch, tie
     def run_round():
         clock[0] += 1.0
         local.n_rounds += 1
-        return {"round": local.n_rounds, "gap_estimate": 0.5, "gap": None, "cert_time": 0.0}
+        return {"round": local.n_rounds, "gap_estimate": 5.0, "gap": None, "cert_time": 0.0}
 
     def certify():
         clock[0] += 10.0
@@ -405,8 +405,45 @@ def test_hopeful_certificates_are_rate_limited_over_a_disk_tier(monkeypatch, tie
     run.rounds(max_iter=60, max_time=None, local_solver=None, refine_dtype=None)
     certified = [r["round"] for r in run.history if r["gap"] is not None]
     if not tiered:
-        assert certified == [1, 3, 7, 15, 25, 35, 45, 55]
+        assert certified == [10, 20, 30, 40, 50, 60]
     else:
         assert certified == [1, 11, 21, 31, 41, 51]
         share = sum(r["cert_time"] for r in run.history) / clock[0]
         assert share <= 0.5 + 10.0 / clock[0]
+
+
+def test_a_cheap_next_certificate_is_not_delayed_by_an_expensive_last_one(monkeypatch):
+    """Over a disk tier the wait for a periodic certificate is the next one's predicted time
+    (its bounds' bytes at the last one's rate), not the last one's: a first certificate that
+    streams the store (1 GiB, 10 s on a fake clock) and later ones that read 0.2 GiB (2 s)
+    come 2 rounds apart (1 s each), not 10."""
+    from types import SimpleNamespace
+
+    import duhl_cl.duhl.rounds as rounds
+
+    GiB = 1 << 30
+    clock = [0.0]
+    monkeypatch.setattr(rounds.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(rounds, "last_read_bytes", lambda st: st.read_last)
+    store = SimpleNamespace(tiered=True, bytes_disk=0, n_from_host=0, n_from_disk=0,
+                            host_peak=0, read_last=0)  # fmt: skip
+    local = SimpleNamespace(n_rounds=0, store=store, dtype=np.dtype("float32"),
+                            ledger=SimpleNamespace(bytes_h2d=0, bytes_d2h=0),
+                            ws=SimpleNamespace(visited=np.arange(3)), z=np.zeros(5),
+                            predicted_cert_bytes=lambda: GiB // 5)  # fmt: skip
+
+    def run_round():
+        clock[0] += 1.0
+        local.n_rounds += 1
+        return {"round": local.n_rounds, "gap_estimate": 5.0, "gap": None, "cert_time": 0.0}
+
+    def certify():
+        store.read_last = GiB if store.read_last == 0 else GiB // 5
+        clock[0] += 10.0 * store.read_last / GiB
+        return SimpleNamespace(gap=2.0, objective=1.0, alpha=np.ones(3))
+
+    local.run_round, local.certify = run_round, certify
+    run = rounds.Run(local, target=1.0, certify_every=10, t0=0.0, verbose=0, callback=None)
+    run.rounds(max_iter=15, max_time=None, local_solver=None, refine_dtype=None)
+    certified = [r["round"] for r in run.history if r["gap"] is not None]
+    assert certified == [1, 3, 5, 7, 9, 11, 13, 15]

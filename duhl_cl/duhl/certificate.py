@@ -17,14 +17,15 @@ shared vector to the coordinates (docs/architecture.md, "The maths"):
 
 Over a disk tier (duhl_cl.store.tiered) a certificate need not read every coordinate: each
 product moves by at most ``||c_i|| ||p - p'||`` between two points, so the last
-certificate's products bound the new ones (:class:`ProductBounds`, the reasoning of gap
-safe screening, Fercoq, Gramfort and Salmon 2015). A coordinate at 0 whose worst case in
-that interval still has a zero gap (a Lasso feature with ``|u_i| + r_i <= l1``, an SVM
-sample with margin ``mu_i - r_i >= 1``) has a zero gap; only the others, the non-zero
-coordinates and the cached ones are read. The gap, computed with each unread coordinate at
-its worst case, stays a valid bound (``objective - optimum <= gap``): the penalties' and
-losses' conjugate terms are monotone in ``|u_i|`` (primal) or ``mu_i`` (dual) there, and a
-pure l1 model's dual point is scaled by the larger ``max |u_i|``, so it stays feasible.
+certificate's products bound the new ones (:class:`duhl_cl.duhl.bounds.ProductBounds`, the
+reasoning of gap safe screening, Fercoq, Gramfort and Salmon 2015). A coordinate at 0 whose
+worst case in that interval still has a zero gap (a Lasso feature with ``|u_i| + r_i <=
+l1``, an SVM sample with margin ``mu_i - r_i >= 1``) has a zero gap; only the others, the
+non-zero coordinates and the cached ones are read. The gap, computed with each unread
+coordinate at its worst case, stays a valid bound (``objective - optimum <= gap``): the
+penalties' and losses' conjugate terms are monotone in ``|u_i|`` (primal) or ``mu_i`` (dual)
+there, and a pure l1 model's dual point is scaled by the larger ``max |u_i|``, so it stays
+feasible.
 """
 
 from __future__ import annotations
@@ -33,11 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .bounds import bounded_u
+
 __all__ = [
-    "BOUNDED_SHARE",
     "Certificate",
-    "LONG_COORDINATE",
-    "ProductBounds",
     "certificate",
     "coordinate_u",
     "coordinate_u_many",
@@ -163,96 +163,11 @@ def gaps_against(model, store, alpha, shared):
     return u, model.gaps(np.asarray(alpha, dtype=np.float64), u)
 
 
-# A certificate over a disk tier reads the coordinates its bounds leave undecided unless that
-# is more than this share of the store's bytes on disk: it streams the whole store then
-# (sequential reads, every bound made exact again). Short coordinates read one by one cost
-# far more a byte than a stream: a 16 GiB SVM's certificates that read 10-14% of its 4 KiB
-# rows that way took 38-54 s, against 15-20 s for a stream. Not where the coordinates
-# average at least LONG_COORDINATE bytes (a column store of many rows): each is then one
-# long read whatever the order, and reading the undecided ones only is never more (a 16 GiB
-# Lasso's columns are 16 MiB each).
-BOUNDED_SHARE = 0.05
-LONG_COORDINATE = 1 << 20
-
-
-# Host bytes the reference points of the bounds may take (a primal point is n_samples long):
-# at most 8 points, at least 1. More points keep each bound at its own distance instead of
-# the sum of the steps since (an SVM's rows alternated between bounded and streamed
-# certificates with one point, measured on the tests' problem).
-POINTS_BYTES = 64 << 20
-
-
-@dataclass
-class ProductBounds:
-    """Every coordinate's product with a point of an earlier certificate over a disk tier:
-    ``|(c_i, bias) . points[ref_i] - q_i| <= slack_i`` (slack 0 where read exactly), so that
-    at a new point p, ``|(c_i, bias) . p - q_i| <= slack_i + ||(c_i, bias)|| ||p -
-    points[ref_i]||``.
-
-    q is the raw product, before the labels: ``X^T p`` (primal) or ``X w + bias w_b``
-    (dual), so one record serves any labels over the same data."""
-
-    points: list
-    q: np.ndarray
-    ref: np.ndarray
-    slack: np.ndarray
-    bias: float
-
-    @classmethod
-    def exact(cls, point, q, bias):
-        n = len(q)
-        return cls([point], q, np.zeros(n, dtype=np.int8), np.zeros(n), bias)
-
-    def radius(self, point, norms):
-        dist = np.array([np.linalg.norm(point - p) for p in self.points])
-        return self.slack + norms * dist[self.ref]
-
-    def moved_to(self, point, read, q_read, norms):
-        """The record once coordinates ``read`` are exact at ``point`` (a new reference);
-        the points no coordinate refers to are dropped, and beyond the points' bytes the
-        oldest one's coordinates move onto ``point`` with their distance added to slack."""
-        q, ref, slack = self.q.copy(), self.ref.copy(), self.slack.copy()
-        points = [*self.points, point]
-        new = len(points) - 1
-        q[read], ref[read], slack[read] = q_read, new, 0.0
-        most = int(np.clip(POINTS_BYTES // max(8 * len(point), 1), 1, 8))
-        while True:
-            used = np.zeros(len(points), dtype=bool)
-            used[ref] = True
-            used[new] = True
-            keep = np.flatnonzero(used)
-            if len(keep) <= most:
-                break
-            old = int(keep[0])
-            moving = ref == old
-            slack[moving] += norms[moving] * np.linalg.norm(point - points[old])
-            ref[moving] = new
-        renumber = np.full(len(points), -1, dtype=np.int8)
-        renumber[keep] = np.arange(len(keep))
-        return ProductBounds([points[k] for k in keep], q, renumber[ref], slack, self.bias)
-
-
-def _raw_products(model, store, point, sel=None):
-    """``(c_i, bias) . point`` in float64 of coordinates ``sel`` (None: every one, streamed)."""
-    point = np.asarray(point, dtype=np.float64)
-    if model.primal:
-        return store.project(point, sel)
-    return store.project(point[:-1], sel) + model.bias * float(point[-1])
-
-
-def _worst(model, store, q, radius):
-    """u at each coordinate's worst case within its bound: primal ``|u|`` largest (the sign
-    of q kept), dual the smallest margin."""
-    if model.primal:
-        return np.sign(q) * (np.abs(q) + radius)
-    y = store.labels
-    return y * q - np.abs(y) * radius
-
-
 def certified_u(model, store, point, alpha):
     """Every coordinate's u at ``point`` for a certificate at ``alpha``, and how many of them
     are worst-case bounds (see module docstring): every u exact, by a pass over the data,
-    except over a disk tier that holds :class:`ProductBounds` from an earlier certificate.
+    except over a disk tier, whose earlier certificates' products bound the coordinates
+    (:func:`duhl_cl.duhl.bounds.bounded_u`).
 
     Returns
     -------
@@ -261,24 +176,7 @@ def certified_u(model, store, point, alpha):
     """
     if not store.tiered:
         return coordinate_u(model, store, point), 0
-    point = np.array(point, dtype=np.float64)
-    bias = 0.0 if model.primal else model.bias
-    prev = store.product_bounds
-    if prev is not None and prev.bias == bias:
-        norms = store.coordinate_norms(bias)
-        radius = prev.radius(point, norms)
-        with np.errstate(invalid="ignore", over="ignore"):
-            open_gap = ~(model.gaps(alpha, _worst(model, store, prev.q, radius)) <= 0)
-        read = np.flatnonzero((alpha != 0) | open_gap | store.cached_mask)
-        long = store.nbytes >= LONG_COORDINATE * store.n_coords
-        if long or store.disk_bytes(read) <= BOUNDED_SHARE * store.nbytes:
-            bounds = prev.moved_to(point, read, _raw_products(model, store, point, read), norms)
-            store.product_bounds = bounds
-            radius[read] = 0.0
-            return _worst(model, store, bounds.q, radius), store.n_coords - len(read)
-    q = _raw_products(model, store, point)
-    store.product_bounds = ProductBounds.exact(point, q, bias)
-    return _worst(model, store, q, 0.0), 0
+    return bounded_u(model, store, point, alpha)
 
 
 def certificate(model, store, alpha, intercept=0.0) -> Certificate:

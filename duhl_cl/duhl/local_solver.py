@@ -23,7 +23,8 @@ import time
 
 import numpy as np
 
-from .certificate import certificate, gaps_against, rescore, shared_vector
+from .bounds import predicted_cert_bytes
+from .certificate import certificate, dual_point, gaps_against, rescore, shared_vector
 from .policies import make_policy
 from .refresh import HostRefresher
 from .working_set import DeviceWorkingSet
@@ -304,6 +305,13 @@ class LocalSolver(SolverLifetime):
         self._remember(cert)
         self.set_shared(cert.shared)
         return cert
+
+    def predicted_cert_bytes(self) -> int:
+        """Bytes of coordinates the next certificate would read over a disk tier, by the
+        bounds at the device's own point of this round (duhl_cl.duhl.bounds; nothing is
+        read)."""
+        point = dual_point(self.model, self.shared)
+        return predicted_cert_bytes(self.model, self.store, point, self.alpha)
 
     def recertify(self, cert):
         """``cert`` under a new penalty of the model (duhl_cl.duhl.certificate.rescore, no

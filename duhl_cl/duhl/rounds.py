@@ -5,7 +5,7 @@ the switch to float64, and the stop's record.
 one fit (duhl_cl.duhl.solver.solve) or one point of a path (duhl_cl.duhl.path): it certifies
 when the gap estimate suggests the tolerance is reached and at least every
 ``certify_every`` rounds (waiting twice as long after a certificate that was too hopeful;
-over a disk tier, as long as the last certificate took),
+over a disk tier, periodically once the rounds took as long as the next one is expected to),
 keeps the history, tells a floor from a slow fit (:meth:`Run.stalled`), rebuilds the working
 set in float64 (:meth:`Run.refine`), and completes the last record with the stop's
 certificate (:meth:`Run.finish`). The callback's False and its exceptions stop the rounds.
@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..device.ledger import MemoryBudgetError
+from .bounds import last_read_bytes
 
 # A stall: the best certified gap has not halved over this many certificate intervals.
 STALL_CERTIFICATES = 4
@@ -27,8 +28,19 @@ FLOOR_MOVE = 1e-4
 # The precision's own sign: the exact gaps of the coordinates the device had just visited
 # are more than this many times what the device's state said of them (see Run.stalled).
 PRECISION_RATIO = 4.0
+# A certificate that read at least this much measures the rate for the next one's
+# predicted time (Run._balanced).
+CERT_RATE_BYTES = 64 << 20
 
-__all__ = ["FLOOR_MOVE", "PRECISION_RATIO", "STALL_CERTIFICATES", "CertNote", "Run", "format_round"]
+__all__ = [
+    "CERT_RATE_BYTES",
+    "FLOOR_MOVE",
+    "PRECISION_RATIO",
+    "STALL_CERTIFICATES",
+    "CertNote",
+    "Run",
+    "format_round",
+]
 
 
 class CertNote(NamedTuple):
@@ -68,6 +80,10 @@ class Run:
         self.start_cert_time = 0.0  # the start's certificate, counted in round 1's record
         self.last_cert, self.cert_wait = 0, 1
         self.cert_end, self.cert_cost = t0, 0.0  # when the last certificate ended, its cost
+        # Over a disk tier: the last certificate's bytes of coordinates read a second, and
+        # the next one's cost as predicted (when, how long predicting took), see _balanced.
+        self.cert_rate = None
+        self._predicted = (-np.inf, 0.0, np.inf)
         # Each certificate of this precision phase, for stalled(); and the last one's
         # coefficients.
         self.cert_log: list[CertNote] = []
@@ -107,7 +123,7 @@ class Run:
         if local.n_rounds == 1:
             record["cert_time"] = self.start_cert_time
         since = local.n_rounds - self.last_cert
-        if (record["gap_estimate"] <= self.target and self._hopeful_due(st, since)) or (
+        if (record["gap_estimate"] <= self.target and since >= self.cert_wait) or (
             self._periodic_due(st, since)
         ):
             # The certificate is an exact host pass over all the data; when the estimate
@@ -119,6 +135,9 @@ class Run:
             exact = float(np.sum(local.z[..., visited]))  # the certificate's gaps of them
             self.cert_end = time.perf_counter()
             self.cert_cost = self.cert_end - t_cert
+            if st.tiered and last_read_bytes(st) >= CERT_RATE_BYTES:
+                self.cert_rate = last_read_bytes(st) / self.cert_cost
+            self._predicted = (-np.inf, 0.0, np.inf)
             record["cert_time"] += self.cert_cost
             self.last_cert = local.n_rounds
             ok = self.cert.gap <= self.target
@@ -161,35 +180,45 @@ class Run:
                 raise _CallbackStop
         return record["gap"] is not None and self.cert.gap <= self.target
 
-    def _hopeful_due(self, store, since) -> bool:
-        """Whether the certificate the gap estimate asks for (it met the target) is due
-        ``since`` rounds after the last one: ``cert_wait`` rounds after it, twice as many
-        after each certificate the estimate was too hopeful for. Over a disk tier, once the
-        estimate has been too hopeful, also not before the rounds since took as long as
-        the last certificate (the periodic balance): a 16 GiB SVM's estimate met the target
-        every ~10 rounds (a few seconds) while its certificates were whole streams of the
-        store: with the start's, eight streams were 187 s of a 271 s fit, six of them asked
-        for by an estimate that had already been too hopeful."""
-        if since < self.cert_wait:
-            return False
-        if self.cert_wait == 1 or not store.tiered:
-            return True
-        return time.perf_counter() - self.cert_end >= self.cert_cost
-
     def _periodic_due(self, store, since) -> bool:
         """Whether the periodic certificate is due ``since`` rounds after the last one: in
         memory every ``certify_every`` rounds; over a disk tier, whose certificate may be
         a pass over the store on disk, once the rounds since the last one took as long as
-        it did, however many they were, so that the periodic certificates take at most
-        half of the fit's time (a 16 GiB Lasso: 8-10 s a certificate against 0.3 s a round;
+        the next one is expected to (:meth:`_balanced`), however many they were, so that
+        the periodic certificates take at most about half of the fit's time (a 16 GiB Lasso: 8-10 s a certificate against 0.3 s a round;
         every 10 rounds they were 75% of the fit). Not fewer rounds when they are slow: a
         16 GiB SVM's first 9 rounds took 20 s each, drawing rows from disk by gap memories
         all equal at alpha = 0, and 0.1-0.6 s each once a certificate had ranked them.
-        The certificates the gap estimate asks for are delayed only once it has been too
-        hopeful (:meth:`_hopeful_due`)."""
+        The certificates the gap estimate asks for are not delayed: over a disk tier their
+        streams are also what ranks the rows for the host cache and the device (a 16 GiB
+        SVM whose certificates after a too-hopeful estimate waited as long as the last one
+        took, 36-53 s, was at a relative gap of 1.6e-2 after 290 s, where it had converged
+        in 271 s with them every ~10 rounds)."""
         if not store.tiered:
             return since >= self.certify_every
-        return since >= 1 and time.perf_counter() - self.cert_end >= self.cert_cost
+        return since >= 1 and self._balanced()
+
+    def _balanced(self) -> bool:
+        """Over a disk tier: whether the rounds since the last certificate took as long as
+        the next one is expected to take: the last one's time, or less where the bounds at
+        the device's point of this round say it would read less (those bytes at the last
+        certificate's rate, host cache or disk). A 16 GiB Lasso's certificate streamed the
+        store in 28 s at a relative gap of 4e-5; the next, bounded, read 120 of its 1024
+        columns in 1.9 s, but waiting the 28 s had cost 41 rounds at the float32 floor.
+        Predicting reads no data (O(n_coords) on the host); it is repeated only after 20
+        times as long as it took."""
+        now = time.perf_counter()
+        waited = now - self.cert_end
+        if waited >= self.cert_cost:
+            return True
+        predict = getattr(self.local, "predicted_cert_bytes", None)
+        if self.cert_rate is None or predict is None:
+            return False
+        at, took, cost = self._predicted
+        if now - at >= 20 * took:
+            cost = predict() / self.cert_rate
+            self._predicted = (now, time.perf_counter() - now, cost)
+        return waited >= cost
 
     def stalled(self, just_certified: bool = True) -> bool:
         """Whether the fit has stalled at its precision's floor above the target: just

@@ -131,7 +131,7 @@ class TieredStore(Store):
         self._window = 0
         self._pool = None
         # Bounds on every coordinate's product with the last certificate's point
-        # (duhl_cl.duhl.certificate.ProductBounds), set by the certificates.
+        # (duhl_cl.duhl.bounds.ProductBounds), set by the certificates.
         self.product_bounds = None
         sq = data.sqnorm
         if row_weights is not None and primal:
@@ -378,7 +378,7 @@ class TieredStore(Store):
     # -- what a certificate needs to bound the coordinates it does not read
     def coordinate_norms(self, bias=0.0):
         """``||(c_i, bias)||`` of every coordinate, float64: the factor of the bound
-        ``|c_i . (p - p')| <= ||c_i|| ||p - p'||`` (duhl_cl.duhl.certificate). Rounded up
+        ``|c_i . (p - p')| <= ||c_i|| ||p - p'||`` (duhl_cl.duhl.bounds). Rounded up
         by 1e-5 relative: a sparse store's squares were summed in its values' precision
         (scipy keeps float32; 7e-8 off over 2e6 entries, measured)."""
         return np.sqrt(self.data.sqnorm + bias * bias) * (1.0 + 1e-5)
@@ -391,10 +391,14 @@ class TieredStore(Store):
     def disk_bytes(self, coords) -> int:
         """Bytes a :meth:`fetch` of ``coords`` would read from disk (the uncached ones)."""
         coords = np.asarray(coords, dtype=np.int64)
-        miss = coords[self.cache.coord_slot[coords] < 0]
+        return self.coordinate_bytes(coords[self.cache.coord_slot[coords] < 0])
+
+    def coordinate_bytes(self, coords) -> int:
+        """Bytes of the coordinates ``coords`` on disk, cached or not."""
+        coords = np.asarray(coords, dtype=np.int64)
         if self.sparse:
-            return int(self.lens[miss].astype(np.int64).sum()) * self.entry
-        return len(miss) * self.dim * self.entry
+            return int(self.lens[coords].astype(np.int64).sum()) * self.entry
+        return len(coords) * self.dim * self.entry
 
     # -- the host cache
     def rank(self, z, exclude=None) -> int:

@@ -1,0 +1,181 @@
+"""A disk tier's certificate that reads only what it must: the product bounds.
+
+Each product ``(c_i, bias) . p`` moves by at most ``||(c_i, bias)|| ||p - p'||`` between two
+points, so an earlier certificate's products bound the new ones (:class:`ProductBounds`,
+the reasoning of gap safe screening, Fercoq, Gramfort and Salmon 2015). A coordinate at 0
+whose worst case in that interval still has a zero gap (a Lasso feature with ``|u_i| + r_i
+<= l1``, an SVM sample with margin ``mu_i - r_i >= 1``) has a zero gap and is not read;
+the gap computed with each unread coordinate at its worst case stays a valid bound
+(duhl_cl.duhl.certificate's module docstring says why). :func:`bounded_u` is what
+:func:`duhl_cl.duhl.certificate.certified_u` calls over a disk tier
+(duhl_cl.store.tiered, which keeps the record between certificates);
+:func:`predicted_cert_bytes` and :func:`last_read_bytes` tell the rounds (duhl_cl.duhl.rounds)
+what the next one would read and what the last one did, so that they can time it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "BOUNDED_SHARE",
+    "LONG_COORDINATE",
+    "POINTS_BYTES",
+    "ProductBounds",
+    "bounded_u",
+    "last_read_bytes",
+    "predicted_cert_bytes",
+]
+
+
+# A certificate over a disk tier reads the coordinates its bounds leave undecided unless that
+# is more than this share of the store's bytes on disk: it streams the whole store then
+# (sequential reads, every bound made exact again). Short coordinates read one by one cost
+# far more a byte than a stream: a 16 GiB SVM's certificates that read 10-14% of its 4 KiB
+# rows that way took 38-54 s, against 15-20 s for a stream. Not where the coordinates
+# average at least LONG_COORDINATE bytes (a column store of many rows): each is then one
+# long read whatever the order, and reading the undecided ones only is never more (a 16 GiB
+# Lasso's columns are 16 MiB each).
+BOUNDED_SHARE = 0.05
+LONG_COORDINATE = 1 << 20
+
+
+# Host bytes the reference points of the bounds may take (a primal point is n_samples long):
+# at most 8 points, at least 1. More points keep each bound at its own distance instead of
+# the sum of the steps since (an SVM's rows alternated between bounded and streamed
+# certificates with one point, measured on the tests' problem).
+POINTS_BYTES = 64 << 20
+
+
+@dataclass
+class ProductBounds:
+    """Every coordinate's product with a point of an earlier certificate over a disk tier:
+    ``|(c_i, bias) . points[ref_i] - q_i| <= slack_i`` (slack 0 where read exactly), so that
+    at a new point p, ``|(c_i, bias) . p - q_i| <= slack_i + ||(c_i, bias)|| ||p -
+    points[ref_i]||``.
+
+    q is the raw product, before the labels: ``X^T p`` (primal) or ``X w + bias w_b``
+    (dual), so one record serves any labels over the same data."""
+
+    points: list
+    q: np.ndarray
+    ref: np.ndarray
+    slack: np.ndarray
+    bias: float
+
+    @classmethod
+    def exact(cls, point, q, bias):
+        n = len(q)
+        return cls([point], q, np.zeros(n, dtype=np.int8), np.zeros(n), bias)
+
+    def radius(self, point, norms):
+        dist = np.array([np.linalg.norm(point - p) for p in self.points])
+        return self.slack + norms * dist[self.ref]
+
+    def moved_to(self, point, read, q_read, norms):
+        """The record once coordinates ``read`` are exact at ``point`` (a new reference);
+        the points no coordinate refers to are dropped, and beyond the points' bytes the
+        oldest one's coordinates move onto ``point`` with their distance added to slack."""
+        q, ref, slack = self.q.copy(), self.ref.copy(), self.slack.copy()
+        points = [*self.points, point]
+        new = len(points) - 1
+        q[read], ref[read], slack[read] = q_read, new, 0.0
+        most = int(np.clip(POINTS_BYTES // max(8 * len(point), 1), 1, 8))
+        while True:
+            used = np.zeros(len(points), dtype=bool)
+            used[ref] = True
+            used[new] = True
+            keep = np.flatnonzero(used)
+            if len(keep) <= most:
+                break
+            old = int(keep[0])
+            moving = ref == old
+            slack[moving] += norms[moving] * np.linalg.norm(point - points[old])
+            ref[moving] = new
+        renumber = np.full(len(points), -1, dtype=np.int8)
+        renumber[keep] = np.arange(len(keep))
+        return ProductBounds([points[k] for k in keep], q, renumber[ref], slack, self.bias)
+
+
+def _raw_products(model, store, point, sel=None):
+    """``(c_i, bias) . point`` in float64 of coordinates ``sel`` (None: every one, streamed)."""
+    point = np.asarray(point, dtype=np.float64)
+    if model.primal:
+        return store.project(point, sel)
+    return store.project(point[:-1], sel) + model.bias * float(point[-1])
+
+
+def _worst(model, store, q, radius):
+    """u at each coordinate's worst case within its bound: primal ``|u|`` largest (the sign
+    of q kept), dual the smallest margin."""
+    if model.primal:
+        return np.sign(q) * (np.abs(q) + radius)
+    y = store.labels
+    return y * q - np.abs(y) * radius
+
+
+def _undecided(model, store, prev, point, alpha, norms):
+    """The coordinates a certificate at ``point`` must read (non-zero, cached, or whose
+    bound leaves the gap open), and every coordinate's bound radius there."""
+    radius = prev.radius(point, norms)
+    with np.errstate(invalid="ignore", over="ignore"):
+        open_gap = ~(model.gaps(alpha, _worst(model, store, prev.q, radius)) <= 0)
+    return np.flatnonzero((alpha != 0) | open_gap | store.cached_mask), radius
+
+
+def _bounded_read_ok(store, read) -> bool:
+    """Whether reading only ``read`` beats a stream of the store (BOUNDED_SHARE)."""
+    long = store.nbytes >= LONG_COORDINATE * store.n_coords
+    return long or store.disk_bytes(read) <= BOUNDED_SHARE * store.nbytes
+
+
+def bounded_u(model, store, point, alpha):
+    """:func:`duhl_cl.duhl.certificate.certified_u` over a disk tier: every coordinate's u at
+    ``point``, the coordinates the store's :class:`ProductBounds` decide at their worst case
+    (not read), unless the undecided ones are too many to read one by one (then a stream of
+    every coordinate, the bounds made exact again).
+
+    Returns
+    -------
+    u : ndarray (n_coords,), float64
+    n_bounded : int
+    """
+    point = np.array(point, dtype=np.float64)
+    bias = 0.0 if model.primal else model.bias
+    prev = store.product_bounds
+    if prev is not None and prev.bias == bias:
+        norms = store.coordinate_norms(bias)
+        read, radius = _undecided(model, store, prev, point, alpha, norms)
+        if _bounded_read_ok(store, read):
+            bounds = prev.moved_to(point, read, _raw_products(model, store, point, read), norms)
+            store.product_bounds = bounds
+            radius[read] = 0.0
+            return _worst(model, store, bounds.q, radius), store.n_coords - len(read)
+    q = _raw_products(model, store, point)
+    store.product_bounds = ProductBounds.exact(point, q, bias)
+    return _worst(model, store, q, 0.0), 0
+
+
+def predicted_cert_bytes(model, store, point, alpha) -> int:
+    """The bytes of coordinates that :func:`bounded_u` would read at about ``point`` (the
+    device's own dual point between certificates, not the exact one), from the host cache
+    or from disk: what the bounds leave undecided there, or the whole store where it would
+    stream. Nothing is read."""
+    bias = 0.0 if model.primal else model.bias
+    prev = store.product_bounds
+    if prev is None or prev.bias != bias:
+        return store.nbytes
+    point = np.asarray(point, dtype=np.float64)
+    read, _ = _undecided(model, store, prev, point, alpha, store.coordinate_norms(bias))
+    return store.coordinate_bytes(read) if _bounded_read_ok(store, read) else store.nbytes
+
+
+def last_read_bytes(store) -> int:
+    """The bytes of coordinates the last certificate read (those exact at its point)."""
+    b = store.product_bounds
+    if b is None:
+        return 0
+    exact = (b.ref == len(b.points) - 1) & (b.slack == 0)
+    return store.nbytes if exact.all() else store.coordinate_bytes(np.flatnonzero(exact))
