@@ -166,9 +166,10 @@ def child(cfg):
 
 class _AnonPeak:
     """The process's peak anonymous resident memory (RssAnon, sampled every 20 ms): what
-    the memory limit bounds. ru_maxrss also counts file-backed pages, the memory-mapped
-    store's and the shared libraries' (the OpenCL runtime's, loaded and charged before the
-    process entered the memory group), which are reclaimable or charged elsewhere."""
+    the memory limit bounds. ru_maxrss also counts file-backed pages: the shared libraries'
+    (the OpenCL runtime's, read and charged before the process entered the memory group),
+    which are reclaimable or charged elsewhere (the store is read with preadv into the
+    host ledger's buffers, never memory-mapped)."""
 
     def __init__(self):
         import threading
