@@ -136,6 +136,8 @@ def child(cfg):
     t0[0] = time.perf_counter()
     est.fit(data, y, callback=callback)
     wall = time.perf_counter() - t0[0]
+    if trace is not None:
+        trace.close()
     anon.stop()
     st = est.stats_
     out = {

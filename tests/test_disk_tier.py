@@ -412,25 +412,23 @@ def test_periodic_certificates_over_a_disk_tier_are_balanced_against_their_cost(
         assert share <= 0.5 + 10.0 / clock[0]
 
 
-def test_a_cheap_next_certificate_is_not_delayed_by_an_expensive_last_one(monkeypatch):
-    """Over a disk tier the wait for a periodic certificate is the next one's predicted time
-    (its bounds' bytes at the last one's rate), not the last one's: a first certificate that
-    streams the store (1 GiB, 10 s on a fake clock) and later ones that read 0.2 GiB (2 s)
-    come 2 rounds apart (1 s each), not 10."""
+def _certified_rounds(monkeypatch, reads, predicted, fixed=1.0, max_iter=15):
+    """The rounds a disk tier's Run certifies on a fake clock: each round 1 s, the estimate
+    above the target, the k-th certificate reading ``reads(k)`` bytes at 0.1 GiB/s, plus
+    ``fixed`` seconds; the bounds predict ``predicted`` bytes for the next one."""
     from types import SimpleNamespace
 
     import duhl_cl.duhl.rounds as rounds
 
-    GiB = 1 << 30
     clock = [0.0]
     monkeypatch.setattr(rounds.time, "perf_counter", lambda: clock[0])
     monkeypatch.setattr(rounds, "last_read_bytes", lambda st: st.read_last)
     store = SimpleNamespace(tiered=True, bytes_disk=0, n_from_host=0, n_from_disk=0,
-                            host_peak=0, read_last=0)  # fmt: skip
+                            host_peak=0, read_last=0, n_certs=0)  # fmt: skip
     local = SimpleNamespace(n_rounds=0, store=store, dtype=np.dtype("float32"),
                             ledger=SimpleNamespace(bytes_h2d=0, bytes_d2h=0),
                             ws=SimpleNamespace(visited=np.arange(3)), z=np.zeros(5),
-                            predicted_cert_bytes=lambda: GiB // 5)  # fmt: skip
+                            predicted_cert_bytes=lambda: predicted)  # fmt: skip
 
     def run_round():
         clock[0] += 1.0
@@ -438,12 +436,26 @@ def test_a_cheap_next_certificate_is_not_delayed_by_an_expensive_last_one(monkey
         return {"round": local.n_rounds, "gap_estimate": 5.0, "gap": None, "cert_time": 0.0}
 
     def certify():
-        store.read_last = GiB if store.read_last == 0 else GiB // 5
-        clock[0] += 10.0 * store.read_last / GiB
+        store.read_last = reads(store.n_certs)
+        store.n_certs += 1
+        clock[0] += fixed + 10.0 * store.read_last / (1 << 30)
         return SimpleNamespace(gap=2.0, objective=1.0, alpha=np.ones(3))
 
     local.run_round, local.certify = run_round, certify
     run = rounds.Run(local, target=1.0, certify_every=10, t0=0.0, verbose=0, callback=None)
-    run.rounds(max_iter=15, max_time=None, local_solver=None, refine_dtype=None)
-    certified = [r["round"] for r in run.history if r["gap"] is not None]
-    assert certified == [1, 3, 5, 7, 9, 11, 13, 15]
+    run.rounds(max_iter=max_iter, max_time=None, local_solver=None, refine_dtype=None)
+    return [r["round"] for r in run.history if r["gap"] is not None]
+
+
+def test_a_cheap_next_certificate_is_not_delayed_by_an_expensive_last_one(monkeypatch):
+    """Over a disk tier the wait for a periodic certificate is the next one's predicted time
+    (its bounds' bytes at the last one's rate), not the last one's: a first certificate that
+    streams the store (1 GiB, 11 s) and later ones that read 0.2 GiB (3 s; predicted 2.2 s
+    after the stream, 3 s after one of them) come 3 rounds apart (1 s each), not 11; and
+    after a certificate that read nothing (its fixed cost, 3 s) its own time is the next
+    wait, not a prediction of 0 s (a certificate every round)."""
+    GiB = 1 << 30
+    cheap = _certified_rounds(monkeypatch, lambda k: GiB if k == 0 else GiB // 5, GiB // 5)
+    assert cheap == [1, 4, 7, 10, 13]
+    nothing = _certified_rounds(monkeypatch, lambda k: GiB if k == 0 else 0, 0, fixed=3.0)
+    assert nothing == [1, 2, 5, 8, 11, 14]

@@ -80,8 +80,9 @@ class Run:
         self.start_cert_time = 0.0  # the start's certificate, counted in round 1's record
         self.last_cert, self.cert_wait = 0, 1
         self.cert_end, self.cert_cost = t0, 0.0  # when the last certificate ended, its cost
-        # Over a disk tier: the last certificate's bytes of coordinates read a second, and
-        # the next one's cost as predicted (when, how long predicting took), see _balanced.
+        # Over a disk tier: the last certificate's bytes of coordinates read a second (None
+        # where it read too little to tell, or cannot predict), and the next one's cost as
+        # predicted (when, how long predicting took), see _balanced.
         self.cert_rate = None
         self._predicted = (-np.inf, 0.0, np.inf)
         # Each certificate of this precision phase, for stalled(); and the last one's
@@ -135,8 +136,13 @@ class Run:
             exact = float(np.sum(local.z[..., visited]))  # the certificate's gaps of them
             self.cert_end = time.perf_counter()
             self.cert_cost = self.cert_end - t_cert
-            if st.tiered and last_read_bytes(st) >= CERT_RATE_BYTES:
-                self.cert_rate = last_read_bytes(st) / self.cert_cost
+            # (A certificate that read little is mostly its fixed costs, the shared vector
+            # and the host cache's refill: its own time is the next wait then.)
+            read = last_read_bytes(st) if st.tiered else 0
+            predicts = hasattr(local, "predicted_cert_bytes")  # (one-vs-rest does not)
+            self.cert_rate = (
+                read / max(self.cert_cost, 1e-9) if predicts and read >= CERT_RATE_BYTES else None
+            )
             self._predicted = (-np.inf, 0.0, np.inf)
             record["cert_time"] += self.cert_cost
             self.last_cert = local.n_rounds
@@ -184,9 +190,10 @@ class Run:
         """Whether the periodic certificate is due ``since`` rounds after the last one: in
         memory every ``certify_every`` rounds; over a disk tier, whose certificate may be
         a pass over the store on disk, once the rounds since the last one took as long as
-        the next one is expected to (:meth:`_balanced`), however many they were, so that
-        the periodic certificates take at most about half of the fit's time (a 16 GiB Lasso: 8-10 s a certificate against 0.3 s a round;
-        every 10 rounds they were 75% of the fit). Not fewer rounds when they are slow: a
+        the next one is expected to (:meth:`_balanced`), however many they were, so that the
+        periodic certificates take about half of the fit's time at most, where the
+        predictions hold (a 16 GiB Lasso: 8-10 s a certificate against 0.3 s a round; every
+        10 rounds they were 75% of the fit). Not fewer rounds when they are slow: a
         16 GiB SVM's first 9 rounds took 20 s each, drawing rows from disk by gap memories
         all equal at alpha = 0, and 0.1-0.6 s each once a certificate had ranked them.
         The certificates the gap estimate asks for are not delayed: over a disk tier their
