@@ -53,9 +53,12 @@ def child(name, storage, dtype, variant, weights="unweighted"):
     import duhl_cl as dc
 
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((64, 48))
+    # Small (simulation is slow), but longer than the profile's work-group of 16 both ways,
+    # so that the "tpa" work-items stride; three classes' shared vectors need more rows.
+    n, d = (64, 48) if weights == "multiclass" else (32, 24)
+    X = rng.standard_normal((n, d))
     X[rng.random(X.shape) < 0.5] = 0.0
-    y = X[:, 0] - X[:, 1] + 0.1 * rng.standard_normal(64)
+    y = X[:, 0] - X[:, 1] + 0.1 * rng.standard_normal(n)
     make = {
         "lasso": lambda **k: dc.Lasso(alpha=0.05, **k),
         "elasticnet": lambda **k: dc.ElasticNet(alpha=0.05, l1_ratio=0.5, **k),
@@ -68,7 +71,7 @@ def child(name, storage, dtype, variant, weights="unweighted"):
     primal = model_spec(name).primal
     target = y if model_spec(name).regressor else y > 0
     if weights == "multiclass":  # one-vs-rest: the class regions' sub-buffers and loops
-        target = np.argmax(X[:, :3] + 0.1 * rng.standard_normal((64, 3)), axis=1)
+        target = np.argmax(X[:, :3] + 0.1 * rng.standard_normal((n, 3)), axis=1)
     Xin = sp.csr_matrix(X) if storage == "sparse" else X
     warnings.simplefilter("ignore")  # ConvergenceWarning: a few rounds only
     est = make(

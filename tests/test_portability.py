@@ -143,6 +143,45 @@ def test_passes_cut_under_a_loop_cap_give_the_same_fit(
 
 
 @pytest.mark.every_device
+def test_a_rounds_passes_split_into_few_launches_under_a_loop_cap(device, monkeypatch):
+    """A cap that lets a launch do a few passes of a round but not all: the round's passes
+    go in launches of as many passes as fit (not one launch a pass, each with a host
+    shuffle), every launch under the cap; the fit certifies the uncapped objective."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((400, 12))
+    y = (X @ rng.standard_normal(12) + 0.5 * rng.standard_normal(400) > 0).astype(int)
+    kw = dict(C=0.05, tol=1e-6, dtype="float32", device=device, random_state=0)
+    ref = dc.LogisticRegression(**kw).fit(X, y)
+    allowed, launched = [], []
+    per_launch = launches.Launches._passes_per_launch
+    enqueue = kernels.SerialPass.enqueue
+
+    def recording_allowed(self, n_passes):
+        out = per_launch(self, n_passes)
+        allowed.append((n_passes, out))
+        return out
+
+    def recording_enqueue(self, queue, args, count, *, n_passes=1, seed=0, state=None):
+        launched.append(n_passes)
+        return enqueue(self, queue, args, count, n_passes=n_passes, seed=seed, state=state)
+
+    # One sample costs a work-item at most 2 x 12 entries + 8 + 50 Newton steps: under a
+    # budget of 40000 (half the cap) a pass over all 400 rows (33200) fits once, 4 passes of
+    # 100 rows fit, 256 do not.
+    monkeypatch.setattr(type(device), "loop_limit", property(lambda d: 80000))
+    monkeypatch.setattr(launches.Launches, "_passes_per_launch", recording_allowed)
+    monkeypatch.setattr(kernels.SerialPass, "enqueue", recording_enqueue)
+    est = dc.LogisticRegression(memory_budget="25%", **kw).fit(X, y)
+    assert est.converged_
+    assert abs(est.objective_ - ref.objective_) <= ref.dual_gap_ + est.dual_gap_
+    split = [(n, k) for n, k in allowed if 1 <= k < n]
+    assert split, allowed  # some round's passes did not fit one launch, yet more than one did
+    assert max(launched) > 1 and max(launched) <= max(k for _, k in allowed)
+    # The launches of the rounds: as few as the cap allows, not one a pass.
+    assert len(launched) <= sum(-(-n // k) if k else n for n, k in allowed)
+
+
+@pytest.mark.every_device
 def test_a_pass_longer_than_a_work_item_cap_gives_the_reference_fit(device):
     """Sparse dual logistic regression on 3000 samples: one serial pass costs a work-item
     about 3000 x (2 x 6 entries + 8 + the step's up to 50 Newton iterations) = 210000 loop
