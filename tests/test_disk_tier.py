@@ -18,7 +18,7 @@ import pytest
 import scipy.sparse as sp
 
 import duhl_cl as dc
-from duhl_cl.store import StoreError, convert
+from duhl_cl.store import StoreError, convert, tiered
 from duhl_cl.store.tiered import TieredStore
 
 MODELS = {
@@ -294,6 +294,9 @@ def test_bounded_certificate_is_valid(tmp_path, monkeypatch, name, points_bytes,
     # The share of the store a bounded certificate may read is a speed setting (measured at
     # 16 GiB); these 150 x 30 problems test the bounds at a quarter.
     monkeypatch.setattr(cert_module, "BOUNDED_SHARE", 0.25)
+    # So is the cost of a separate read (a block's scattered coordinates are read with it
+    # whole beyond it): here the bytes of the coordinates only.
+    monkeypatch.setattr(tiered, "SEEK_BYTES", 0)
     if points_bytes is not None:
         monkeypatch.setattr(cert_module, "POINTS_BYTES", points_bytes)
     if long_coordinate is not None:
@@ -345,6 +348,44 @@ def test_bounded_certificate_is_valid(tmp_path, monkeypatch, name, points_bytes,
         assert len(disk.product_bounds.points) <= (8 if points_bytes is None else 1)
     else:
         assert max(n_bounded) == 0
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_scattered_reads_take_whole_blocks_where_they_are_many(tmp_path, monkeypatch, sparse):
+    """combine and project of given coordinates read a block whole where its selected
+    (uncached) coordinates would cost more as separate reads (SEEK_BYTES each besides their
+    bytes), else only those; the products equal the in-memory ones either way, in the
+    order asked, with cached coordinates among them."""
+    from duhl_cl.store import CoordinateStore
+
+    X, _, labels = _problem(sparse, n=300, d=20)
+    data = convert(X, tmp_path / "s", layout="rows", dtype="float64", block_bytes=BLOCK)
+    mem = CoordinateStore(X, primal=False, dtype=np.float64, labels=labels)
+    disk = TieredStore(data, primal=False, labels=labels)
+    blocks = data.blocks
+    first = np.arange(blocks[0], blocks[1])  # every row of block 0: read it whole
+    few = np.array([blocks[2], blocks[3] - 1])  # two rows of block 2: those only
+    sel = np.r_[first, few]
+    x = np.zeros(data.n_coords)
+    x[sel] = np.random.default_rng(1).standard_normal(len(sel))
+    p = np.random.default_rng(2).standard_normal((20, 3))
+    row = (data.entry_bytes() * X.shape[1]) if not sparse else 0
+    monkeypatch.setattr(tiered, "SEEK_BYTES", max(row, 64))
+    whole, covered, rest = disk._plan(sel)
+    assert whole == [0] and len(covered) == len(first) and sel[rest].tolist() == few.tolist()
+    before = data.bytes_read
+    np.testing.assert_allclose(disk.combine(x), mem.combine(x), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(disk.project(p, sel), mem.project(p, sel), rtol=1e-13, atol=1e-13)
+    block0 = data.block_entries(0) * data.entry_bytes()
+    assert data.bytes_read - before == 2 * (block0 + disk.coordinate_bytes(few))
+    # Unsorted coordinates are fetched as given; cached ones come from the host cache.
+    shuffled = np.random.default_rng(3).permutation(sel)
+    np.testing.assert_allclose(disk.project(p, shuffled), mem.project(p, shuffled), rtol=1e-13)
+    disk.rank(np.abs(x))  # the cache takes the selected rows (it holds half the store)
+    assert disk.cache.n_cached > 0
+    before = data.bytes_read
+    np.testing.assert_allclose(disk.project(p, sel), mem.project(p, sel), rtol=1e-13, atol=1e-13)
+    assert data.bytes_read - before <= 2 * block0 + disk.coordinate_bytes(sel)
 
 
 @pytest.mark.parametrize("layout", ["cols", "rows"])
