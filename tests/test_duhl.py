@@ -643,6 +643,37 @@ def test_duhl_draws_in_proportion_to_the_gaps():
     assert np.all(np.abs(counts / n - p) <= 4 * np.sqrt(p * (1 - p) / n) + 1e-12), counts
 
 
+def test_duhl_draws_a_disk_tiers_coordinates_in_runs():
+    """With ``run`` (a disk tier's read worth of a seek), consecutive coordinates share one
+    draw key: a draw of equal gaps takes whole aligned runs, in storage order within each;
+    a run is still drawn first with the probability its share of the gaps gives."""
+    n, run = 40, 4
+    pol = make_policy("duhl", n, lambda o: min(len(o), 8), np.random.default_rng(0),
+                      reserve=0.0, run=run)  # fmt: skip
+    for r in range(20):
+        sel = pol.select(np.ones(n), r)
+        heads = sel[::run]
+        assert len(sel) == 8 and np.all(heads % run == 0)
+        assert np.array_equal(sel, (heads[:, None] + np.arange(run)).ravel())
+    # Classes taking turns (mixed within each run) draw the same runs: a selection of two
+    # runs' worth touches few runs (drawn apart, the classes' halves would touch up to 8).
+    labels = np.where(np.random.default_rng(2).random(n) < 0.5, 1, -1)
+    pol = make_policy("duhl", n, lambda o: min(len(o), 8), np.random.default_rng(0),
+                      reserve=0.0, run=run, groups=labels, limit=8)  # fmt: skip
+    for r in range(20):
+        sel = pol.select(np.ones(n), r)
+        assert len(sel) == 8 and len(np.unique(sel // run)) <= 4
+    w = np.array([1.0, 2.0, 4.0, 8.0, 0.0, 1.0])
+    z = np.repeat(w, run)
+    pol = make_policy("duhl", len(z), lambda o: 1, np.random.default_rng(1), reserve=0.0,
+                      run=run)  # fmt: skip
+    m = 6000
+    counts = np.bincount([pol.select(z, r)[0] // run for r in range(m)], minlength=len(w))
+    p = w / w.sum()
+    assert counts[4] == 0
+    assert np.all(np.abs(counts / m - p) <= 4 * np.sqrt(p * (1 - p) / m) + 1e-12), counts
+
+
 def test_duhl_grows_from_the_support_only_where_it_fits():
     """celer's rule where the grown set fits the budget: the coordinates in the model first,
     then the largest gaps, 2 x support in all (at least `grow`). Where it does not fit, no

@@ -125,10 +125,18 @@ class PoolWrites:
         if not st.tiered:
             self._upload_from(st, part, cs, dst, ln)
             return
-        for a, b in st.chunk_bounds(ln):
-            src = st.fetch(cs[a:b], incoming=True)
+        # Fetched in the store's order, so that consecutive coordinates are one read
+        # however scattered their homes (the device's draw takes them in runs, see
+        # duhl_cl.duhl.policies.Duhl; fetched in home order, a 16 GiB SVM's rounds read
+        # 110-135 thousand rows as 78 thousand reads, 6 s a round); each piece is then
+        # written in home order.
+        by_coord = np.argsort(cs, kind="stable")
+        for a, b in st.chunk_bounds(ln[by_coord]):
+            sub = by_coord[a:b]
+            src = st.fetch(cs[sub], incoming=True)
             try:
-                self._upload_from(src, part, np.arange(b - a), dst[a:b], ln[a:b])
+                o = np.argsort(sub, kind="stable")
+                self._upload_from(src, part, o, dst[sub[o]], ln[sub[o]])
             finally:
                 st.release(src)
 

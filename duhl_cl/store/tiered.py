@@ -68,6 +68,9 @@ CHUNK = 1 << 17
 # reads, it is read whole (TieredStore._plan).
 SEEK_BYTES = 128 << 10
 
+# The longest span a fetch reads through its holes at once (TieredStore._read_spans).
+SPAN_BYTES = 4 << 20
+
 
 def _pieces(coords, lens, block_entries):
     """``coords`` cut into pieces of about ``block_entries`` stored entries."""
@@ -140,6 +143,11 @@ class TieredStore(Store):
         # Bounds on every coordinate's product with the last certificate's point
         # (duhl_cl.duhl.bounds.ProductBounds), set by the certificates.
         self.product_bounds = None
+        # Whether a certificate's stream offers its blocks' rows to the host cache
+        # (duhl_cl.duhl.bounds): the single-problem local solver's, not one-vs-rest's
+        # classes, whose stores share the data under different labels.
+        self.fills_from_streams = False
+        self._norms = {}
         sq = data.sqnorm
         if row_weights is not None and primal:
             sq = self._weighted_sqnorms(np.asarray(row_weights, dtype=np.float64))
@@ -224,7 +232,9 @@ class TieredStore(Store):
                     val[starts[j] : starts[j] + len(v)] = v
                     idx[starts[j] : starts[j] + len(v)] = i
         miss = np.flatnonzero(~hit)
-        if len(miss):
+        if len(miss) and not self.sparse:
+            self._read_spans(coords[miss], val.reshape(k, self.dim), miss)
+        elif len(miss):
             # Runs of consecutive coordinates at consecutive places: one read each, into place.
             c = coords[miss]
             brk = np.flatnonzero((np.diff(c) != 1) | (np.diff(miss) != 1)) + 1
@@ -232,6 +242,39 @@ class TieredStore(Store):
                 o = int(starts[miss[a]])
                 d.read_run(int(c[a]), int(c[b - 1]) + 1, val[o:], idx[o:] if self.sparse else None)
         return out
+
+    def _read_spans(self, c, rows, at):
+        """Dense coordinates ``c`` into ``rows[at]``: ascending ones whose holes between
+        them are shorter than :data:`SEEK_BYTES` as one read of the span through a small
+        counted buffer (a hole costs less than one more read), the others each in place
+        (runs of consecutive ones, at consecutive places, as one read)."""
+        d, row = self.data, self.dim * self.entry
+        hole = (np.diff(c) - 1) * row
+        # (Within the reserve: no more than a block, whose float64 copy it stands in for.)
+        span_rows = max(1, min(SPAN_BYTES, self.block_max * self.entry) // max(row, 1))
+        brk = np.flatnonzero((hole < 0) | (hole >= SEEK_BYTES)) + 1
+        cuts = []
+        for a, b in zip(np.r_[0, brk], np.r_[brk, len(c)], strict=True):
+            # (A span no longer than the buffer.)
+            s = a
+            while s < b:
+                e = int(np.searchsorted(c[s:b], c[s] + span_rows)) + s
+                cuts.append((s, max(e, s + 1)))
+                s = max(e, s + 1)
+        buf = None
+        try:
+            for a, b in cuts:
+                lo, hi = int(c[a]), int(c[b - 1]) + 1
+                if hi - lo == b - a and np.all(np.diff(at[a:b]) == 1):
+                    d.read_run(lo, hi, rows[at[a] : at[a] + (b - a)].reshape(-1))
+                    continue
+                if buf is None:
+                    n = max(int(c[y - 1]) + 1 - int(c[x]) for x, y in cuts)
+                    buf = self.host.empty((n, self.dim), self.dtype, "a read span")
+                d.read_run(lo, hi, buf[: hi - lo].reshape(-1))
+                rows[at[a:b]] = buf[c[a:b] - lo]
+        finally:
+            self.host.free(buf)
 
     def release(self, c):
         """Free the buffers of a :meth:`fetch`."""
@@ -348,15 +391,19 @@ class TieredStore(Store):
         covered = np.isin(blk, whole)
         return whole, np.flatnonzero(covered), np.flatnonzero(~covered)
 
-    def project(self, p, sel=None):
+    def project(self, p, sel=None, on_block=None):
         """``c_i . p`` of coordinates ``sel`` (None: all, streamed in float64; a slice or an
         index array: in ``p``'s precision, read as :meth:`_plan` says). ``p``: (dim,) or
-        (dim, K); returns float64 (n,) or (n, K)."""
+        (dim, K); returns float64 (n,) or (n, K). ``on_block(a, b, out[a:b], B)``: called
+        with each streamed block while it is in hand (the host cache's fill,
+        duhl_cl.duhl.bounds)."""
         if sel is None:
             p = np.asarray(p, dtype=np.float64)
             out = np.empty((self.n_coords,) + p.shape[1:])
             for a, b, B in self._blocks():
                 out[a:b] = self._dot64(B, p)
+                if on_block is not None:
+                    on_block(a, b, out[a:b], B)
             return out
         coords = np.arange(sel.start, sel.stop) if isinstance(sel, slice) else np.asarray(sel)
         exact = np.asarray(p).dtype == np.float64
@@ -414,13 +461,25 @@ class TieredStore(Store):
             self.host.free(tmp)
         return out
 
+    def run_length(self) -> int:
+        """Consecutive coordinates whose bytes are about one more read's cost
+        (:data:`SEEK_BYTES`): the run a device's draw takes at once (duhl_cl.duhl.policies)."""
+        mean = self.nbytes / max(self.n_coords, 1)
+        return int(max(1, SEEK_BYTES // max(mean, 1)))
+
     # -- what a certificate needs to bound the coordinates it does not read
     def coordinate_norms(self, bias=0.0):
         """``||(c_i, bias)||`` of every coordinate, float64: the factor of the bound
         ``|c_i . (p - p')| <= ||c_i|| ||p - p'||`` (duhl_cl.duhl.bounds). Rounded up
         by 1e-5 relative: a sparse store's squares were summed in its values' precision
-        (scipy keeps float32; 7e-8 off over 2e6 entries, measured)."""
-        return np.sqrt(self.data.sqnorm + bias * bias) * (1.0 + 1e-5)
+        (scipy keeps float32; 7e-8 off over 2e6 entries, measured). Computed once per
+        bias (the cache's key asks for them block by block)."""
+        got = self._norms.get(bias)
+        if got is None:
+            got = np.sqrt(self.data.sqnorm + bias * bias) * (1.0 + 1e-5)
+            got.flags.writeable = False
+            self._norms = {bias: got}
+        return got
 
     @property
     def cached_mask(self) -> np.ndarray:
