@@ -529,6 +529,9 @@ def test_cache_key_ranks_closed_gaps_by_how_far_the_point_may_move(tmp_path, nam
         reach = (u - 1) / (1.5 * store.coordinate_norms(1.0))
     on = np.flatnonzero(alpha)[:5]  # non-zero coordinates at their optimality condition
     u[on] = -model.l1 if primal else 1.0
+    if primal:
+        u[np.flatnonzero(alpha == 0)[:3]] = 0.0  # (either sign opens the gap)
+        reach = (model.l1 - np.abs(u)) / store.coordinate_norms(0.0)
     z = model.gaps(alpha, u)
     key = cache_key(model, store, alpha, u, z)
     positive, closed = z > 0, (z <= 0) & (alpha == 0)

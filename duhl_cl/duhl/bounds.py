@@ -115,7 +115,8 @@ def _worst(model, store, q, radius):
     """u at each coordinate's worst case within its bound: primal ``|u|`` largest (the sign
     of q kept), dual the smallest margin."""
     if model.primal:
-        return np.sign(q) * (np.abs(q) + radius)
+        # (At q = 0 either sign: a coordinate at 0's gap depends on |u| only.)
+        return np.where(q >= 0, 1.0, -1.0) * (np.abs(q) + radius)
     y = store.labels
     return y * q - np.abs(y) * radius
 
@@ -188,16 +189,25 @@ def cache_key(model, store, alpha, u, z, at=None):
 
 
 def _opening(model, u, a, scale, hi, where):
-    """The distance at which each closed gap opens, searched by halvings of its logarithm
-    in ``[1e-12 hi, hi]`` (``hi`` where it does not open there)."""
+    """The distance at which each closed gap (a coordinate at 0) opens, searched by
+    halvings of its logarithm in ``[1e-12 hi, hi]``, ``hi`` first raised by up to 1e6
+    where the gap does not open there yet (a block's own ``hi``, duhl_cl.store.host.offer,
+    may fall short of a threshold its |u| are far below)."""
+
+    def opens(dist):
+        # (A coordinate at 0's gap depends on |u| only: the primal worst case is |u| + r.)
+        worst = np.abs(u) + scale * dist if model.primal else u - scale * dist
+        with np.errstate(invalid="ignore", over="ignore"):
+            return ~(model.gaps(a, worst, where) <= 0)
+
+    for _ in range(2):
+        hi = np.where(opens(hi), hi, hi * 1e3)
     lo = hi * 1e-12
     for _ in range(OPENING_STEPS):
         mid = np.sqrt(lo * hi)
-        worst = np.sign(u) * (np.abs(u) + scale * mid) if model.primal else u - scale * mid
-        with np.errstate(invalid="ignore", over="ignore"):
-            opens = ~(model.gaps(a, worst, where) <= 0)
-        hi = np.where(opens, mid, hi)
-        lo = np.where(opens, lo, mid)
+        o = opens(mid)
+        hi = np.where(o, mid, hi)
+        lo = np.where(o, lo, mid)
     return np.sqrt(lo * hi)
 
 

@@ -194,8 +194,9 @@ class HostCache:
     # -- filled from a stream's blocks (a certificate that reads every coordinate anyway)
     def begin_fill(self) -> bool:
         """Start taking rows from the blocks a stream reads (:meth:`offer`); False without
-        a cache or over a sparse store (whose rank reads what it needs)."""
-        if self.capacity <= 0 or self.data.sparse:
+        a cache (or room for one row) or over a sparse store (whose rank reads what it
+        needs)."""
+        if self.capacity <= 0 or self.data.sparse or self.n_rows <= 0:
             return False
         if self.slab is None:
             self.slab = self.ledger.empty((self.n_rows, self.data.dim), self.data.dtype,
