@@ -116,7 +116,6 @@ class Duhl(_Policy):
                  pool_entries=None, reserve=RESERVE, run=1):  # fmt: skip
         super().__init__(n, fits, rng)
         self.run = max(1, int(run))
-        self._run_keys = None
         self.grow = int(grow)
         self.limit = n if limit is None else max(1, min(int(limit), n))
         self.sizes = np.ones(n) if sizes is None else np.maximum(np.asarray(sizes, float), 1)
@@ -149,15 +148,15 @@ class Duhl(_Policy):
                 return grown
         room = self.reserve * self.pool
         # One key per run for the whole draw: the classes' turns take the same runs.
-        self._run_keys = self.rng.exponential(size=-(-self.n // self.run)) if self.run > 1 else None
+        run_keys = self.rng.exponential(size=-(-self.n // self.run)) if self.run > 1 else None
         if self.labels is None:
-            order = _first_once(self._oldest(pos, room), self._draw(score, pos))
+            order = _first_once(self._oldest(pos, room), self._draw(score, pos, run_keys))
         else:
             # Each class: its share of the reserve, then its draw; the classes interleaved.
             lab = self.labels[pos]
             classes = np.unique(lab)
             lists = [
-                _first_once(self._oldest(c, room / len(classes)), self._draw(score, c))
+                _first_once(self._oldest(c, room / len(classes)), self._draw(score, c, run_keys))
                 for c in (pos[lab == v] for v in classes)
             ]
             turn = np.concatenate([np.arange(len(c)) for c in lists])
@@ -186,12 +185,13 @@ class Duhl(_Policy):
         top = _smallest(-score[coords], k) if k < len(coords) else np.arange(len(coords))
         return top[np.lexsort((self.rank[coords[top]], -score[coords[top]]))]
 
-    def _draw(self, score, coords):
+    def _draw(self, score, coords, run_keys=None):
         """``coords`` in the order of a score-proportional draw without replacement (the
-        first ``limit``); never-evaluated (+inf) ones first."""
+        first ``limit``); never-evaluated (+inf) ones first. ``run_keys``: one key per run
+        of ``run`` coordinates (select draws them once for every class)."""
         s = score[coords]
-        if self.run > 1:
-            keys = self._run_keys[coords // self.run]
+        if run_keys is not None:
+            keys = run_keys[coords // self.run]
         else:
             keys = self.rng.exponential(size=len(coords))
         finite = np.isfinite(s)
