@@ -14,26 +14,16 @@ import contextlib
 
 import numpy as np
 
+from ..hostmem import PAGE, aligned_empty
 from .profiles import format_size
 
 __all__ = ["MemoryBudgetError", "Ledger", "live_ledgers_bytes", "aligned_empty"]
 
 
-def aligned_empty(shape, dtype, alignment: int) -> np.ndarray:
-    """An uninitialised host array whose data starts at a multiple of ``alignment`` bytes.
-
-    Host staging memory for device copies: XRT-style FPGA flows copy from 4 KiB-aligned host
-    memory directly and bounce anything else through an aligned copy of their own.
-    """
-    dtype = np.dtype(dtype)
-    n = int(np.prod(shape)) * dtype.itemsize
-    alignment = max(int(alignment), dtype.itemsize)
-    raw = np.empty(n + alignment, dtype=np.uint8)
-    start = -raw.ctypes.data % alignment
-    return raw[start : start + n].view(dtype).reshape(shape)
-
-
 _ALL_LEDGERS: list = []
+# The host arrays a device may read in place (Ledger.alias) start on a page: Intel's CPU
+# runtime copied an array that started 16 bytes past one.
+ALIAS_ALIGNMENT = PAGE
 
 
 class MemoryBudgetError(MemoryError):
@@ -66,6 +56,7 @@ class Ledger:
         # on PoCL). They are dropped once the queue is known to be idle.
         self._in_flight = []
         self._backing = {}  # host memory of host_backed buffers, by id(buffer)
+        self._aliases = {}  # host arrays that aliased buffers read in place, by id(buffer)
         self.bytes_h2d = 0
         self.bytes_d2h = 0
         _ALL_LEDGERS.append(self)
@@ -115,6 +106,49 @@ class Ledger:
             )
         return min(fits, key=lambda b: (free[b], b))
 
+    def alias(self, name: str, array, *, bank=None):
+        """A read-only device buffer over host ``array`` itself, or None where the device would
+        copy it.
+
+        On a device sharing the host's memory (CL_DEVICE_HOST_UNIFIED_MEMORY) a buffer made
+        with CL_MEM_USE_HOST_PTR over page-aligned memory is zero-copy: the kernels read the
+        array where it is. Intel's CPU runtime copies an unaligned array at creation (800 MB:
+        0.3-2.0 s, into freshly faulted pages), so only a page-aligned contiguous array
+        qualifies. Counted in the budget as device memory, as any buffer; nothing may write
+        it (the package never maps it).
+        """
+        import pyopencl as cl
+
+        if not (
+            self.device.cl_device.host_unified_memory
+            and isinstance(array, np.ndarray)
+            and array.flags.c_contiguous
+            and array.ctypes.data % ALIAS_ALIGNMENT == 0
+            and array.nbytes > 0
+        ):
+            return None
+        if self not in _ALL_LEDGERS:
+            _ALL_LEDGERS.append(self)
+        nbytes = int(array.nbytes)
+        self.check({name: nbytes})
+        b = self._bank_for(name, nbytes, bank)
+        mf = cl.mem_flags
+        buf = cl.Buffer(self.device.context, mf.READ_ONLY | mf.USE_HOST_PTR, hostbuf=array)
+        self._aliases[id(buf)] = array
+        self._track(name, nbytes, buf, b)
+        return buf
+
+    def is_alias(self, buf) -> bool:
+        """Whether ``buf`` reads a host array in place (see :meth:`alias`)."""
+        return id(buf) in self._aliases
+
+    def _track(self, name, nbytes, buf, bank):
+        self.live[id(buf)] = (name, nbytes, buf, bank)
+        self.live_bytes += nbytes
+        self.peak = max(self.peak, self.live_bytes)
+        self.bank_used[bank] += nbytes
+        self.bank_peak[bank] = max(self.bank_peak[bank], self.bank_used[bank])
+
     def alloc(self, name: str, nbytes: int, host=None, *, bank=None, host_backed=False):
         """Allocate a device buffer of ``nbytes`` in a memory bank (``bank``, or the fullest
         one that holds it), copying ``host`` into it if given.
@@ -144,11 +178,7 @@ class Ledger:
             buf = cl.Buffer(ctx, mf.READ_WRITE, size=nbytes)
         if host is not None:
             self.upload(buf, host, wait=True)
-        self.live[id(buf)] = (name, nbytes, buf, b)
-        self.live_bytes += nbytes
-        self.peak = max(self.peak, self.live_bytes)
-        self.bank_used[b] += nbytes
-        self.bank_peak[b] = max(self.bank_peak[b], self.bank_used[b])
+        self._track(name, nbytes, buf, b)
         return buf
 
     def upload(self, buf, host, *, wait=False, dst_offset=0) -> None:
@@ -211,6 +241,7 @@ class Ledger:
         self.bank_used[bank] -= nbytes
         buf.release()
         self._backing.pop(id(buf), None)
+        self._aliases.pop(id(buf), None)
 
     def free_all(self) -> None:
         import pyopencl as cl
@@ -225,6 +256,7 @@ class Ledger:
             buf.release()
         self.live.clear()
         self._backing.clear()
+        self._aliases.clear()
         self.live_bytes = 0
         self.bank_used = [0] * self.banks
         if self in _ALL_LEDGERS:

@@ -48,6 +48,9 @@ class FitResult:
     bank_peak: list = field(default_factory=list)  # bytes, per memory bank
     time: float = 0.0
     kernel_variant: str = "serial"
+    # The device read the store where it lies as its pool (a CPU device, dense data that fits
+    # on a page-aligned store): no data was copied into device memory.
+    pool_in_place: bool = False
     atomics: str | None = None  # "tpa": how it adds into the shared vector (kernels.tpa_atomics)
     budget: int = 0
     entry_bytes: int = 0  # device bytes of one stored entry (value, and index when sparse)
@@ -203,6 +206,7 @@ def _fit_result(run, converged, ledger_stats, bank_peak, seconds) -> FitResult:
         bank_peak=bank_peak,
         time=seconds,
         kernel_variant=local.ws.variant,
+        pool_in_place=bool(local.ws.parts) and local.ws.parts[0].aliased,
         atomics=getattr(local.ws.passes, "atomics", None),
         budget=local.ledger.budget,
         entry_bytes=local.ws.cap.entry_bytes,
@@ -264,10 +268,22 @@ def host_threads(n: int):
     Uses threadpoolctl where installed (it comes with scikit-learn); otherwise set
     OPENBLAS_NUM_THREADS / OMP_NUM_THREADS before starting Python.
     """
+    global _THREADPOOLS
     if n <= 0:
         return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
+    if _THREADPOOLS is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _THREADPOOLS = False
+        else:
+            # One scan of the process's loaded libraries: threadpool_limits scans them anew
+            # at every call (3-4 ms, a third of a small fit). NumPy's and SciPy's BLAS are
+            # loaded when this package is imported, so the scan does not go stale.
+            _THREADPOOLS = ThreadpoolController()
+    if _THREADPOOLS is False:
         return contextlib.nullcontext()
-    return threadpool_limits(limits=n, user_api="blas")
+    return _THREADPOOLS.limit(limits=n, user_api="blas")
+
+
+_THREADPOOLS = None

@@ -38,8 +38,10 @@ __all__ = ["DeviceWorkingSet", "SwapStats"]
 class _Part:
     """One pool buffer (values, and indices when sparse) of ``capacity`` entries."""
 
-    def __init__(self, val, idx, capacity):
+    def __init__(self, val, idx, capacity, aliased=False):
         self.val, self.idx, self.capacity = val, idx, capacity
+        # The store's own memory (DeviceWorkingSet._store_in_place): never written.
+        self.aliased = aliased
 
 
 @dataclass
@@ -242,6 +244,15 @@ class DeviceWorkingSet(PoolWrites, Launches, ClassRegions):
             # Not under the simulator: host-backed memory reads as written (initialised) to
             # Oclgrind's uninitialised-value check, which the pool must not escape.
             backed = not self._simulated
+            whole = self._store_in_place(cap)
+            if whole is not None:
+                val = L.alias(
+                    "pool part 0 values (the store, in place)", whole, bank=cap.parts[0][0]
+                )
+                if val is not None:
+                    # Every coordinate at its own home, read where the store holds it.
+                    self.parts.append(_Part(val, val, whole.size, aliased=True))
+                    return
             for bank, n in cap.parts:
                 k = len(self.parts)
                 val = L.alloc(f"pool part {k} values", r * n, bank=bank, host_backed=backed)
@@ -254,6 +265,26 @@ class DeviceWorkingSet(PoolWrites, Launches, ClassRegions):
         except BaseException:
             self.release()
             raise
+
+    def _store_in_place(self, cap):
+        """The store's values, where the device may read them in place as the pool: a dense
+        in-memory store in the device's precision that the first pool part and the slots hold
+        whole, on a real device (under Oclgrind the pool is its own memory); else None.
+
+        A dense fit whose data fits then copies nothing into the pool: the store's layout is
+        already the pool's (coordinate j at home j). A store that relaid the user's array
+        (duhl_cl.store.layout) is page-aligned for this; the user's own array rarely is.
+        """
+        st = self.store
+        if st.sparse or st.tiered or self._simulated or not cap.parts:
+            return None
+        val = getattr(st, "val", None)
+        if not isinstance(val, np.ndarray) or val.dtype != self.dtype:
+            return None
+        n = st.n_coords * max(st.dim, 1)
+        if val.size != n or cap.parts[0][1] < n or cap.n_slots < st.n_coords:
+            return None
+        return val
 
     # ------------------------------------------------------------------ residency
     @property
@@ -382,6 +413,8 @@ class DeviceWorkingSet(PoolWrites, Launches, ClassRegions):
             # In storage order: consecutive coordinates into consecutive homes go up as one
             # copy straight from the store (the visit order is shuffled per pass anyway).
             cs, slots = np.sort(entering[:k]), free[:k]
+            if self.parts[0].aliased:
+                slots = cs  # each coordinate's home is where the store holds it
             sc[slots] = cs
             self.coord_slot[cs] = slots
             placed = np.column_stack([cs, slots, self.slot_part[slots], self.slot_off[slots]])

@@ -213,6 +213,7 @@ class _Base(BaseEstimator):
             "dtype": str(dtype),
             "emulated": device.emulated,
             "kernel_variant": result.kernel_variant,
+            "pool_in_place": result.pool_in_place,
             "atomics": result.atomics,
             "budget": result.budget,
             "policy": self.policy,

@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 
+from ..hostmem import PAGE, aligned_empty
 from .products import _host_pool
 
 __all__ = ["relayout", "wants_relayout"]
@@ -48,7 +49,8 @@ def relayout(X, order: str, dtype):
         M, sq = relayout(X.T, "F", dtype)
         return M.T, sq
     n, d = X.shape
-    out = np.empty((n, d), dtype=dtype, order="F")
+    # On a page, so that a CPU device reads it in place as its pool (Ledger.alias).
+    out = aligned_empty((d, n), dtype, PAGE).T
     out_t = out.T  # (d, n), row-major: each tile of X lands transposed in a block of rows
     sq = np.zeros(d)
     blocks = list(range(0, d, TILE))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ..hostmem import PAGE, aligned_empty
 from .base import Store
 from .checks import _all_finite, _refuse_nonfinite, _refuse_out_of_range, check_norms_fit
 from .layout import relayout, wants_relayout
@@ -82,12 +83,7 @@ class CoordinateStore(Store):
                 if len(bad):  # squares beyond the store's precision: again in float64
                     sq[bad] = sqnorms(M[:, bad] if primal else M[bad], axis=axis)
             else:
-                with np.errstate(over="ignore"):  # out-of-range entries are refused below
-                    M = (
-                        np.asfortranarray(X, dtype=dtype)
-                        if primal
-                        else np.ascontiguousarray(X, dtype=dtype)
-                    )
+                M = _in_order(X, "F" if primal else "C", dtype)
                 sq = sqnorms(M, axis=axis)
             self.val = M.ravel(order="F" if primal else "C")
             self.idx = None
@@ -146,3 +142,18 @@ def _sparse_sqnorms(M, primal):
         M = M.astype(np.float64)
         sq = np.asarray(M.multiply(M).sum(axis=0 if primal else 1), dtype=np.float64).ravel()
     return sq
+
+
+def _in_order(X, order, dtype):
+    """Dense ``X`` contiguous in ``order`` and ``dtype``: X itself where it is, else a copy on
+    a page (which a CPU device reads in place as its pool, duhl_cl.device.ledger.alias)."""
+    flag = "F_CONTIGUOUS" if order == "F" else "C_CONTIGUOUS"
+    X = np.asarray(X)
+    if X.dtype == dtype and X.flags[flag]:
+        return X
+    shape = X.shape if order == "C" else X.shape[::-1]
+    out = aligned_empty(shape, dtype, PAGE)
+    out = out if order == "C" else out.T
+    with np.errstate(over="ignore", invalid="ignore"):  # out-of-range entries refused later
+        np.copyto(out, X, casting="unsafe")
+    return out
