@@ -116,6 +116,7 @@ def test_a_store_read_in_place_fits_as_a_copied_pool(device, regression_data, ki
 
         def obj(w):
             return 0.5 * w @ w + 0.5 * np.maximum(0, 1 - target * (X64 @ w)).sum()
+
     f_ref = obj(np.ravel(ref.coef_))
     for est in (a, b):
         assert obj(np.ravel(est.coef_).astype(np.float64)) <= f_ref * (1 + 1e-4) + 1e-6
