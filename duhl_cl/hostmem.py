@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PAGE", "aligned_empty"]
+__all__ = ["PAGE", "aligned_empty", "page_empty"]
 
 PAGE = 4096
 
@@ -26,3 +26,11 @@ def aligned_empty(shape, dtype, alignment: int) -> np.ndarray:
     raw = np.empty(n + alignment, dtype=np.uint8)
     start = -raw.ctypes.data % alignment
     return raw[start : start + n].view(dtype).reshape(shape)
+
+
+def page_empty(shape, dtype, order="C") -> np.ndarray:
+    """An uninitialised 2-D array on a page, contiguous in ``order`` ('C' or 'F'): one that a
+    CPU device can read in place (duhl_cl.device.ledger.Ledger.alias)."""
+    if order == "C":
+        return aligned_empty(shape, dtype, PAGE)
+    return aligned_empty(tuple(shape)[::-1], dtype, PAGE).T

@@ -127,20 +127,21 @@ class Ledger:
             and array.nbytes > 0
         ):
             return None
-        if self not in _ALL_LEDGERS:
-            _ALL_LEDGERS.append(self)
         nbytes = int(array.nbytes)
-        self.check({name: nbytes})
-        b = self._bank_for(name, nbytes, bank)
+        b = self._admit(name, nbytes, bank)
         mf = cl.mem_flags
         buf = cl.Buffer(self.device.context, mf.READ_ONLY | mf.USE_HOST_PTR, hostbuf=array)
         self._aliases[id(buf)] = array
         self._track(name, nbytes, buf, b)
         return buf
 
-    def is_alias(self, buf) -> bool:
-        """Whether ``buf`` reads a host array in place (see :meth:`alias`)."""
-        return id(buf) in self._aliases
+    def _admit(self, name, nbytes, bank):
+        """Check ``nbytes`` against the budget and choose its bank (the ledger in use again
+        after free_all, as in a refinement phase)."""
+        if self not in _ALL_LEDGERS:
+            _ALL_LEDGERS.append(self)
+        self.check({name: nbytes})
+        return self._bank_for(name, nbytes, bank)
 
     def _track(self, name, nbytes, buf, bank):
         self.live[id(buf)] = (name, nbytes, buf, bank)
@@ -162,12 +163,8 @@ class Ledger:
         """
         import pyopencl as cl
 
-        if self not in _ALL_LEDGERS:  # in use again after free_all (a refinement phase)
-            _ALL_LEDGERS.append(self)
-
         nbytes = max(int(nbytes), 1)  # OpenCL refuses zero-sized buffers
-        self.check({name: nbytes})
-        b = self._bank_for(name, nbytes, bank)
+        b = self._admit(name, nbytes, bank)
         mf = cl.mem_flags
         ctx = self.device.context
         if host_backed and self.device.cl_device.host_unified_memory:

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from ..hostmem import PAGE, aligned_empty
+from ..hostmem import page_empty
 from .products import _host_pool
 
 __all__ = ["relayout", "wants_relayout"]
@@ -50,7 +50,7 @@ def relayout(X, order: str, dtype):
         return M.T, sq
     n, d = X.shape
     # On a page, so that a CPU device reads it in place as its pool (Ledger.alias).
-    out = aligned_empty((d, n), dtype, PAGE).T
+    out = page_empty((n, d), dtype, order="F")
     out_t = out.T  # (d, n), row-major: each tile of X lands transposed in a block of rows
     sq = np.zeros(d)
     blocks = list(range(0, d, TILE))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..hostmem import PAGE, aligned_empty
+from ..hostmem import page_empty
 from .base import Store
 from .checks import _all_finite, _refuse_nonfinite, _refuse_out_of_range, check_norms_fit
 from .layout import relayout, wants_relayout
@@ -151,9 +151,7 @@ def _in_order(X, order, dtype):
     X = np.asarray(X)
     if X.dtype == dtype and X.flags[flag]:
         return X
-    shape = X.shape if order == "C" else X.shape[::-1]
-    out = aligned_empty(shape, dtype, PAGE)
-    out = out if order == "C" else out.T
+    out = page_empty(X.shape, dtype, order)
     with np.errstate(over="ignore", invalid="ignore"):  # out-of-range entries refused later
         np.copyto(out, X, casting="unsafe")
     return out
