@@ -46,11 +46,13 @@
 #define INNER_EPS 1e-12
 #define INNER_RTOL 2.8421709430404007e-14 /* 2^-45 */
 #define INNER_ZMIN 8.8817841970012523e-16 /* 2^-50 */
+#define INNER_ZLOW INNER_ZMIN
 #else
 #define REAL_T float
 #define INNER_EPS 1e-6f
 #define INNER_RTOL 9.53674316e-7f /* 2^-20 */
 #define INNER_ZMIN 2.38418579e-7f /* 2^-22 */
+#define INNER_ZLOW 5.42101086e-20f /* 2^-64 */
 #endif
 typedef REAL_T real;
 
@@ -227,14 +229,18 @@ inline real dual_step(const real a, const real mu, const real Q, const real C)
 #else
     /* Logistic: minimise Q/2 (z-a)^2 + mu (z-a) + z log z + (C-z) log(C-z) over 0 < z < C
      * by Newton's method in whichever of z, C-z is nearer zero (liblinear, Yu et al. 2011).
-     * z and C - z stay at least zmin = C INNER_ZMIN (a few units of the precision): in float32
-     * an alpha within C's rounding of 0 or C made zold 0, log(0) -inf and every later step NaN
-     * (w8a, 8 passes a round). */
-    const real zmin = C * INNER_ZMIN, zmax = C - zmin;
-    real zold = a, sgn = (real)1;
+     * C - z stays at least C INNER_ZMIN (a few units of the precision): in float32 an alpha
+     * within C's rounding of C made zold = C - a 0, log(0) -inf and every later step NaN (w8a,
+     * 8 passes a round). z itself only needs to stay off 0 where it is alpha (sgn 1), whose
+     * float32 value may be far below C's rounding: at C INNER_ZMIN there, the samples whose
+     * optimal alpha is smaller kept gaps of ~1e-6 each (leukemia at tol 1e-7: a gap of 7e-6
+     * against a target of 5e-6 for 50 rounds, until float64 took over). */
+    const real zmax = C - C * INNER_ZMIN;
+    real zold = a, sgn = (real)1, zmin = C * INNER_ZLOW;
     if ((real)0.5 * Q * ((C - a) - a) + mu < (real)0) {
         zold = C - a;
         sgn = (real)-1;
+        zmin = C * INNER_ZMIN;
     }
     zold = zold < zmin ? zmin : zold;
     real z = zold;

@@ -224,3 +224,26 @@ def test_a_warm_start_outside_the_dual_box_is_moved_into_it(device, classificati
     finally:
         local.close()
         local.release()
+
+
+def test_stats_say_when_a_fit_is_small_for_the_device(device, classification_data):
+    """stats_ reports the share of the fit's time the device's passes took (pass_time of
+    the rounds), and a note where a short fit was mostly the rounds' fixed costs."""
+    from duhl_cl.estimators.base import SMALL_FIT, SMALL_SHARE, small_for_device
+
+    X, y = classification_data
+    est = dc.LinearSVC(C=1.0, device=device, random_state=0).fit(X, y)
+    st = est.stats_
+    passes = sum(r["pass_time"] for r in est.history_)
+    assert all(0 <= r["pass_time"] <= r["device_time"] for r in est.history_)
+    fit_time = st["time"] - st["kernel_build_time"]
+    assert st["device_share"] == pytest.approx(passes / fit_time)
+    small = fit_time < SMALL_FIT and st["device_share"] < SMALL_SHARE
+    assert (st["small_for_device"] is not None) == small
+    # The rule itself, on made-up rounds.
+    rounds = [{"pass_time": 0.001}] * 3
+    share, note = small_for_device(rounds, 0.012)
+    assert share == pytest.approx(0.25) and "25% of the fit's 12.0 ms over 3 rounds" in note
+    assert small_for_device(rounds, 0.005)[1] is None  # mostly passes
+    assert small_for_device([{"pass_time": 0.1}] * 3, 1.0)[1] is None  # not short
+    assert small_for_device([], 0.0) == (0.0, None)

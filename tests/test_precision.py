@@ -97,6 +97,37 @@ def test_without_fp64_the_warning_names_the_fix(device, monkeypatch):
     assert est.stats_["refinement"] is None
 
 
+def test_float32_logistic_dual_reaches_alphas_below_cs_rounding(device):
+    """A float32 logistic-regression dual whose far samples have optimal alphas of e^-100:
+    the step keeps alpha off 0, but not at C's rounding (C 2^-22), where each such sample
+    kept a gap of ~1e-6 (this problem: 7e-4 after 300 rounds against a 5e-6 target,
+    measured before the fix); it converges in float32 and matches scikit-learn."""
+    from sklearn.linear_model import LogisticRegression as SkLogisticRegression
+
+    rng = np.random.default_rng(0)
+    n, d = 72, 500
+    y = np.where(rng.random(n) < 0.5, 1, -1)
+    u = rng.standard_normal(d)
+    u /= np.linalg.norm(u)
+    far = np.where(np.arange(n) < n // 3, 1.0, 20.0)  # a third near the boundary
+    X = (3 * far[:, None] * y[:, None] * u + 0.1 * rng.standard_normal((n, d))).astype(np.float32)
+    est = dc.LogisticRegression(C=1.0, fit_intercept=False, tol=1e-7, dtype="float32",
+                                max_iter=50, device=device, random_state=0)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dc.ConvergenceWarning)
+        est.fit(X, y)
+    assert est.converged_ and est.stats_["refinement"] is None
+    sk = SkLogisticRegression(C=1.0, fit_intercept=False, tol=1e-12, max_iter=100000)
+    sk.fit(X.astype(np.float64), y)
+
+    def objective(w):
+        return 0.5 * w @ w + np.logaddexp(0, -y * (X.astype(np.float64) @ w)).sum()
+
+    f, f_ref = objective(est.coef_[0]), objective(sk.coef_[0])
+    assert f - f_ref <= est.dual_gap_ * (1 + 1e-6) + 1e-9 * f_ref  # a valid certificate
+    assert abs(f - f_ref) <= 1e-6 * f_ref
+
+
 def test_sparse_lasso_at_tol_1e8_under_a_budget(device, regression_data):
     """A float32 Lasso at tol=1e-8 (beyond float32's reach) on sparse data at a 40% budget."""
     X, y = regression_data
@@ -205,13 +236,15 @@ def test_a_slow_fit_that_still_moves_is_not_at_its_floor():
 
     from duhl_cl.duhl.rounds import FLOOR_MOVE, STALL_CERTIFICATES, CertNote, Run
 
-    def run_with(moves, hopeful=False, precision=False):
+    def run_with(moves, hopeful=False, precision=False, stagnant=False):
         local = SimpleNamespace(n_rounds=0)
         run = Run(local, target=1.0, certify_every=10, t0=0.0, verbose=0, callback=None)
         for k, m in enumerate(moves, start=1):
             local.n_rounds = 10 * k
             # 10% better a certificate
-            run.cert_log.append(CertNote(local.n_rounds, 10.0 * 0.9**k, m, hopeful, precision))
+            run.cert_log.append(
+                CertNote(local.n_rounds, 10.0 * 0.9**k, m, hopeful, precision, stagnant)
+            )
         run.cert, run.last_cert = SimpleNamespace(gap=run.cert_log[-1].best), local.n_rounds
         return run
 
@@ -225,6 +258,9 @@ def test_a_slow_fit_that_still_moves_is_not_at_its_floor():
     assert run_with([FLOOR_MOVE / 100] * 3).stalled() is False
     assert run_with([1e-1] * 3, hopeful=True).stalled() is False  # still moving
     assert run_with([FLOOR_MOVE / 100] * 2, hopeful=True).stalled() is False
+    # As soon where the gap estimate had stagnated at the last two (Run._stagnant).
+    assert run_with([FLOOR_MOVE / 100] * 3, stagnant=True).stalled() is True
+    assert run_with([1e-1] * 3, stagnant=True).stalled() is False
     # The precision's own sign at the last two certificates (the exact gaps of the visited
     # coordinates far above the device's) and a last certificate that did not halve the
     # best gap: the floor, however the coefficients move.
@@ -236,3 +272,26 @@ def test_a_slow_fit_that_still_moves_is_not_at_its_floor():
     halved = run_with([1e-1] * 3, precision=True)
     halved.cert_log[-1] = halved.cert_log[-1]._replace(best=0.4 * halved.cert_log[-2].best)
     assert halved.stalled() is False
+
+
+def test_the_gap_estimate_stagnates_only_above_the_target_without_halving():
+    """Run._stagnant: the least of the last STAGNANT_ROUNDS estimates not below half the
+    least before them, above the target; an estimate that still halves, one at the target
+    and one not yet known (inf) are not stagnant."""
+    from types import SimpleNamespace
+
+    from duhl_cl.duhl.rounds import STAGNANT_ROUNDS, Run
+
+    def run_with(estimates, target=1.0):
+        run = Run(SimpleNamespace(n_rounds=0), target=target, certify_every=10, t0=0.0,
+                  verbose=0, callback=None)  # fmt: skip
+        run._estimates = list(estimates)
+        return run._stagnant()
+
+    flat = [8.0] + [7.0] * STAGNANT_ROUNDS
+    assert run_with(flat) is True
+    assert run_with(flat[1:]) is False  # too few rounds to tell
+    assert run_with([8.0] + [3.0] * STAGNANT_ROUNDS) is False  # halved
+    assert run_with(flat, target=7.0) is False  # met the target
+    assert run_with([np.inf] * (STAGNANT_ROUNDS + 1)) is False  # never evaluated
+    assert run_with([np.inf, 8.0] + [7.0] * STAGNANT_ROUNDS) is True

@@ -170,6 +170,8 @@ def _summary(est):
         f"time        device {sum(r['device_time'] for r in h):.2f} s, host refresh "
         f"{sum(r['host_time'] for r in h):.2f} s (overlapping)"
     )
+    if st.get("small_for_device"):
+        print(f"note        {st['small_for_device']}")
     if st.get("host_budget") is not None:
         print(
             f"disk        read {st['bytes_disk'] / 2**20:.1f} MiB, host memory peak "

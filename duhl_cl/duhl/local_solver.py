@@ -243,6 +243,7 @@ class LocalSolver(SolverLifetime):
             complete = pol.complete or len(visited) >= np.count_nonzero(self.z > 0)
             self.passes = auto_passes_for(work, ws.passes_in_one_launch, complete)
         ws.run_passes(self.rng, self.passes)
+        t_passes = time.perf_counter()
         # Unit A works on the previous round's alpha and v while unit B runs the pass.
         all_visited = len(visited) == self.store.n_coords
         # (A policy that does not rank by gap, over a disk tier: no refresh, which would
@@ -254,7 +255,8 @@ class LocalSolver(SolverLifetime):
             # place, and the shared vector is replaced, never written into.
             self.refresher.start(alpha, self.shared)
         ws.finish()
-        device_time = time.perf_counter() - t_round
+        t_end = time.perf_counter()
+        device_time, pass_time = t_end - t_round, t_end - t_passes
         n_refreshed, host_time = self.refresher.stop() if not all_visited else (0, 0.0)
         self.n_rounds += 1
         estimate = self._read_back()
@@ -274,6 +276,7 @@ class LocalSolver(SolverLifetime):
             "n_gap_refreshes": int(n_refreshed),
             "passes": self.passes,
             "device_time": device_time,
+            "pass_time": pass_time,
             "host_time": host_time,
             "cert_time": 0.0,
             "ledger_peak": self.ledger.peak,

@@ -31,7 +31,31 @@ from ..store import CoordinateStore, check_X
 from ..store.disk import DiskData
 from ..store.tiered import TieredStore
 
-__all__ = ["NotFittedError", "check_positive", "refuse_dropping_on_disk"]
+__all__ = ["NotFittedError", "check_positive", "refuse_dropping_on_disk", "small_for_device"]
+
+# A fit is small for the device where, in a wall time (less kernel builds) under SMALL_FIT
+# seconds, its passes took less than SMALL_SHARE of it: the rest is the rounds' fixed costs
+# (selection, placement, launches, read-backs, certificates), which a host solver does not
+# pay (leukemia's and sms_spam's fits: 5-60 ms, the passes 10-60% of them; scikit-learn and
+# liblinear 3-25 ms on the same 2-core machine).
+SMALL_FIT = 0.1
+SMALL_SHARE = 0.5
+
+
+def small_for_device(history, seconds) -> tuple[float, str | None]:
+    """The share of ``seconds`` (a fit's wall time) the device's passes took (``pass_time``
+    of the ``history`` records), and a note when the fit is small for the device (else
+    None)."""
+    passes = sum(r.get("pass_time", 0.0) for r in history)
+    share = passes / seconds if seconds > 0 else 0.0
+    if not history or seconds >= SMALL_FIT or share >= SMALL_SHARE:
+        return share, None
+    return share, (
+        f"small for the device: its passes took {share:.0%} of the fit's {seconds * 1e3:.1f} ms "
+        f"over {len(history)} rounds, the rest being the rounds' fixed costs (selection, "
+        f"launches, read-backs, certificates); a host solver (scikit-learn, liblinear) may be "
+        f"faster on a problem this size"
+    )
 
 
 class _Base(BaseEstimator):
@@ -229,6 +253,9 @@ class _Base(BaseEstimator):
             "in_from_host": store.n_from_host,
             "in_from_disk": store.n_from_disk,
         }
+        self.stats_["device_share"], self.stats_["small_for_device"] = small_for_device(
+            result.history, result.time - built
+        )
         # The same rounds on the profile's bandwidths: a model, labelled as one.
         self.stats_["projected"] = dataclasses.asdict(
             project_fit(result.history, self.stats_, device.profile)

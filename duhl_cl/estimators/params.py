@@ -48,7 +48,9 @@ _ATTRIBUTES = """
         One record per round: round, time, gap (certified, or None), gap_estimate, objective,
         n_resident (on the device), n_visited (the selection the passes visit) and
         nnz_visited (its stored entries), n_swapped_in, bytes_h2d, bytes_d2h,
-        n_gap_refreshes, passes, device_time, host_time, cert_time, ledger_peak, dtype;
+        n_gap_refreshes, passes, device_time (the round up to the end of its passes),
+        pass_time (from the passes' launch to their end), host_time, cert_time,
+        ledger_peak, dtype;
         and, X an on-disk store (zero otherwise): bytes_disk (read from the store's files
         in the round: refresh, certificate, the host cache's fill, incoming coordinates),
         in_from_host and in_from_disk (the round's incoming coordinates by the level they
@@ -63,7 +65,10 @@ _ATTRIBUTES = """
         "callback error"), gap_target (tol x the objective's scale: a converged fit's
         certified gap is at most this; one-vs-rest: the largest class scale's), dtype,
         emulated, kernel_variant, budget, policy, entry_bytes (device bytes of a stored
-        entry), refinement (None, or where a stalled float32 fit continued in float64), and
+        entry), refinement (None, or where a stalled float32 fit continued in float64),
+        device_share (the share of the fit's time, less kernel builds, that the device's
+        passes took), small_for_device (None, or a note that the fit, under 0.1 s, was
+        mostly the rounds' fixed costs, where a host solver may be faster), and
         projected: the time the same rounds would take on the profile's device by its
         bandwidths (duhl_cl.projection; a model). X an on-disk store: bytes_disk (in
         total), host_peak and host_budget (the host ledger's peak and budget; None for X
