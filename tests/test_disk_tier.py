@@ -457,22 +457,22 @@ def test_periodic_certificates_over_a_disk_tier_are_balanced_against_their_cost(
 
 def test_a_stagnant_estimate_asks_for_a_certificate_where_it_is_cheap(monkeypatch):
     """In memory, an estimate that stopped improving (Run._stagnant) asks for a certificate
-    as soon as the rounds since the last one took CHEAP_CERT times its cost: each round 1 s
-    on a fake clock, the estimate flat from round 1; certificates of 0.5 s come from round 4
-    (the first whose last STAGNANT_ROUNDS estimates can be compared), at the doubling waits
-    of certificates that did not meet the target; ones of 10 s only every certify_every
-    rounds."""
+    every STAGNANT_ROUNDS rounds where the store is small (CHEAP_CERT_ENTRIES): the estimate
+    flat from round 1 (each round 1 s and each certificate 10 s on a fake clock, which does
+    not matter), certificates from round 4, the first whose last STAGNANT_ROUNDS estimates
+    can be compared; over a larger store, only every certify_every rounds."""
     from types import SimpleNamespace
 
     import duhl_cl.duhl.rounds as rounds
 
-    assert (rounds.STAGNANT_ROUNDS, rounds.CHEAP_CERT) == (3, 4.0)
+    assert (rounds.STAGNANT_ROUNDS, rounds.CHEAP_CERT_ENTRIES) == (3, 1 << 22)
 
-    def certified(cost):
+    def certified(entries):
         clock = [0.0]
         monkeypatch.setattr(rounds.time, "perf_counter", lambda: clock[0])
         store = SimpleNamespace(tiered=False, bytes_disk=0, n_from_host=0, n_from_disk=0,
-                                host_peak=0, product_bounds=None)  # fmt: skip
+                                host_peak=0, product_bounds=None,
+                                lens=np.full(4, entries // 4))  # fmt: skip
         local = SimpleNamespace(n_rounds=0, store=store, dtype=np.dtype("float32"),
                                 ledger=SimpleNamespace(bytes_h2d=0, bytes_d2h=0),
                                 ws=SimpleNamespace(visited=np.arange(3)), z=np.zeros(5))  # fmt: skip
@@ -483,17 +483,16 @@ def test_a_stagnant_estimate_asks_for_a_certificate_where_it_is_cheap(monkeypatc
             return {"round": local.n_rounds, "gap_estimate": 5.0, "gap": None, "cert_time": 0.0}
 
         def certify():
-            clock[0] += cost
+            clock[0] += 10.0
             return SimpleNamespace(gap=2.0, objective=1.0, alpha=np.ones(3))
 
         local.run_round, local.certify = run_round, certify
         run = rounds.Run(local, target=1.0, certify_every=10, t0=0.0, verbose=0, callback=None)
-        run.start_cert_time = cost  # the start's certificate cost as much
         run.rounds(max_iter=12, max_time=None, local_solver=None, refine_dtype=None)
         return [r["round"] for r in run.history if r["gap"] is not None]
 
-    assert certified(0.5) == [4, 6, 10]
-    assert certified(10.0) == [10]
+    assert certified(1 << 22) == [4, 7, 10]
+    assert certified(1 << 23) == [10]
 
 
 def _certified_rounds(monkeypatch, reads, predicted, fixed=1.0, max_iter=15):

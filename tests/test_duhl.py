@@ -788,3 +788,22 @@ def test_sparse_placement_never_overlaps_and_reuses_holes():
             part1, off1 = place_pieces([n0], *free)
             hole = (free[0] == part1[0]) & (free[1] == off1[0])
             assert part1[0] >= 0 and free[2][hole][0] == n0
+
+
+def test_the_grown_working_set_starts_from_a_rounds_worth_of_entries():
+    """grow_from: an l1 model's grown working set starts at GROW_FROM coordinates, or at as
+    many as hold GROW_ENTRIES entries on average where that is more (all of a small store);
+    models without an l1 penalty grow nothing."""
+    from types import SimpleNamespace
+
+    from duhl_cl.duhl.local_solver import GROW_ENTRIES, GROW_FROM, grow_from
+
+    lasso = SimpleNamespace(primal=True, l1=0.1)
+    small = np.full(5000, 10)  # 50000 entries: every coordinate
+    assert grow_from(lasso, small) == 5000
+    wide = np.full(40000, 128)  # 5 M entries: GROW_ENTRIES' worth of them
+    assert grow_from(lasso, wide) == GROW_ENTRIES // 128 < 40000
+    tall = np.full(40000, 80000)  # 3.2 G entries: celer's start
+    assert grow_from(lasso, tall) == GROW_FROM
+    assert grow_from(SimpleNamespace(primal=True, l1=0.0), small) == 0  # ridge
+    assert grow_from(SimpleNamespace(primal=False), small) == 0  # a dual model

@@ -37,9 +37,9 @@ import numpy as np
 from .certificate import certificate, shared_vector
 from .local_solver import (
     AUTO_PASSES,
-    GROW_FROM,
     SolverLifetime,
     auto_passes_for,
+    grow_from,
     solver_factory,
 )
 from .policies import make_policy
@@ -192,7 +192,7 @@ class OvrLocalSolver(SolverLifetime):
             name, store.n_coords, ws.fits, self.rng, need_bytes=full_bytes,
             budget=ws.ledger.budget, limit=ws.n_homes, sizes=ws.entries,
             pool_entries=ws.cap.pool_entries, groups=groups,
-            grow=GROW_FROM if (m0.primal and getattr(m0, "l1", 0) > 0) else 0,
+            grow=grow_from(m0, ws.entries),
         )  # fmt: skip
 
     @property
